@@ -157,8 +157,10 @@ class ConvGate(nn.Module):
             dilation=self.dilation,
             bias=bias and norm is None,
         )
+        # The recurrent convolution is always stride 1, "same": the state keeps its size.
+        hidden_padding = _padding("same", self.kernel_size, (1, 1), (1, 1))
         self.hidden_conv = nn.Conv2d(
-            hidden_channels, gate_channels, self.kernel_size, padding="same", bias=False
+            hidden_channels, gate_channels, self.kernel_size, padding=hidden_padding, bias=False
         )
         if norm is None:
             self.input_norm = self.hidden_norm = None
