@@ -1,0 +1,108 @@
+"""On-disk cache of built datasets: one ``save_to_disk`` folder per set of build parameters.
+
+A folder is published by an atomic rename once complete, so an interrupted build never leaves a half-written
+cache behind and two processes building the same key at once both end up reading one complete copy.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+
+import datasets
+import numpy as np
+from datasets.arrow_writer import ArrowWriter
+
+CACHE_ENV = "BCL_CACHE"
+_PARAMS_FILE = "bcl_build_parameters.json"
+
+
+def default_cache_dir() -> Path:
+    """``$BCL_CACHE`` when set, else ``~/.cache/bidirectional_conv_lstm``."""
+    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "bidirectional_conv_lstm").expanduser()
+
+
+def cache_key(params: dict) -> str:
+    """A 16-hex-digit hash of JSON-serialisable ``params`` (key order does not matter)."""
+    text = json.dumps(params, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+@contextlib.contextmanager
+def _quiet_progress_bars() -> Iterator[None]:
+    was_enabled = datasets.is_progress_bar_enabled()
+    datasets.disable_progress_bars()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            datasets.enable_progress_bars()
+
+
+def write_arrow(path: Path, features: datasets.Features, batches: Iterable[dict]) -> datasets.Dataset:
+    """Stream column batches into one Arrow file and map it as a Dataset (memory stays one batch large)."""
+    with ArrowWriter(features=features, path=str(path)) as writer:
+        for batch in batches:
+            writer.write_batch(batch)
+        writer.finalize()
+    return datasets.Dataset.from_file(str(path))
+
+
+def cached_build(
+    kind: str,
+    params: dict,
+    build: Callable[[Path], datasets.Dataset | datasets.DatasetDict],
+    cache_dir: str | os.PathLike | None,
+) -> datasets.Dataset | datasets.DatasetDict:
+    """Load ``<cache_dir>/<kind>/<key>`` if present; else build it, ``save_to_disk`` it there, and load it.
+
+    Args:
+        kind: the subfolder for this family of datasets (e.g. ``"moving_mnist"``).
+        params: everything the built data depends on; hashed into the folder name and saved next to the data.
+        build: called with a scratch folder (deleted afterwards) for the Arrow files it writes.
+        cache_dir: the cache root; None for :func:`default_cache_dir`.
+
+    Returns:
+        the memory-mapped Dataset / DatasetDict loaded from the cache folder.
+    """
+    root = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+    folder = root / kind / cache_key(params)
+    if not (folder / _PARAMS_FILE).is_file():
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        staging = folder.parent / f".{folder.name}.{uuid.uuid4().hex}.tmp"
+        scratch = staging.with_suffix(".scratch")
+        try:
+            scratch.mkdir()
+            built = build(scratch)
+            with _quiet_progress_bars():
+                built.save_to_disk(str(staging))
+            del built
+            (staging / _PARAMS_FILE).write_text(json.dumps(params, indent=2, sort_keys=True, default=str))
+            try:
+                os.rename(staging, folder)
+            except OSError:
+                # Another process published the same key first; keep theirs.
+                if not (folder / _PARAMS_FILE).is_file():
+                    raise
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+            shutil.rmtree(staging, ignore_errors=True)
+    return datasets.load_from_disk(str(folder))
+
+
+def numpy_format(dataset, frames_column: str = "frames"):
+    """Set numpy output on a (possibly dict of) Dataset, keeping the frames' stored dtype (uint8 stays uint8).
+
+    ``datasets``' numpy and torch formats turn integer arrays into int64 unless given a dtype.
+    """
+    features = dataset[next(iter(dataset))].features if isinstance(dataset, dict) else dataset.features
+    feature = features.get(frames_column) if features is not None else None
+    dtype = getattr(feature, "dtype", None)
+    kwargs = {"dtype": np.dtype(dtype)} if dtype in ("uint8", "float32") else {}
+    return dataset.with_format("numpy", **kwargs)
