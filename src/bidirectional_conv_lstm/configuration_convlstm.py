@@ -1,0 +1,178 @@
+"""ConvLSTM frame-prediction model configuration.
+
+This file travels with ``push_to_hub`` as remote code: it imports only the standard library and
+transformers, so ``trust_remote_code=True`` works where ``bidirectional_conv_lstm`` is not installed.
+"""
+
+import math
+
+from transformers import PreTrainedConfig
+
+LOSSES = ("mse", "l1", "mse+l1")
+NORMS = (None, "group", "layer")
+INIT_METHODS = ("pytorch", "xavier_uniform", "kaiming_normal")
+
+
+class ConvLSTMConfig(PreTrainedConfig):
+    r"""
+    This is the configuration class to store the configuration of a [`ConvLSTMForFramePrediction`] (and of its
+    encoder, [`ConvLSTMModel`]). It is used to instantiate the model according to the specified arguments, defining
+    the model architecture. The defaults give the Moving MNIST setting: 64x64 single-channel frames cut into 4x4
+    patches, two ConvLSTM layers of 64 channels, 10 observed frames, 10 predicted frames.
+
+    Configuration objects inherit from [`PreTrainedConfig`] and can be used to control the model outputs. Read the
+    documentation from [`PreTrainedConfig`] for more information.
+
+    Every value is checked at construction: an invalid one raises a `ValueError` naming the field.
+
+    Args:
+        num_channels (`int`, *optional*, defaults to 1):
+            The number of channels of each frame (1 for Moving MNIST, 3 for RGB video).
+        patch_size (`int`, *optional*, defaults to 4):
+            The space-to-depth factor: each frame of `H x W x C` becomes `H/p x W/p x C*p*p` before the ConvLSTM
+            layers, and predictions are mapped back with the inverse (pixel shuffle). Frame sizes must be divisible
+            by it.
+        hidden_sizes (`list[int]`, *optional*, defaults to `[64, 64]`):
+            The hidden (and cell) state channels of each ConvLSTM layer; one entry per layer. The encoder and the
+            forecaster have the same number of layers and the same sizes.
+        kernel_size (`int`, *optional*, defaults to 3):
+            The size of the square kernel of both convolutions (input-to-state and state-to-state) of every layer,
+            applied with "same" padding on the patch grid.
+        bidirectional (`bool`, *optional*, defaults to `True`):
+            Whether the encoder reads the observed frames in both directions. The final states of the two
+            directions of each layer are merged by a 1x1 convolution into the initial state of the matching
+            forecaster layer. The forecaster is always unidirectional and never sees future frames.
+        peephole (`bool`, *optional*, defaults to `False`):
+            Whether the ConvLSTM cells have the paper's peephole connections (one weight per channel).
+        norm (`str`, *optional*):
+            Normalisation of the gate pre-activations: `None`, `"group"` or `"layer"`.
+        norm_groups (`int`, *optional*, defaults to 8):
+            Groups per gate for `norm="group"`; must divide every entry of `hidden_sizes`.
+        dropout (`float`, *optional*, defaults to 0.0):
+            The dropout probability on the hidden states passed from one layer to the next (encoder and
+            forecaster), in `[0, 1)`.
+        forget_bias (`float`, *optional*, defaults to 1.0):
+            The initial value of the forget-gate bias of every cell (Jozefowicz et al. 2015).
+        num_input_frames (`int`, *optional*, defaults to 10):
+            The number of observed frames the model is trained on. The model accepts any number at inference; data
+            pipelines and scripts read this value.
+        num_output_frames (`int`, *optional*, defaults to 10):
+            The number of frames predicted when neither `labels` nor `num_output_frames` is given to `forward`.
+        loss (`str`, *optional*, defaults to `"mse"`):
+            The training loss on the predicted frames: `"mse"` (mean squared error over all elements), `"l1"` (mean
+            absolute error) or `"mse+l1"` (their sum).
+        init_method (`str`, *optional*, defaults to `"pytorch"`):
+            The initialisation of convolution weights: `"pytorch"` (PyTorch's default for `Conv2d`, the layer's own
+            initialisation, with PyTorch's default biases), `"xavier_uniform"` or `"kaiming_normal"` (with zero
+            biases). Gate biases are always zero except the forget gate's (`forget_bias`); peephole weights start at
+            zero.
+
+    Example:
+
+    ```python
+    >>> from bidirectional_conv_lstm import ConvLSTMConfig, ConvLSTMForFramePrediction
+
+    >>> # Initializing a Moving MNIST style configuration
+    >>> configuration = ConvLSTMConfig(hidden_sizes=[64, 64], kernel_size=3, patch_size=4)
+
+    >>> # Randomly initializing a model from the configuration
+    >>> model = ConvLSTMForFramePrediction(configuration)
+
+    >>> # Accessing the model configuration
+    >>> configuration = model.config
+    ```"""
+
+    model_type = "convlstm"
+
+    num_channels: int = 1
+    patch_size: int = 4
+    hidden_sizes: list[int] | tuple[int, ...] = (64, 64)
+    kernel_size: int = 3
+    bidirectional: bool = True
+    peephole: bool = False
+    norm: str | None = None
+    norm_groups: int = 8
+    dropout: float = 0.0
+    forget_bias: float = 1.0
+    num_input_frames: int = 10
+    num_output_frames: int = 10
+    loss: str = "mse"
+    init_method: str = "pytorch"
+
+    def __post_init__(self, **kwargs):
+        # transformers passes a config.json's `model_type` through here; refuse another model's config instead of
+        # warning and building a model from unrelated fields.
+        model_type = kwargs.pop("model_type", None)
+        if model_type is not None and model_type != self.model_type:
+            raise ValueError(
+                f"model_type must be {self.model_type!r} for {type(self).__name__}, got {model_type!r}: this "
+                "config.json describes another kind of model"
+            )
+        if isinstance(self.hidden_sizes, (list, tuple)):
+            self.hidden_sizes = list(self.hidden_sizes)  # what config.json gives back
+        super().__post_init__(**kwargs)
+        check_config(self)
+
+
+def _positive_int(config, name: str) -> None:
+    value = getattr(config, name)
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
+
+
+def _boolean(config, name: str) -> None:
+    value = getattr(config, name)
+    if not isinstance(value, bool):
+        raise ValueError(f"{name} must be a bool, got {value!r}")
+
+
+def _choice(config, name: str, choices: tuple) -> None:
+    value = getattr(config, name)
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {choices}, got {value!r}")
+
+
+def check_config(config: ConvLSTMConfig) -> None:
+    """Raise a `ValueError` naming the first invalid field of `config`; models call it again before building."""
+    for name in (
+        "num_channels",
+        "patch_size",
+        "kernel_size",
+        "norm_groups",
+        "num_input_frames",
+        "num_output_frames",
+    ):
+        _positive_int(config, name)
+    sizes = config.hidden_sizes
+    if (
+        not isinstance(sizes, (list, tuple))
+        or len(sizes) == 0
+        or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in sizes)
+    ):
+        raise ValueError(
+            f"hidden_sizes must be a non-empty list of positive ints (one per layer), got {sizes!r}"
+        )
+    _boolean(config, "bidirectional")
+    _boolean(config, "peephole")
+    _choice(config, "norm", NORMS)
+    if config.norm == "group" and any(size % config.norm_groups for size in sizes):
+        raise ValueError(
+            f"norm_groups={config.norm_groups} must divide every entry of hidden_sizes={list(sizes)} for norm='group'"
+        )
+    dropout = config.dropout
+    if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
+        raise ValueError(f"dropout must be a float in [0, 1), got {dropout!r}")
+    forget_bias = config.forget_bias
+    if (
+        isinstance(forget_bias, bool)
+        or not isinstance(forget_bias, (int, float))
+        or not math.isfinite(forget_bias)
+    ):
+        raise ValueError(f"forget_bias must be a finite float, got {forget_bias!r}")
+    _choice(config, "loss", LOSSES)
+    _choice(config, "init_method", INIT_METHODS)
+
+
+ConvLSTMConfig.register_for_auto_class()
+
+__all__ = ["ConvLSTMConfig"]
