@@ -176,7 +176,7 @@ def test_generated_splits_draw_from_their_own_pool(tmp_path):
     pools = {split: {image.tobytes() for image in pool} for split, pool in load_digit_pools().items()}
     for split in ("train", "validation", "test"):
         for frames in dataset[split]["frames"]:
-            canvas = frames[0, 0]
+            canvas = frames[0, 0].astype(np.uint8)
             crops = {
                 canvas[top : top + 28, left : left + 28].tobytes() for top in range(37) for left in range(37)
             }
@@ -193,7 +193,8 @@ def test_load_moving_mnist_builds_a_datasetdict_and_hits_the_cache(tmp_path, mon
     assert isinstance(feature, datasets.Array4D)
     assert feature.shape == (4, 1, 64, 64) and feature.dtype == "uint8"
     sample = first["test"][0]["frames"]
-    assert sample.dtype == np.uint8 and sample.shape == (4, 1, 64, 64)
+    assert sample.shape == (4, 1, 64, 64) and sample.min() >= 0 and sample.max() <= 255
+    assert first["test"].with_format("numpy", dtype=np.uint8)[0]["frames"].dtype == np.uint8
     folders = list((tmp_path / "moving_mnist").iterdir())
     assert len(folders) == 1 and (folders[0] / "dataset_dict.json").is_file()
 

@@ -1,7 +1,8 @@
 """Data for frame prediction: generated Moving MNIST, loaders for real frame data, and the batch collator.
 
-Every dataset here has a ``frames`` column, one sequence per row, (T, C, H, W), uint8 (or float32 in [0, 1]),
-numpy formatted; :class:`FramePredictionCollator` turns rows into ``pixel_values`` / ``labels`` batches.
+Every dataset here has a ``frames`` column, one sequence per row, (T, C, H, W), stored as uint8 (or float32 in
+[0, 1]) and numpy formatted (``datasets`` reads integer arrays as int64); :class:`FramePredictionCollator` turns
+rows into float32 ``pixel_values`` / ``labels`` batches.
 """
 
 from ._cache import default_cache_dir

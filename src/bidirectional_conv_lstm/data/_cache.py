@@ -16,7 +16,6 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import datasets
-import numpy as np
 from datasets.arrow_writer import ArrowWriter
 
 CACHE_ENV = "BCL_CACHE"
@@ -96,13 +95,11 @@ def cached_build(
     return datasets.load_from_disk(str(folder))
 
 
-def numpy_format(dataset, frames_column: str = "frames"):
-    """Set numpy output on a (possibly dict of) Dataset, keeping the frames' stored dtype (uint8 stays uint8).
+def numpy_format(dataset):
+    """Set plain numpy output on a Dataset / DatasetDict.
 
-    ``datasets``' numpy and torch formats turn integer arrays into int64 unless given a dtype.
+    ``datasets``' numpy format returns integer arrays as int64 (the storage stays uint8); the collator takes
+    them as they come. ``with_format("numpy", dtype=np.uint8)`` would give uint8 arrays, but a format with
+    arguments makes ``to_iterable_dataset`` (streaming, sharding) refuse the dataset, so it is not the default.
     """
-    features = dataset[next(iter(dataset))].features if isinstance(dataset, dict) else dataset.features
-    feature = features.get(frames_column) if features is not None else None
-    dtype = getattr(feature, "dtype", None)
-    kwargs = {"dtype": np.dtype(dtype)} if dtype in ("uint8", "float32") else {}
-    return dataset.with_format("numpy", **kwargs)
+    return dataset.with_format("numpy")

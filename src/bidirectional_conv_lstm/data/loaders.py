@@ -46,7 +46,7 @@ def load_moving_mnist_test_file(
         cache_dir: the cache root; None for ``$BCL_CACHE`` or ``~/.cache/bidirectional_conv_lstm``.
 
     Returns:
-        Dataset with N rows and a ``frames`` column, uint8 (T, 1, H, W), numpy formatted.
+        Dataset with N rows and a ``frames`` column, stored uint8 (T, 1, H, W), numpy formatted (read as int64).
 
     Raises:
         FileNotFoundError: no such file.
@@ -191,7 +191,8 @@ def load_frames_folder(
         cache_dir: the cache root; None for ``$BCL_CACHE`` or ``~/.cache/bidirectional_conv_lstm``.
 
     Returns:
-        Dataset with one row per sequence, columns ``frames`` (uint8 or float32 (T, C, H, W), numpy formatted)
+        Dataset with one row per sequence, columns ``frames`` (stored uint8 or float32 (T, C, H, W), numpy
+        formatted: integer frames read as int64)
         and ``name`` (the file or folder name), sorted by name.
 
     Raises:
@@ -297,8 +298,8 @@ def load_frames_dataset(
         name, data_files, revision, **load_dataset_kwargs: passed to :func:`datasets.load_dataset`.
 
     Returns:
-        Dataset or IterableDataset with the ``frames`` column, numpy formatted (uint8 stays uint8 where the
-        features say so; integer columns of unknown type come as int64, which the collator accepts).
+        Dataset or IterableDataset with the ``frames`` column, numpy formatted (integer frames read as int64,
+        which the collator accepts).
 
     Raises:
         ValueError: the split or the frames column is missing (the message lists what exists).
@@ -343,6 +344,4 @@ def load_frames_dataset(
             f"frames_column={frames_column!r} of {name_or_path!r} has feature {feature}; expected an array of "
             "numbers per row (Array3D / Array4D or nested lists), (T, H, W) or (T, C, H, W)"
         )
-    if isinstance(dataset, datasets.IterableDataset):
-        return dataset.with_format("numpy")
     return numpy_format(dataset)

@@ -74,7 +74,7 @@ class MovingMNISTConfig:
         ```python
         >>> from bidirectional_conv_lstm.data import MovingMNISTConfig, load_moving_mnist
         >>> dataset = load_moving_mnist(MovingMNISTConfig(num_train=1000), cache_dir="data_cache")
-        >>> dataset["train"][0]["frames"].shape  # uint8 (T, C, H, W)
+        >>> dataset["train"][0]["frames"].shape  # (T, C, H, W), values 0-255
         (20, 1, 64, 64)
         ```
     """
@@ -370,7 +370,8 @@ def load_moving_mnist(
 
     Returns:
         ``DatasetDict`` with splits ``train``, ``validation``, ``test``; one column ``frames``:
-        ``Array4D(shape=(T, 1, H, W), dtype="uint8")``, formatted as numpy uint8 arrays.
+        ``Array4D(shape=(T, 1, H, W), dtype="uint8")``, numpy formatted (rows read as int64 arrays, values
+        0-255; ``.with_format("numpy", dtype=np.uint8)`` reads uint8).
 
     Raises:
         TypeError: an unknown override.

@@ -49,6 +49,9 @@ def mean_pixel_value(
         )
     total, count = 0.0, 0
     if isinstance(dataset, datasets.Dataset):
+        feature = dataset.features.get(frames_column)
+        if getattr(feature, "dtype", None) == "uint8":  # read the stored bytes, not int64 copies
+            dataset = dataset.with_format("numpy", dtype=np.uint8)
         stop = len(dataset) if max_sequences is None else min(len(dataset), max_sequences)
         for start in range(0, stop, batch_size):
             frames = dataset[start : min(start + batch_size, stop)][frames_column]
