@@ -129,6 +129,7 @@ class Repo:
     private: bool
     branches: dict[str, str] = field(default_factory=dict)
     commits: dict[str, Commit] = field(default_factory=dict)
+    lfs_oids: set[str] = field(default_factory=set)  # LFS objects uploaded and verified for this repo
     created_at: str = field(default_factory=_now)
 
     def add_commit(self, parent: str | None, title: str, files: dict[str, StoredFile], branch: str) -> Commit:
@@ -672,10 +673,11 @@ class _Handler(BaseHTTPRequestHandler):
                         )
                     files[path] = StoredFile.regular(content)
                 elif key == "lfsFile":
-                    data = self.hub.lfs_objects.get(value.get("oid", ""))
+                    oid = value.get("oid", "")
+                    data = self.hub.lfs_objects.get(oid) if oid in repo_obj.lfs_oids else None
                     if data is None or ("size" in value and len(data) != value["size"]):
                         raise HubError(400, f"LFS object {value.get('oid')} for {path} was not uploaded")
-                    files[path] = StoredFile.lfs(value["oid"], len(data))
+                    files[path] = StoredFile.lfs(oid, len(data))
                 elif key == "deletedFile":
                     if files.pop(path, None) is None:
                         raise HubError(
@@ -702,7 +704,7 @@ class _Handler(BaseHTTPRequestHandler):
         )
 
     def route_lfs_batch(self, type: str, repo: str) -> int:
-        self.hub._repo(type, repo, self._user(required=True))
+        repo_obj = self.hub._repo(type, repo, self._user(required=True))
         payload = self._json_body()
         if payload.get("operation") != "upload":
             raise HubError(400, "Only LFS uploads are supported by the local hub")
@@ -712,7 +714,9 @@ class _Handler(BaseHTTPRequestHandler):
             entry = {"oid": oid, "size": size, "authenticated": True}
             if not _SHA256.fullmatch(oid):
                 entry["error"] = {"code": 422, "message": f"Invalid oid {oid}"}
-            elif oid not in self.hub.lfs_objects:
+            elif (
+                oid not in repo_obj.lfs_oids
+            ):  # like the Hub, objects count per repo: upload for each new repo
                 verify_url = f"{self.hub.endpoint}/{'' if type == 'model' else 'datasets/'}{repo}.git/info/lfs/objects/verify"
                 entry["actions"] = {
                     "upload": {"href": f"{self.hub.storage_endpoint}/upload/{oid}", "expires_in": 3600},
@@ -724,11 +728,13 @@ class _Handler(BaseHTTPRequestHandler):
         )
 
     def route_lfs_verify(self, type: str, repo: str) -> int:
-        self.hub._repo(type, repo, self._user(required=True))
+        repo_obj = self.hub._repo(type, repo, self._user(required=True))
         payload = self._json_body()
         data = self.hub.lfs_objects.get(payload.get("oid", ""))
         if data is None or len(data) != payload.get("size"):
             raise HubError(404, f"LFS object {payload.get('oid')} not found in storage")
+        with self.hub._lock:
+            repo_obj.lfs_oids.add(payload["oid"])
         return self._send_json(200, {"success": True})
 
     def route_resolve(self, type: str, repo: str, rev: str, path: str) -> int:

@@ -20,7 +20,7 @@ import torch
 from huggingface_hub import ModelCard
 from safetensors.torch import save_file
 
-from bidirectional_conv_lstm import ConvLSTMConfig, ConvLSTMForFramePrediction
+from bidirectional_conv_lstm import ConvLSTMConfig, ConvLSTMForFramePrediction, hub
 from bidirectional_conv_lstm.hub import MODEL_ID_PLACEHOLDER, create_model_card, save_model_card
 from hub_server import card_metadata_problems
 
@@ -260,6 +260,19 @@ def test_model_card_without_results_or_with_bad_arguments(tmp_path):
         create_model_card({**TINY, "hidden_sizes": []})
 
 
+def test_upload_helpers_check_their_arguments_before_calling_the_hub(tmp_path, monkeypatch):
+    def no_hub(*args, **kwargs):
+        raise AssertionError("bad arguments must be caught before any Hub call")
+
+    monkeypatch.setattr(hub, "HfApi", no_hub)
+    with pytest.raises(FileNotFoundError, match="folder="):
+        hub.upload_folder_to_hub(tmp_path, "someone/model")  # no config.json / weights
+    with pytest.raises(ValueError, match="repo_id"):
+        hub.upload_folder_to_hub(tmp_path, "not a/valid/id")
+    with pytest.raises(TypeError, match="model must be"):
+        hub.push_to_hub(torch.nn.Linear(2, 2), "someone/model")
+
+
 # ------------------------------------------------------------------------------------------ push and load
 FOLDER_REPO, HELPER_REPO, NATIVE_REPO = (
     "test-user/convlstm-tiny",
@@ -370,6 +383,7 @@ def test_load_in_fresh_cache_then_offline_from_that_cache(local_hub, pushed, sav
     offline = run_client(local_hub, load, hf_home, HF_HUB_OFFLINE="1")
     assert offline == online
     assert local_hub.requests[mark:] == []  # offline: nothing reached the Hub
+    assert local_hub.unhandled == []
 
 
 def test_remote_code_load_without_the_package_and_the_card_snippet_runs(
@@ -394,3 +408,4 @@ def test_remote_code_load_without_the_package_and_the_card_snippet_runs(
     )
     assert out["module"].startswith("transformers_modules.")  # the repo's code, not the (blocked) package
     assert out["shape"] == [1, TINY["num_output_frames"], 1, 64, 64]
+    assert local_hub.unhandled == []

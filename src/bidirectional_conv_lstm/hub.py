@@ -323,6 +323,13 @@ def _selected_files(folder: Path, patterns: Iterable[str]) -> list[str]:
     return selected
 
 
+def _check_repo_id(repo_id) -> None:
+    if not isinstance(repo_id, str) or not _HUB_ID.fullmatch(repo_id):
+        raise ValueError(
+            f"repo_id must be 'name' or 'namespace/name' (letters, digits, '-', '_', '.'), got {repo_id!r}"
+        )
+
+
 def upload_folder_to_hub(
     folder: str | os.PathLike,
     repo_id: str,
@@ -354,14 +361,18 @@ def upload_folder_to_hub(
 
     Raises:
         FileNotFoundError: `folder` is not a saved model.
+        ValueError: `repo_id` is not a repo id.
         huggingface_hub.errors.HfHubHTTPError: the Hub refused or failed the upload.
     """
+    _check_repo_id(repo_id)
     folder = Path(folder)
     if not (folder / "config.json").is_file() or not any(folder.glob("*.safetensors")):
         raise FileNotFoundError(
             f"folder={str(folder)!r} must be a saved model (config.json and *.safetensors from save_pretrained)"
         )
-    api = HfApi(token=token, library_name="bidirectional-conv-lstm")
+    from . import __version__
+
+    api = HfApi(token=token, library_name="bidirectional-conv-lstm", library_version=__version__)
     repo_id = api.create_repo(repo_id, private=private, exist_ok=True).repo_id
     selected = _selected_files(folder, allow_patterns)
     operations = [
@@ -409,7 +420,16 @@ def push_to_hub(
 
     Returns:
         The `huggingface_hub.CommitInfo` of the upload.
+
+    Raises:
+        TypeError: `model` is not a ConvLSTM model; ValueError: `repo_id` is not a repo id;
+        huggingface_hub.errors.HfHubHTTPError: the Hub refused or failed the upload.
     """
+    _check_repo_id(repo_id)
+    if not (hasattr(model, "save_pretrained") and isinstance(getattr(model, "config", None), ConvLSTMConfig)):
+        raise TypeError(
+            f"model must be a ConvLSTMForFramePrediction (or another ConvLSTM model), got {type(model).__name__}"
+        )
     with tempfile.TemporaryDirectory(prefix="convlstm-push-") as staging:
         model.save_pretrained(staging)
         save_model_card(
