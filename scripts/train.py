@@ -1,0 +1,32 @@
+"""Train (or fine-tune) a ConvLSTM frame-prediction model.
+
+    python scripts/train.py --config configs/moving_mnist_cpu.yaml
+    accelerate launch scripts/train.py --config configs/moving_mnist_cpu.yaml --output_dir outputs/run2
+    python scripts/train.py --config configs/moving_mnist_cpu.yaml --resume_from_checkpoint latest
+    python scripts/train.py --config configs/moving_mnist_cpu.yaml --model_name_or_path outputs/moving_mnist_cpu
+
+Any field of the config can be overridden with --name value (nested: --model.hidden_sizes [32,32]).
+"""
+
+import json
+import sys
+
+from bidirectional_conv_lstm.training import train
+from bidirectional_conv_lstm.training_args import parse_command_line
+
+
+def main(argv: list[str]) -> None:
+    try:
+        args = parse_command_line(argv)
+    except (ValueError, TypeError, FileNotFoundError) as error:
+        raise SystemExit(f"train.py: error: {error}") from None
+    results = train(args)
+    test = results["test"]
+    summary = {k: test[k] for k in ("mse", "mae", "ssim", "psnr")}
+    summary["baselines"] = {kind: {k: v[k] for k in ("mse", "ssim")} for kind, v in test.get("baselines", {}).items()}
+    print(json.dumps({"output_dir": results["output_dir"], "train_minutes": round(results["train_minutes"], 2),
+                      "steps": results["global_step"], "test": summary}, indent=2))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,322 @@
+"""The Accelerate training loop behind ``scripts/train.py``.
+
+One code path for one CPU, several CPU processes (gloo), one or many GPUs and several machines: launch it with
+``accelerate launch``. It follows transformers' ``run_*_no_trainer.py`` examples (``prepare``, ``accumulate``,
+``save_state``/``load_state``, ``gather_for_metrics``, tqdm on the main process, ``save_pretrained``), resuming
+from the step recorded inside the checkpoint rather than from the folder's name.
+
+Output folder::
+
+    output_dir/
+      training_config.yaml      the resolved run configuration
+      config.json, model.safetensors, *.py, README.md (model card), prediction.png   the best model
+      eval/                     metrics.json, metrics.md, lead_time.png (final test evaluation)
+      checkpoints/checkpoint-000250/   accelerate state + trainer_state.json (last K kept)
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import time
+from pathlib import Path
+
+import torch
+from accelerate import Accelerator
+from accelerate.utils import DataLoaderConfiguration, set_seed
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from .data import FramePredictionCollator
+from .training_args import TrainingArguments
+
+__all__ = ["train", "load_datasets", "find_latest_checkpoint"]
+
+STATE_FILE = "trainer_state.json"
+
+
+# --------------------------------------------------------------------------- data
+def load_datasets(args: TrainingArguments) -> dict:
+    """``{"train", "validation", "test"}`` datasets with a ``frames`` column for the run's data source."""
+    from .data import MovingMNISTConfig, load_frames_dataset, load_frames_folder, load_moving_mnist
+
+    options = dict(args.data)
+    cache_dir = options.pop("cache_dir", None)
+    if args.dataset == "moving_mnist":
+        splits = load_moving_mnist(MovingMNISTConfig(**options), cache_dir=cache_dir)
+        return {name: splits[name] for name in ("train", "validation", "test")}
+    path = Path(args.dataset)
+    if path.is_dir() and not any((path / name).exists() for name in ("dataset_dict.json", "state.json")) and not (
+        any(path.glob("*.parquet")) or any(path.glob("*.arrow"))
+    ):
+        # A folder of .npy/.npz files or of PNG folders: hold out the last tenth for validation and test.
+        frames = load_frames_folder(path, cache_dir=cache_dir)
+        split = frames.train_test_split(test_size=max(2, len(frames) // 5), seed=args.seed)
+        held_out = split["test"].train_test_split(test_size=0.5, seed=args.seed)
+        return {"train": split["train"], "validation": held_out["train"], "test": held_out["test"]}
+    column = options.get("frames_column", "frames")
+    names = {
+        "train": options.get("train_split", "train"),
+        "validation": options.get("validation_split", "validation"),
+        "test": options.get("test_split", "test"),
+    }
+    return {key: load_frames_dataset(args.dataset, split=split, frames_column=column) for key, split in names.items()}
+
+
+def _subset(dataset, count: int | None):
+    if count is None or not hasattr(dataset, "select") or count >= len(dataset):
+        return dataset
+    return dataset.select(range(count))
+
+
+def find_latest_checkpoint(output_dir: str | os.PathLike) -> Path | None:
+    """The checkpoint with the highest recorded step under ``output_dir/checkpoints`` (complete ones only)."""
+    root = Path(output_dir) / "checkpoints"
+    best, best_step = None, -1
+    for folder in root.glob("checkpoint-*") if root.is_dir() else []:
+        state_file = folder / STATE_FILE
+        if not state_file.is_file():
+            continue  # a checkpoint interrupted while being written
+        step = json.loads(state_file.read_text())["global_step"]
+        if step > best_step:
+            best, best_step = folder, step
+    return best
+
+
+def _save_checkpoint(accelerator: Accelerator, args: TrainingArguments, state: dict) -> Path:
+    """``save_state`` into a temporary folder, then rename, so a killed run never leaves half a checkpoint."""
+    root = Path(args.output_dir) / "checkpoints"
+    final = root / f"checkpoint-{state['global_step']:06d}"
+    partial = root / f".partial-{final.name}"
+    if accelerator.is_main_process and partial.exists():
+        shutil.rmtree(partial)
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(partial))
+    if accelerator.is_main_process:
+        (partial / STATE_FILE).write_text(json.dumps(state, indent=2))
+        if final.exists():
+            shutil.rmtree(final)
+        partial.rename(final)
+        complete = sorted(
+            (p for p in root.glob("checkpoint-*") if (p / STATE_FILE).is_file()),
+            key=lambda p: json.loads((p / STATE_FILE).read_text())["global_step"],
+        )
+        for old in complete[: -args.checkpoints_total_limit]:
+            shutil.rmtree(old)
+    accelerator.wait_for_everyone()
+    return final
+
+
+# --------------------------------------------------------------------------- model
+def build_model(args: TrainingArguments):
+    """A new :class:`ConvLSTMForFramePrediction` from ``args.model``, or a pretrained one to fine-tune."""
+    from .modeling_convlstm import ConvLSTMForFramePrediction
+
+    if args.model_name_or_path is not None:
+        model = ConvLSTMForFramePrediction.from_pretrained(args.model_name_or_path)
+        return model
+    return ConvLSTMForFramePrediction(args.model_config())
+
+
+# --------------------------------------------------------------------------- loop
+def train(args: TrainingArguments) -> dict:
+    """Train, evaluate and save a frame-prediction model as ``args`` says; returns the final results.
+
+    Returns:
+        ``{"global_step", "best_validation_mse", "test": {metric: value, ...} (with baselines), "output_dir"}``.
+    """
+    from .evaluation import evaluate_dataloader, write_evaluation
+    from .hub import save_model_card
+    from .visualize import save_prediction_strip
+
+    accelerator = Accelerator(
+        mixed_precision=args.mixed_precision,
+        gradient_accumulation_steps=args.gradient_accumulation_steps,
+        log_with=None if args.report_to == "none" else args.report_to,
+        project_dir=args.output_dir,
+        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=args.seed),
+    )
+    set_seed(args.seed)
+    output_dir = Path(args.output_dir)
+    if accelerator.is_main_process:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        args.save(output_dir / "training_config.yaml")
+
+    with accelerator.main_process_first():
+        splits = load_datasets(args)
+    collator = FramePredictionCollator(args.num_input_frames, args.num_output_frames)
+    train_loader = DataLoader(
+        splits["train"], batch_size=args.per_device_train_batch_size, shuffle=True, collate_fn=collator,
+        num_workers=args.dataloader_num_workers, drop_last=True,
+    )
+    eval_loader = DataLoader(
+        _subset(splits["validation"], args.eval_num_samples), batch_size=args.per_device_eval_batch_size,
+        collate_fn=collator, num_workers=args.dataloader_num_workers,
+    )
+    mean_value = _training_mean(splits["train"])
+
+    model = build_model(args)
+    if args.gradient_checkpointing:
+        model.gradient_checkpointing_enable()
+    no_decay = [p for n, p in model.named_parameters() if p.ndim <= 1 or "norm" in n]
+    decay = [p for n, p in model.named_parameters() if not (p.ndim <= 1 or "norm" in n)]
+    optimizer = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": args.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=args.learning_rate, betas=(args.adam_beta1, args.adam_beta2),
+    )
+    from transformers import get_scheduler
+
+    steps_per_epoch = math.ceil(len(train_loader) / accelerator.num_processes / args.gradient_accumulation_steps)
+    max_steps = args.max_train_steps
+    if args.num_train_epochs is not None:
+        max_steps = min(max_steps, args.num_train_epochs * steps_per_epoch)
+    scheduler = get_scheduler(
+        args.lr_scheduler_type, optimizer, num_warmup_steps=args.warmup_steps * accelerator.num_processes,
+        num_training_steps=max_steps * accelerator.num_processes,
+    )
+    model, optimizer, train_loader, eval_loader, scheduler = accelerator.prepare(
+        model, optimizer, train_loader, eval_loader, scheduler
+    )
+    if accelerator.is_main_process and args.report_to != "none":
+        accelerator.init_trackers("convlstm", config=_flat(args.to_dict()))
+
+    state = {"global_step": 0, "epoch": 0, "batches_in_epoch": 0, "best_validation_mse": None}
+    if args.resume_from_checkpoint is not None:
+        checkpoint = (
+            find_latest_checkpoint(args.output_dir)
+            if args.resume_from_checkpoint == "latest"
+            else Path(args.resume_from_checkpoint)
+        )
+        if checkpoint is None:
+            accelerator.print(f"no checkpoint under {output_dir / 'checkpoints'}; starting from scratch")
+        else:
+            accelerator.load_state(str(checkpoint))
+            state = json.loads((checkpoint / STATE_FILE).read_text())
+            accelerator.print(f"resumed from {checkpoint} at step {state['global_step']}")
+
+    progress = tqdm(total=max_steps, initial=state["global_step"], disable=not accelerator.is_local_main_process,
+                    desc="training", dynamic_ncols=True)
+    started = time.perf_counter()
+    window_start, window_samples = time.perf_counter(), 0
+    step_loss = torch.zeros((), device=accelerator.device)
+    stop = state["global_step"] >= max_steps
+    while not stop:
+        train_loader.set_epoch(state["epoch"])
+        model.train()
+        loader = train_loader
+        if state["batches_in_epoch"]:
+            loader = accelerator.skip_first_batches(train_loader, state["batches_in_epoch"])
+        for batch in loader:
+            state["batches_in_epoch"] += 1
+            with accelerator.accumulate(model):
+                outputs = model(**batch, teacher_forcing_ratio=args.teacher_forcing_ratio(state["global_step"]))
+                accelerator.backward(outputs.loss)
+                if accelerator.sync_gradients and args.max_grad_norm > 0:
+                    accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+            step_loss += outputs.loss.detach() / args.gradient_accumulation_steps
+            window_samples += batch["pixel_values"].shape[0] * accelerator.num_processes
+            if not accelerator.sync_gradients:
+                continue
+            state["global_step"] += 1
+            step = state["global_step"]
+            progress.update(1)
+            if step % args.logging_steps == 0 or step == max_steps:
+                loss = accelerator.reduce(step_loss, reduction="mean").item()
+                rate = window_samples / max(time.perf_counter() - window_start, 1e-9)
+                learning_rate = scheduler.get_last_lr()[0]
+                progress.set_postfix(loss=f"{loss:.4f}", lr=f"{learning_rate:.2e}", samples_s=f"{rate:.1f}")
+                accelerator.log({"train/loss": loss, "train/learning_rate": learning_rate,
+                                 "train/samples_per_second": rate}, step=step)
+                window_start, window_samples = time.perf_counter(), 0
+            step_loss.zero_()
+            out_of_time = _out_of_time(accelerator, args, started)
+            if step % args.eval_steps == 0 or step >= max_steps or out_of_time:
+                metrics = evaluate_dataloader(accelerator.unwrap_model(model), eval_loader, accelerator,
+                                              mean_value=mean_value, baselines=False)
+                accelerator.log({f"validation/{k}": v for k, v in metrics.items() if not isinstance(v, list)},
+                                step=step)
+                accelerator.print(f"step {step}: validation mse {metrics['mse']:.2f} ssim {metrics['ssim']:.4f}")
+                if state["best_validation_mse"] is None or metrics["mse"] < state["best_validation_mse"]:
+                    state["best_validation_mse"] = metrics["mse"]
+                    _save_model(accelerator, model, output_dir)
+                model.train()
+            if step % args.checkpointing_steps == 0:
+                _save_checkpoint(accelerator, args, state)
+            if step >= max_steps or out_of_time:
+                stop = True
+                break
+        else:
+            state["epoch"] += 1
+            state["batches_in_epoch"] = 0
+    progress.close()
+    train_minutes = (time.perf_counter() - started) / 60
+
+    # The best model, its test evaluation, card and pictures.
+    from .modeling_convlstm import ConvLSTMForFramePrediction
+
+    accelerator.wait_for_everyone()
+    best = ConvLSTMForFramePrediction.from_pretrained(output_dir).to(accelerator.device)
+    test_loader = accelerator.prepare(DataLoader(
+        _subset(splits["test"], args.test_num_samples), batch_size=args.per_device_eval_batch_size,
+        collate_fn=collator,
+    ))
+    test_metrics = evaluate_dataloader(best, test_loader, accelerator, mean_value=mean_value, baselines=True)
+    results = {"global_step": state["global_step"], "best_validation_mse": state["best_validation_mse"],
+               "train_minutes": train_minutes, "test": test_metrics, "output_dir": str(output_dir)}
+    if accelerator.is_main_process:
+        write_evaluation(test_metrics, output_dir / "eval")
+        sample = collator([splits["test"][i] for i in range(min(4, len(splits["test"])))])
+        with torch.no_grad():
+            prediction = best(pixel_values=sample["pixel_values"].to(accelerator.device)).predictions.cpu()
+        save_prediction_strip(sample["pixel_values"], sample["labels"], prediction, output_dir / "prediction.png")
+        save_model_card(output_dir, config=best.config, results=test_metrics, training_config=args.to_dict(),
+                        dataset_name=args.dataset, base_model=args.model_name_or_path)
+        accelerator.log({f"test/{k}": v for k, v in test_metrics.items() if isinstance(v, float)},
+                        step=state["global_step"])
+        (output_dir / "eval" / "results.json").write_text(json.dumps(results, indent=2, default=float))
+    accelerator.end_training()
+    if args.push_to_hub and accelerator.is_main_process:
+        from .hub import upload_folder_to_hub
+
+        url = upload_folder_to_hub(output_dir, args.hub_model_id, private=args.hub_private)
+        accelerator.print(f"uploaded to {url}")
+    return results
+
+
+def _save_model(accelerator: Accelerator, model, output_dir: Path) -> None:
+    accelerator.wait_for_everyone()
+    unwrapped = accelerator.unwrap_model(model)
+    unwrapped.save_pretrained(output_dir, is_main_process=accelerator.is_main_process,
+                              save_function=accelerator.save, state_dict=accelerator.get_state_dict(model))
+
+
+def _out_of_time(accelerator: Accelerator, args: TrainingArguments, started: float) -> bool:
+    """Whether the wall-clock budget is spent, decided by the main process for all processes."""
+    if args.max_train_minutes is None:
+        return False
+    spent = torch.tensor(float(time.perf_counter() - started > 60 * args.max_train_minutes),
+                         device=accelerator.device)
+    return bool(accelerator.reduce(spent, reduction="sum").item() > 0)
+
+
+def _training_mean(dataset) -> float:
+    from .data import mean_pixel_value
+
+    return mean_pixel_value(dataset, max_sequences=1000)
+
+
+def _flat(values: dict, prefix: str = "") -> dict:
+    flat = {}
+    for key, value in values.items():
+        if isinstance(value, dict):
+            flat.update(_flat(value, f"{prefix}{key}."))
+        elif isinstance(value, (int, float, str, bool)):
+            flat[f"{prefix}{key}"] = value
+        else:
+            flat[f"{prefix}{key}"] = str(value)
+    return flat

@@ -1,0 +1,327 @@
+"""Run configuration of the training script: a YAML file plus command-line overrides, checked up front.
+
+Every value is validated before any data is generated or any model is built, so a bad value stops the run
+with a message that names the key, the value and what was expected.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+__all__ = ["TrainingArguments", "load_training_arguments", "parse_command_line", "parse_overrides"]
+
+_MIXED_PRECISION = ("no", "fp16", "bf16")
+_SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup")
+_TRACKERS = ("none", "tensorboard", "all")
+
+
+@dataclasses.dataclass
+class TrainingArguments:
+    """Everything a training run needs; the YAML files in ``configs/`` set these fields.
+
+    Args:
+        output_dir (`str`): where the model (``save_pretrained``), its card, pictures, evaluation and
+            checkpoints go.
+        seed (`int`, defaults to 42): seeds data order, initialisation and scheduled sampling.
+        dataset (`str`, defaults to ``"moving_mnist"``): ``"moving_mnist"`` (generated from real MNIST digits),
+            a folder of ``.npy``/``.npz``/PNG sequences, or a ``datasets`` name or path with a frames column.
+        data (`dict`): options of the data source: for Moving MNIST the fields of
+            :class:`~bidirectional_conv_lstm.data.MovingMNISTConfig` plus ``cache_dir``; for other sources
+            ``frames_column``, ``train_split``, ``validation_split``, ``test_split``.
+        model (`dict`): fields of :class:`~bidirectional_conv_lstm.ConvLSTMConfig` for a new model.
+        model_name_or_path (`str`, *optional*): fine-tune from this folder or Hub id instead.
+        num_input_frames, num_output_frames (`int`, defaults to 10): frames observed and predicted.
+        per_device_train_batch_size, per_device_eval_batch_size (`int`): batch sizes per process.
+        learning_rate (`float`), weight_decay (`float`), adam_beta1/adam_beta2 (`float`): AdamW.
+        lr_scheduler_type (`str`, defaults to ``"cosine"``), warmup_steps (`int`): learning-rate schedule
+            (transformers' ``get_scheduler``).
+        max_train_steps (`int`): optimizer steps; ``num_train_epochs`` caps it too when set.
+        max_train_minutes (`float`, *optional*): stop early (and save) when this wall-clock budget is spent.
+        gradient_accumulation_steps (`int`), max_grad_norm (`float`, 0 for no clipping).
+        mixed_precision (`str`): ``"no"``, ``"fp16"`` or ``"bf16"``.
+        teacher_forcing_start, teacher_forcing_end (`float`), teacher_forcing_steps (`int`): scheduled
+            sampling: the probability of feeding the forecaster the true previous frame decays linearly from
+            start to end over that many steps.
+        eval_steps (`int`), eval_num_samples (`int`): periodic validation; the best model is kept.
+        test_num_samples (`int`, *optional*): test sequences for the final evaluation (all when unset).
+        checkpointing_steps (`int`), checkpoints_total_limit (`int`): ``save_state`` every N steps, keep K.
+        resume_from_checkpoint (`str`, *optional*): ``"latest"`` or a checkpoint folder.
+        logging_steps (`int`), report_to (`str`): tracker for loss, metrics and pictures.
+        gradient_checkpointing (`bool`): recompute activations across time in the backward pass.
+        dataloader_num_workers (`int`): DataLoader worker processes.
+        push_to_hub (`bool`), hub_model_id (`str`), hub_private (`bool`): upload the final model.
+    """
+
+    output_dir: str = "outputs/run"
+    seed: int = 42
+    dataset: str = "moving_mnist"
+    data: dict = dataclasses.field(default_factory=dict)
+    model: dict = dataclasses.field(default_factory=dict)
+    model_name_or_path: str | None = None
+    num_input_frames: int = 10
+    num_output_frames: int = 10
+    per_device_train_batch_size: int = 16
+    per_device_eval_batch_size: int = 32
+    learning_rate: float = 1e-3
+    weight_decay: float = 0.0
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.999
+    lr_scheduler_type: str = "cosine"
+    warmup_steps: int = 100
+    max_train_steps: int = 1000
+    num_train_epochs: int | None = None
+    max_train_minutes: float | None = None
+    gradient_accumulation_steps: int = 1
+    max_grad_norm: float = 1.0
+    mixed_precision: str = "no"
+    teacher_forcing_start: float = 0.0
+    teacher_forcing_end: float = 0.0
+    teacher_forcing_steps: int = 0
+    eval_steps: int = 250
+    eval_num_samples: int = 256
+    test_num_samples: int | None = None
+    checkpointing_steps: int = 250
+    checkpoints_total_limit: int = 2
+    resume_from_checkpoint: str | None = None
+    logging_steps: int = 10
+    report_to: str = "none"
+    gradient_checkpointing: bool = False
+    dataloader_num_workers: int = 0
+    push_to_hub: bool = False
+    hub_model_id: str | None = None
+    hub_private: bool = False
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    # ------------------------------------------------------------------ checks
+    def validate(self) -> None:
+        """Raise ``ValueError``/``TypeError``/``FileNotFoundError`` naming the first bad value."""
+        for field in dataclasses.fields(self):
+            _check_type(field.name, getattr(self, field.name), field.type)
+        positive = ("num_input_frames", "num_output_frames", "per_device_train_batch_size",
+                    "per_device_eval_batch_size", "max_train_steps", "gradient_accumulation_steps",
+                    "eval_steps", "eval_num_samples", "checkpointing_steps", "checkpoints_total_limit",
+                    "logging_steps")
+        for name in positive:
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
+        for name in ("num_train_epochs", "test_num_samples", "max_train_minutes"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise ValueError(f"{name} must be > 0 or null, got {value!r}")
+        for name in ("warmup_steps", "teacher_forcing_steps", "dataloader_num_workers", "weight_decay",
+                     "max_grad_norm"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
+        if not 0 < self.learning_rate < 1:
+            raise ValueError(f"learning_rate must be in (0, 1), got {self.learning_rate!r}")
+        for name in ("adam_beta1", "adam_beta2", "teacher_forcing_start", "teacher_forcing_end"):
+            value = getattr(self, name)
+            if not 0 <= value <= 1 or (name.startswith("adam") and value == 1):
+                raise ValueError(f"{name} must be in [0, 1{')' if name.startswith('adam') else ']'}, got {value!r}")
+        _check_choice("mixed_precision", self.mixed_precision, _MIXED_PRECISION)
+        _check_choice("lr_scheduler_type", self.lr_scheduler_type, _SCHEDULERS)
+        _check_choice("report_to", self.report_to, _TRACKERS)
+        if self.report_to == "tensorboard":
+            try:
+                import tensorboard  # noqa: F401
+            except ImportError as error:
+                raise ValueError(
+                    "report_to='tensorboard' needs tensorboard: pip install 'bidirectional-conv-lstm[tensorboard]'"
+                ) from error
+        if self.push_to_hub and not self.hub_model_id:
+            raise ValueError("push_to_hub=true needs hub_model_id (e.g. 'your-name/convlstm-moving-mnist')")
+        if self.model_name_or_path is not None and self.model:
+            raise ValueError("give either model (a new model's config) or model_name_or_path (fine-tuning), not both")
+        if self.model_name_or_path is None:
+            self.model_config()  # ConvLSTMConfig checks its own fields
+        else:
+            self._check_pretrained()
+        if self.resume_from_checkpoint not in (None, "latest") and not Path(self.resume_from_checkpoint).is_dir():
+            raise FileNotFoundError(
+                f"resume_from_checkpoint={self.resume_from_checkpoint!r} is not a folder; give 'latest' or a "
+                f"checkpoint folder such as {self.output_dir}/checkpoints/checkpoint-000100"
+            )
+        self._check_data()
+
+    def _check_pretrained(self) -> None:
+        path = Path(self.model_name_or_path)
+        looks_local = path.exists() or self.model_name_or_path.startswith((".", "/", "~"))
+        if looks_local and not (path / "config.json").is_file():
+            raise FileNotFoundError(
+                f"model_name_or_path={self.model_name_or_path!r} has no config.json; give a folder written by "
+                "save_pretrained (e.g. a training run's output_dir) or a Hub id such as 'user/model'"
+            )
+
+    def _check_data(self) -> None:
+        if self.dataset == "moving_mnist":
+            from .data import MovingMNISTConfig
+
+            options = {k: v for k, v in self.data.items() if k != "cache_dir"}
+            known = {f.name for f in dataclasses.fields(MovingMNISTConfig)}
+            unknown = sorted(set(options) - known)
+            if unknown:
+                raise ValueError(f"data has unknown Moving MNIST options {unknown}; known: {sorted(known) + ['cache_dir']}")
+            try:
+                config = MovingMNISTConfig(**options)
+            except (TypeError, ValueError) as error:
+                raise ValueError(f"data: {error}") from error
+            needed = self.num_input_frames + self.num_output_frames
+            if config.num_frames < needed:
+                raise ValueError(
+                    f"data.num_frames={config.num_frames} is shorter than num_input_frames + num_output_frames "
+                    f"= {needed}"
+                )
+            return
+        known = {"frames_column", "train_split", "validation_split", "test_split", "cache_dir", "streaming"}
+        unknown = sorted(set(self.data) - known)
+        if unknown:
+            raise ValueError(f"data has unknown options {unknown} for dataset={self.dataset!r}; known: {sorted(known)}")
+
+    # ------------------------------------------------------------------ derived
+    def model_config(self):
+        """A new model's :class:`ConvLSTMConfig` from ``model``, with the run's frame counts."""
+        from .configuration_convlstm import ConvLSTMConfig
+
+        options = dict(self.model)
+        options.setdefault("num_input_frames", self.num_input_frames)
+        options.setdefault("num_output_frames", self.num_output_frames)
+        try:
+            return ConvLSTMConfig(**options)
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"model: {error}") from error
+
+    def teacher_forcing_ratio(self, step: int) -> float:
+        """Scheduled sampling: the chance of feeding the true previous frame at optimizer step ``step``."""
+        if self.teacher_forcing_steps == 0:
+            return self.teacher_forcing_end
+        progress = min(step / self.teacher_forcing_steps, 1.0)
+        return self.teacher_forcing_start + (self.teacher_forcing_end - self.teacher_forcing_start) * progress
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the resolved configuration as YAML."""
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
+
+
+def _check_choice(name: str, value, choices) -> None:
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")
+
+
+def _check_type(name: str, value, annotation: str) -> None:
+    """Check a field against its (string) annotation: int, float, str, bool, dict, optional variants."""
+    optional = "None" in annotation
+    if value is None:
+        if optional:
+            return
+        raise TypeError(f"{name} must not be null")
+    base = annotation.replace(" | None", "").strip()
+    expected = {"int": int, "float": (int, float), "str": str, "bool": bool, "dict": dict}[base]
+    if base != "bool" and isinstance(value, bool) or not isinstance(value, expected):
+        raise TypeError(f"{name} must be {base}{' or null' if optional else ''}, got {value!r} ({type(value).__name__})")
+
+
+def parse_overrides(pairs: list[str]) -> dict:
+    """``["learning_rate=3e-3", "model.hidden_sizes=[32,32]"]`` -> nested dict; values parsed as YAML."""
+    overrides: dict[str, Any] = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise ValueError(f"override {pair!r} must look like key=value (e.g. learning_rate=0.001)")
+        key, text = pair.split("=", 1)
+        value = yaml.safe_load(text) if text else None
+        target = overrides
+        *parents, leaf = key.strip().split(".")
+        for parent in parents:
+            target = target.setdefault(parent, {})
+        target[leaf] = value
+    return overrides
+
+
+def _merge(base: dict, overrides: dict) -> dict:
+    merged = dict(base)
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def load_training_arguments(config_path: str | os.PathLike | None = None, overrides: dict | None = None
+                            ) -> TrainingArguments:
+    """Read a YAML run config, apply overrides, and check every value.
+
+    Raises:
+        FileNotFoundError: the config file is missing.
+        ValueError / TypeError: an unknown key or a bad value, named in the message.
+    """
+    values: dict = {}
+    if config_path is not None:
+        path = Path(config_path)
+        if not path.is_file():
+            raise FileNotFoundError(f"config file {os.fspath(path)!r} does not exist (see configs/ for examples)")
+        loaded = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(loaded, dict):
+            raise ValueError(f"config file {os.fspath(path)!r} must hold a mapping of keys to values")
+        values = loaded
+    values = _merge(values, overrides or {})
+    known = {field.name for field in dataclasses.fields(TrainingArguments)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ValueError(f"unknown config keys {unknown}; known keys: {sorted(known)}")
+    for field in dataclasses.fields(TrainingArguments):
+        value = values.get(field.name)
+        if "float" in field.type and isinstance(value, str):
+            # YAML 1.1 reads 1e-3 (no dot) as a string; accept it as the number it means.
+            try:
+                values[field.name] = float(value)
+            except ValueError:
+                pass
+    return TrainingArguments(**values)
+
+
+def parse_command_line(argv: list[str]) -> TrainingArguments:
+    """``--config FILE`` then any field as ``--name value``, ``--name=value`` or ``--flag`` (true).
+
+    Nested fields use dots (``--model.hidden_sizes [32,32]``, ``--data.num_train 2000``); values are read as
+    YAML (numbers, booleans, lists, null).
+    """
+    config_path, pairs, index = None, [], 0
+    while index < len(argv):
+        token = argv[index]
+        if token in ("-h", "--help"):
+            raise SystemExit(_help())
+        if not token.startswith("--"):
+            raise ValueError(f"unexpected argument {token!r}; use --config FILE and --name value overrides")
+        name, has_value, value = token[2:].partition("=")
+        if not has_value:
+            following = argv[index + 1] if index + 1 < len(argv) else None
+            if following is None or following.startswith("--"):
+                value = "true"
+            else:
+                value = following
+                index += 1
+        if name == "config":
+            config_path = value
+        else:
+            pairs.append(f"{name}={value}")
+        index += 1
+    return load_training_arguments(config_path, parse_overrides(pairs))
+
+
+def _help() -> str:
+    lines = ["usage: train.py [--config FILE] [--name value ...]", "", "Fields (defaults):"]
+    for field in dataclasses.fields(TrainingArguments):
+        default = field.default if field.default is not dataclasses.MISSING else field.default_factory()
+        lines.append(f"  --{field.name} ({field.type}, default {default!r})")
+    return "\n".join(lines)
