@@ -6,6 +6,7 @@ with a message that names the key, the value and what was expected.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 from pathlib import Path
@@ -104,10 +105,19 @@ class TrainingArguments:
         """Raise ``ValueError``/``TypeError``/``FileNotFoundError`` naming the first bad value."""
         for field in dataclasses.fields(self):
             _check_type(field.name, getattr(self, field.name), field.type)
-        positive = ("num_input_frames", "num_output_frames", "per_device_train_batch_size",
-                    "per_device_eval_batch_size", "max_train_steps", "gradient_accumulation_steps",
-                    "eval_steps", "eval_num_samples", "checkpointing_steps", "checkpoints_total_limit",
-                    "logging_steps")
+        positive = (
+            "num_input_frames",
+            "num_output_frames",
+            "per_device_train_batch_size",
+            "per_device_eval_batch_size",
+            "max_train_steps",
+            "gradient_accumulation_steps",
+            "eval_steps",
+            "eval_num_samples",
+            "checkpointing_steps",
+            "checkpoints_total_limit",
+            "logging_steps",
+        )
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
@@ -115,8 +125,13 @@ class TrainingArguments:
             value = getattr(self, name)
             if value is not None and value <= 0:
                 raise ValueError(f"{name} must be > 0 or null, got {value!r}")
-        for name in ("warmup_steps", "teacher_forcing_steps", "dataloader_num_workers", "weight_decay",
-                     "max_grad_norm"):
+        for name in (
+            "warmup_steps",
+            "teacher_forcing_steps",
+            "dataloader_num_workers",
+            "weight_decay",
+            "max_grad_norm",
+        ):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
         if not 0 < self.learning_rate < 1:
@@ -124,7 +139,9 @@ class TrainingArguments:
         for name in ("adam_beta1", "adam_beta2", "teacher_forcing_start", "teacher_forcing_end"):
             value = getattr(self, name)
             if not 0 <= value <= 1 or (name.startswith("adam") and value == 1):
-                raise ValueError(f"{name} must be in [0, 1{')' if name.startswith('adam') else ']'}, got {value!r}")
+                raise ValueError(
+                    f"{name} must be in [0, 1{')' if name.startswith('adam') else ']'}, got {value!r}"
+                )
         _check_choice("mixed_precision", self.mixed_precision, _MIXED_PRECISION)
         _check_choice("lr_scheduler_type", self.lr_scheduler_type, _SCHEDULERS)
         _check_choice("report_to", self.report_to, _TRACKERS)
@@ -138,12 +155,17 @@ class TrainingArguments:
         if self.push_to_hub and not self.hub_model_id:
             raise ValueError("push_to_hub=true needs hub_model_id (e.g. 'your-name/convlstm-moving-mnist')")
         if self.model_name_or_path is not None and self.model:
-            raise ValueError("give either model (a new model's config) or model_name_or_path (fine-tuning), not both")
+            raise ValueError(
+                "give either model (a new model's config) or model_name_or_path (fine-tuning), not both"
+            )
         if self.model_name_or_path is None:
             self.model_config()  # ConvLSTMConfig checks its own fields
         else:
             self._check_pretrained()
-        if self.resume_from_checkpoint not in (None, "latest") and not Path(self.resume_from_checkpoint).is_dir():
+        if (
+            self.resume_from_checkpoint not in (None, "latest")
+            and not Path(self.resume_from_checkpoint).is_dir()
+        ):
             raise FileNotFoundError(
                 f"resume_from_checkpoint={self.resume_from_checkpoint!r} is not a folder; give 'latest' or a "
                 f"checkpoint folder such as {self.output_dir}/checkpoints/checkpoint-000100"
@@ -167,7 +189,9 @@ class TrainingArguments:
             known = {f.name for f in dataclasses.fields(MovingMNISTConfig)}
             unknown = sorted(set(options) - known)
             if unknown:
-                raise ValueError(f"data has unknown Moving MNIST options {unknown}; known: {sorted(known) + ['cache_dir']}")
+                raise ValueError(
+                    f"data has unknown Moving MNIST options {unknown}; known: {sorted(known) + ['cache_dir']}"
+                )
             try:
                 config = MovingMNISTConfig(**options)
             except (TypeError, ValueError) as error:
@@ -182,7 +206,9 @@ class TrainingArguments:
         known = {"frames_column", "train_split", "validation_split", "test_split", "cache_dir", "streaming"}
         unknown = sorted(set(self.data) - known)
         if unknown:
-            raise ValueError(f"data has unknown options {unknown} for dataset={self.dataset!r}; known: {sorted(known)}")
+            raise ValueError(
+                f"data has unknown options {unknown} for dataset={self.dataset!r}; known: {sorted(known)}"
+            )
 
     # ------------------------------------------------------------------ derived
     def model_config(self):
@@ -228,7 +254,9 @@ def _check_type(name: str, value, annotation: str) -> None:
     base = annotation.replace(" | None", "").strip()
     expected = {"int": int, "float": (int, float), "str": str, "bool": bool, "dict": dict}[base]
     if base != "bool" and isinstance(value, bool) or not isinstance(value, expected):
-        raise TypeError(f"{name} must be {base}{' or null' if optional else ''}, got {value!r} ({type(value).__name__})")
+        raise TypeError(
+            f"{name} must be {base}{' or null' if optional else ''}, got {value!r} ({type(value).__name__})"
+        )
 
 
 def parse_overrides(pairs: list[str]) -> dict:
@@ -257,8 +285,9 @@ def _merge(base: dict, overrides: dict) -> dict:
     return merged
 
 
-def load_training_arguments(config_path: str | os.PathLike | None = None, overrides: dict | None = None
-                            ) -> TrainingArguments:
+def load_training_arguments(
+    config_path: str | os.PathLike | None = None, overrides: dict | None = None
+) -> TrainingArguments:
     """Read a YAML run config, apply overrides, and check every value.
 
     Raises:
@@ -269,7 +298,9 @@ def load_training_arguments(config_path: str | os.PathLike | None = None, overri
     if config_path is not None:
         path = Path(config_path)
         if not path.is_file():
-            raise FileNotFoundError(f"config file {os.fspath(path)!r} does not exist (see configs/ for examples)")
+            raise FileNotFoundError(
+                f"config file {os.fspath(path)!r} does not exist (see configs/ for examples)"
+            )
         loaded = yaml.safe_load(path.read_text()) or {}
         if not isinstance(loaded, dict):
             raise ValueError(f"config file {os.fspath(path)!r} must hold a mapping of keys to values")
@@ -283,10 +314,8 @@ def load_training_arguments(config_path: str | os.PathLike | None = None, overri
         value = values.get(field.name)
         if "float" in field.type and isinstance(value, str):
             # YAML 1.1 reads 1e-3 (no dot) as a string; accept it as the number it means.
-            try:
+            with contextlib.suppress(ValueError):
                 values[field.name] = float(value)
-            except ValueError:
-                pass
     return TrainingArguments(**values)
 
 
