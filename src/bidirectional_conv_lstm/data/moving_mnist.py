@@ -106,17 +106,32 @@ class MovingMNISTConfig:
             raise TypeError(
                 f"digit_source must be 'bundled' or a path to MNIST idx files, got {type(self.digit_source).__name__}"
             )
-        fractions = tuple(self.digit_pool_fractions)
+        fractions = (
+            tuple(self.digit_pool_fractions) if isinstance(self.digit_pool_fractions, (tuple, list)) else ()
+        )
         if (
             len(fractions) != 3
-            or any(not (isinstance(f, (int, float)) and f > 0) for f in fractions)
+            or any(not (isinstance(f, (int, float, np.floating)) and f > 0) for f in fractions)
             or sum(fractions) > 1 + 1e-9
         ):
             raise ValueError(
                 "digit_pool_fractions must be three positive shares (train, validation, test) summing to <= 1, "
                 f"got {self.digit_pool_fractions!r}"
             )
+        # Plain Python values, so equal configs hash (and cache) alike whatever types they were given in.
         object.__setattr__(self, "digit_pool_fractions", tuple(float(f) for f in fractions))
+        object.__setattr__(self, "speed", float(self.speed))
+        for name in (
+            "num_digits",
+            "num_frames",
+            "image_size",
+            "digit_size",
+            "num_train",
+            "num_validation",
+            "num_test",
+            "seed",
+        ):
+            object.__setattr__(self, name, int(getattr(self, name)))
 
     def split_sizes(self) -> dict[str, int]:
         """``{"train": num_train, "validation": num_validation, "test": num_test}``."""
@@ -147,12 +162,8 @@ def _check_generation_arguments(*, num_digits, num_frames, image_size, digit_siz
         raise ValueError(
             f"image_size ({image_size}) must be >= digit_size ({digit_size}) so digits fit on the canvas"
         )
-    if (
-        isinstance(speed, bool)
-        or not isinstance(speed, (int, float))
-        or not math.isfinite(speed)
-        or speed < 0
-    ):
+    is_number = isinstance(speed, (int, float, np.integer, np.floating)) and not isinstance(speed, bool)
+    if not is_number or not math.isfinite(speed) or speed < 0:
         raise ValueError(
             f"speed must be a finite number >= 0 (fraction of the free range per frame), got {speed!r}"
         )
