@@ -42,6 +42,9 @@ def test_moving_mnist_test_file_errors_name_the_file(tmp_path):
     np.save(tmp_path / "flat.npy", np.zeros((5, 8, 8), np.uint8))
     with pytest.raises(ValueError, match="flat.npy.*shape"):
         load_moving_mnist_test_file(tmp_path / "flat.npy", cache_dir=tmp_path)
+    np.save(tmp_path / "empty.npy", np.zeros((20, 0, 8, 8), np.uint8))
+    with pytest.raises(ValueError, match="empty.npy.*no sequences"):
+        load_moving_mnist_test_file(tmp_path / "empty.npy", cache_dir=tmp_path)
     (tmp_path / "junk.npy").write_bytes(b"not an array")
     with pytest.raises(ValueError, match="junk.npy"):
         load_moving_mnist_test_file(tmp_path / "junk.npy", cache_dir=tmp_path)

@@ -225,6 +225,9 @@ def test_load_moving_mnist_rejects_unknown_parameters(tmp_path):
         load_moving_mnist(cache_dir=tmp_path, num_trian=5)
     with pytest.raises(TypeError, match="config"):
         load_moving_mnist({"num_train": 5}, cache_dir=tmp_path)
+    with pytest.raises(ValueError, match="num_validation"):
+        load_moving_mnist(cache_dir=tmp_path, num_validation=0)
+    assert not (tmp_path / "moving_mnist").exists()  # checked before any work
 
 
 def test_idx_digit_source(tmp_path):

@@ -220,3 +220,27 @@ def test_evaluate_baselines_with_the_same_code():
     with pytest.raises(ValueError, match="mean_value"):
         evaluate_baselines(batches, mean_value=None)
     assert set(evaluate_baselines(batches, mean_value=None, kinds=["zeros"])) == {"zeros"}
+
+
+@pytest.fixture
+def accelerator():
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
+
+    yield Accelerator(cpu=True)
+    # Leave no process-wide state behind for other tests' Accelerators.
+    AcceleratorState._reset_state(reset_partial_state=True)
+
+
+def test_real_accelerator_gather_over_a_prepared_dataloader(accelerator):
+    pred, true = _pair(shape=(5, 2, 1, 8, 8))
+    loader = accelerator.prepare(
+        torch.utils.data.DataLoader(list(zip(torch.from_numpy(pred), torch.from_numpy(true))), batch_size=2)
+    )
+    accumulator = FrameMetricsAccumulator(gather=accelerator)
+    for batch_pred, batch_true in loader:
+        accumulator.update(batch_pred, batch_true)
+    result, whole = accumulator.compute(), frame_metrics(pred, true)
+    assert result["num_samples"] == 5
+    for name in METRIC_NAMES:
+        assert result[name] == pytest.approx(whole[name])

@@ -72,6 +72,7 @@ def cached_build(
     """
     root = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
     folder = root / kind / cache_key(params)
+    built_here = False
     if not (folder / _PARAMS_FILE).is_file():
         folder.parent.mkdir(parents=True, exist_ok=True)
         staging = folder.parent / f".{folder.name}.{uuid.uuid4().hex}.tmp"
@@ -85,6 +86,7 @@ def cached_build(
             (staging / _PARAMS_FILE).write_text(json.dumps(params, indent=2, sort_keys=True, default=str))
             try:
                 os.rename(staging, folder)
+                built_here = True
             except OSError:
                 # Another process published the same key first; keep theirs.
                 if not (folder / _PARAMS_FILE).is_file():
@@ -92,7 +94,12 @@ def cached_build(
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
             shutil.rmtree(staging, ignore_errors=True)
-    return datasets.load_from_disk(str(folder))
+    try:
+        return datasets.load_from_disk(str(folder))
+    except Exception:
+        if built_here:  # never leave a cache entry behind that cannot be read
+            shutil.rmtree(folder, ignore_errors=True)
+        raise
 
 
 def numpy_format(dataset):

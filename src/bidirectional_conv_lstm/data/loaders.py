@@ -66,6 +66,8 @@ def load_moving_mnist_test_file(
     if array.dtype != np.uint8:
         raise TypeError(f"{path}: expected dtype uint8, got {array.dtype}")
     num_frames, num_sequences, height, width = array.shape
+    if num_frames == 0 or num_sequences == 0:
+        raise ValueError(f"{path}: holds no sequences or no frames (shape {array.shape})")
     features = datasets.Features(
         {"frames": datasets.Array4D(shape=(num_frames, 1, height, width), dtype="uint8")}
     )

@@ -101,7 +101,7 @@ class MovingMNISTConfig:
             seed=self.seed,
         )
         for name in ("num_train", "num_validation", "num_test"):
-            _check_int(name, getattr(self, name), minimum=0)
+            _check_int(name, getattr(self, name), minimum=1)
         if not isinstance(self.digit_source, (str, os.PathLike)):
             raise TypeError(
                 f"digit_source must be 'bundled' or a path to MNIST idx files, got {type(self.digit_source).__name__}"
