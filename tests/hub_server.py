@@ -28,7 +28,8 @@ models and ``datasets/`` for datasets:
 ``POST /api/{type}/{repo}/commit/{rev}``                   ndjson commit: ``header``, ``file`` (base64),
                                                            ``lfsFile`` (must be uploaded), ``deletedFile``,
                                                            ``deletedFolder``; README metadata validated
-``POST /{prefix}{repo}.git/info/lfs/objects/batch``        LFS batch API (upload): actions point to storage
+``POST /{prefix}{repo}.git/info/lfs/objects/batch``        LFS batch API (upload): actions point to storage;
+                                                           objects count per repo, as on the Hub
 ``POST /{prefix}{repo}.git/info/lfs/objects/verify``       LFS verify
 ``HEAD|GET /{prefix}{repo}/resolve/{rev}/{path}``          regular file: 200 + ``ETag`` (git sha1),
                                                            ``X-Repo-Commit``, ``Content-Length``; LFS file: 302 to

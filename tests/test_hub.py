@@ -120,7 +120,7 @@ def saved_model(tmp_path_factory) -> dict:
     with torch.no_grad():
         predictions = model(pixel_values=frames).predictions
     save_file({"frames": frames, "predictions": predictions.contiguous()}, root / "reference.safetensors")
-    return {"dir": output_dir, "reference": str(root / "reference.safetensors"), "root": root}
+    return {"dir": output_dir, "reference": str(root / "reference.safetensors")}
 
 
 # ----------------------------------------------------------------------------------------------- the stand-in
@@ -320,6 +320,7 @@ def pushed(local_hub, saved_model, tmp_path_factory) -> dict:
     return {**out, "before": before, "after": tree_digest(folder)}
 
 
+@pytest.mark.slow
 def test_failed_commit_raises_clearly_and_leaves_the_local_folder_untouched(local_hub, pushed, saved_model):
     failure = pushed["failure"]
     assert failure["type"] == "HfHubHTTPError" and failure["status"] == 500
@@ -330,6 +331,7 @@ def test_failed_commit_raises_clearly_and_leaves_the_local_folder_untouched(loca
     assert len(commits) == 2  # the repo's initial commit and the retry: the failed commit left nothing
 
 
+@pytest.mark.slow
 def test_upload_folder_sends_the_model_files_in_one_commit(local_hub, pushed, saved_model):
     assert pushed["folder"]["repo_id"] == FOLDER_REPO  # "convlstm-tiny" went to the token's user
     assert local_hub.head(FOLDER_REPO) == pushed["folder"]["oid"]
@@ -356,6 +358,7 @@ def test_upload_folder_sends_the_model_files_in_one_commit(local_hub, pushed, sa
     assert local_hub.unhandled == []
 
 
+@pytest.mark.slow
 def test_load_in_fresh_cache_then_offline_from_that_cache(local_hub, pushed, saved_model, tmp_path):
     """Every pushed repo loads from an empty cache with identical predictions, then again with HF_HUB_OFFLINE=1."""
     assert (pushed["helper"], pushed["native"]) == (HELPER_REPO, NATIVE_REPO)
@@ -386,6 +389,7 @@ def test_load_in_fresh_cache_then_offline_from_that_cache(local_hub, pushed, sav
     assert local_hub.unhandled == []
 
 
+@pytest.mark.slow
 def test_remote_code_load_without_the_package_and_the_card_snippet_runs(
     local_hub, pushed, saved_model, tmp_path
 ):
