@@ -50,6 +50,9 @@ def test_defaults_are_the_moving_mnist_setting():
         ("num_output_frames", 2.0),
         ("loss", "huber"),
         ("init_method", "normal"),
+        ("prediction_prior", 0.0),
+        ("prediction_prior", 1.0),
+        ("prediction_prior", "0.1"),
     ],
 )
 def test_invalid_values_raise_naming_the_field(field, value):
@@ -90,6 +93,7 @@ def test_model_checks_a_config_changed_after_construction():
             num_output_frames=7,
             loss="mse+l1",
             init_method="xavier_uniform",
+            prediction_prior=0.05,
         ),
     ],
 )

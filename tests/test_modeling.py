@@ -227,6 +227,17 @@ def test_from_pretrained_initialises_missing_weights_like_the_layer(tmp_path):
     _check_layer_init(model.encoder, 3.0)
 
 
+def test_head_bias_starts_at_the_prediction_prior(tmp_path):
+    model = tiny_model(prediction_prior=0.05)
+    torch.testing.assert_close(model.forecaster.head.bias, torch.full((4,), math.log(0.05 / 0.95)))
+    ConvLSTMModel(model.config).save_pretrained(tmp_path)  # no head in the checkpoint: initialised on load
+    loaded = ConvLSTMForFramePrediction.from_pretrained(tmp_path)
+    torch.testing.assert_close(loaded.forecaster.head.bias, torch.full((4,), math.log(0.05 / 0.95)))
+    with torch.no_grad():
+        model.forecaster.head.weight.zero_()
+        assert torch.allclose(model(frames()).predictions, torch.tensor(0.05))
+
+
 def test_init_methods():
     for method in ("xavier_uniform", "kaiming_normal"):
         model = tiny_model(init_method=method, forget_bias=1.0)

@@ -66,6 +66,11 @@ class ConvLSTMConfig(PreTrainedConfig):
             initialisation, with PyTorch's default biases), `"xavier_uniform"` or `"kaiming_normal"` (with zero
             biases). Gate biases are always zero except the forget gate's (`forget_bias`); peephole weights start at
             zero.
+        prediction_prior (`float`, *optional*, defaults to 0.5):
+            The pixel value the untrained model predicts everywhere: the head's bias starts at
+            `logit(prediction_prior)`, in `(0, 1)`. Set it to the data's mean pixel value (about 0.05 for Moving
+            MNIST) to skip the early phase in which a sigmoid output trained with MSE only learns that the background
+            is dark.
 
     Example:
 
@@ -98,6 +103,7 @@ class ConvLSTMConfig(PreTrainedConfig):
     num_output_frames: int = 10
     loss: str = "mse"
     init_method: str = "pytorch"
+    prediction_prior: float = 0.5
 
     def __post_init__(self, **kwargs):
         # transformers passes a config.json's `model_type` through here; refuse another model's config instead of
@@ -171,6 +177,9 @@ def check_config(config: ConvLSTMConfig) -> None:
         raise ValueError(f"forget_bias must be a finite float, got {forget_bias!r}")
     _choice(config, "loss", LOSSES)
     _choice(config, "init_method", INIT_METHODS)
+    prior = config.prediction_prior
+    if isinstance(prior, bool) or not isinstance(prior, (int, float)) or not 0.0 < prior < 1.0:
+        raise ValueError(f"prediction_prior must be a float in (0, 1), got {prior!r}")
 
 
 ConvLSTMConfig.register_for_auto_class()

@@ -12,6 +12,7 @@ This file travels with ``push_to_hub`` as remote code together with ``configurat
 """
 
 import math
+import numbers
 from dataclasses import dataclass
 from functools import partial
 
@@ -154,8 +155,9 @@ class ConvLSTMPreTrainedModel(PreTrainedModel):
 
     def _initialize_weights(self, module, is_custom_code: bool = False):
         # transformers skips custom-code modules without parameters of their own; a ConvGate has none, yet it
-        # owns the forget-gate bias held by its convolution or norm, so it must always be visited.
-        if isinstance(module, ConvGate):
+        # owns the forget-gate bias held by its convolution or norm (the forecaster: its head's bias), so they
+        # must always be visited.
+        if isinstance(module, (ConvGate, ConvLSTMForecaster)):
             is_custom_code = False
         super()._initialize_weights(module, is_custom_code)
 
@@ -164,7 +166,8 @@ class ConvLSTMPreTrainedModel(PreTrainedModel):
         """Initialise one module; parameters already loaded from a checkpoint are left alone.
 
         Children are visited before their parents, so a ConvGate finds its convolutions initialised and only sets
-        the gate bias (zero, `forget_bias` on the forget gate) and the peephole weights (zero).
+        the gate bias (zero, `forget_bias` on the forget gate) and the peephole weights (zero); the forecaster sets
+        its head's bias to `logit(config.prediction_prior)`.
         """
         method = self.config.init_method
         if isinstance(module, nn.Conv2d):
@@ -189,6 +192,9 @@ class ConvLSTMPreTrainedModel(PreTrainedModel):
                 bias[hidden : 2 * hidden].fill_(module.forget_bias)
             if module.peephole_weight is not None:
                 init.zeros_(module.peephole_weight)
+        elif isinstance(module, ConvLSTMForecaster):
+            prior = float(self.config.prediction_prior)
+            init.constant_(module.head.bias, math.log(prior / (1 - prior)))
 
 
 class ConvLSTMModel(ConvLSTMPreTrainedModel):
@@ -423,17 +429,23 @@ class ConvLSTMForFramePrediction(ConvLSTMPreTrainedModel):
         self.forecaster = ConvLSTMForecaster(config)
         self.post_init()
 
-    def _check_inputs(self, pixel_values, labels, num_output_frames, teacher_forcing_ratio) -> int:
-        """Validate everything before any convolution runs; returns the horizon."""
+    def _check_inputs(
+        self, pixel_values, labels, num_output_frames, teacher_forcing_ratio
+    ) -> tuple[int, float]:
+        """Validate everything before any convolution runs; returns the horizon and the teacher forcing ratio."""
         _check_frames("pixel_values", pixel_values, self.config)
         if num_output_frames is not None and (
             isinstance(num_output_frames, bool)
-            or not isinstance(num_output_frames, int)
+            or not isinstance(num_output_frames, numbers.Integral)
             or num_output_frames <= 0
         ):
             raise ValueError(f"num_output_frames must be a positive int, got {num_output_frames!r}")
-        if isinstance(teacher_forcing_ratio, bool) or not isinstance(teacher_forcing_ratio, (int, float)):
+        num_output_frames = None if num_output_frames is None else int(num_output_frames)
+        if isinstance(teacher_forcing_ratio, torch.Tensor) and teacher_forcing_ratio.numel() == 1:
+            teacher_forcing_ratio = teacher_forcing_ratio.item()
+        if isinstance(teacher_forcing_ratio, bool) or not isinstance(teacher_forcing_ratio, numbers.Real):
             raise TypeError(f"teacher_forcing_ratio must be a float in [0, 1], got {teacher_forcing_ratio!r}")
+        teacher_forcing_ratio = float(teacher_forcing_ratio)
         if not 0.0 <= teacher_forcing_ratio <= 1.0:
             raise ValueError(f"teacher_forcing_ratio must be in [0, 1], got {teacher_forcing_ratio!r}")
         if labels is None:
@@ -441,7 +453,7 @@ class ConvLSTMForFramePrediction(ConvLSTMPreTrainedModel):
                 raise ValueError(
                     f"teacher_forcing_ratio={teacher_forcing_ratio} needs labels (the true frames to feed back)"
                 )
-            return self.config.num_output_frames if num_output_frames is None else num_output_frames
+            return (self.config.num_output_frames if num_output_frames is None else num_output_frames), 0.0
         _check_frames("labels", labels, self.config)
         batch, _, channels, height, width = pixel_values.shape
         if (labels.shape[0], *labels.shape[2:]) != (batch, channels, height, width):
@@ -453,7 +465,7 @@ class ConvLSTMForFramePrediction(ConvLSTMPreTrainedModel):
             raise ValueError(
                 f"num_output_frames={num_output_frames} disagrees with labels, which hold {labels.shape[1]} frames"
             )
-        return labels.shape[1]
+        return labels.shape[1], teacher_forcing_ratio
 
     def compute_loss(self, predictions: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """`config.loss` between `predictions` and `labels` (any equal shapes), in float32."""
@@ -473,7 +485,9 @@ class ConvLSTMForFramePrediction(ConvLSTMPreTrainedModel):
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
     ) -> FramePredictionOutput | tuple:
-        horizon = self._check_inputs(pixel_values, labels, num_output_frames, teacher_forcing_ratio)
+        horizon, teacher_forcing_ratio = self._check_inputs(
+            pixel_values, labels, num_output_frames, teacher_forcing_ratio
+        )
         output_hidden_states = (
             self.config.output_hidden_states if output_hidden_states is None else output_hidden_states
         )
@@ -490,7 +504,7 @@ class ConvLSTMForFramePrediction(ConvLSTMPreTrainedModel):
             self.forecaster.initial_states(final_h, final_c),
             horizon,
             truth=truth,
-            teacher_forcing_ratio=float(teacher_forcing_ratio),
+            teacher_forcing_ratio=teacher_forcing_ratio,
             output_hidden_states=output_hidden_states,
         )
         predictions = F.pixel_shuffle(predicted.transpose(0, 1), patch).to(pixel_values.dtype)
