@@ -295,6 +295,15 @@ def test_autocast_keeps_cell_state_float32():
     out.loss.backward()
 
 
+def test_bfloat16_weights_from_pretrained(tmp_path):
+    tiny_model().save_pretrained(tmp_path)
+    model = ConvLSTMForFramePrediction.from_pretrained(tmp_path, dtype=torch.bfloat16).eval()
+    assert model.forecaster.head.weight.dtype == torch.bfloat16
+    with torch.no_grad():
+        out = model(frames().bfloat16(), labels=frames(steps=2, seed=3).bfloat16())
+    assert out.predictions.dtype == torch.bfloat16 and torch.isfinite(out.loss)
+
+
 # --------------------------------------------------------------------------- Trainer
 class _TinyFrames(torch.utils.data.Dataset):
     """Random observed frames; the future is a still grey frame, learnable in a few steps."""

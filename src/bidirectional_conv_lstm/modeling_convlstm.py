@@ -318,27 +318,34 @@ class ConvLSTMForecaster(nn.Module):
             if self.state_bridges is None:
                 hidden, cell = h_n[0], c_n[0]
             else:
-                merged = torch.cat([h_n[0], h_n[1], c_n[0], c_n[1]], dim=1)
-                hidden, cell = self.state_bridges[index](merged).chunk(2, dim=1)
+                bridge = self.state_bridges[index]
+                merged = torch.cat([h_n[0], h_n[1], c_n[0], c_n[1]], dim=1).to(bridge.weight.dtype)
+                hidden, cell = bridge(merged).chunk(2, dim=1)
             dtype = _state_dtype(cell.dtype)
             states.append((hidden.to(dtype), cell.to(dtype)))
         return states
 
     def step(self, frame: torch.Tensor, *flat_states: torch.Tensor):
         """One time step: `frame` are the previous frame's patches `(B, C*p*p, h, w)`, `flat_states` is
-        `h_0, c_0, h_1, c_1, ...`. Returns `(next frame's patches in [0, 1], h_0, c_0, h_1, c_1, ...)`."""
+        `h_0, c_0, h_1, c_1, ...`. Returns `(next frame's patches in [0, 1], h_0, c_0, h_1, c_1, ...)`.
+
+        Hidden states are float32 when the weights are half precision (the cell keeps its state in float32), so
+        they are cast to the weights' dtype before each convolution; a no-op for float32 weights and autocast.
+        """
         x, hiddens, new_states = frame, [], []
         for index, cell in enumerate(self.cells):
             if index > 0 and self.config.dropout and self.training:
                 x = F.dropout(x, self.config.dropout, training=True)
+            dtype = cell.gate.hidden_conv.weight.dtype
             hidden, cell_state = cell.step(
-                cell.gate.input_gates(x), (flat_states[2 * index], flat_states[2 * index + 1])
+                cell.gate.input_gates(x.to(dtype)),
+                (flat_states[2 * index].to(dtype), flat_states[2 * index + 1]),
             )
             hiddens.append(hidden)
             new_states += [hidden, cell_state]
             x = hidden
         features = hiddens[0] if len(hiddens) == 1 else torch.cat(hiddens, dim=1)
-        return (torch.sigmoid(self.head(features)), *new_states)
+        return (torch.sigmoid(self.head(features.to(self.head.weight.dtype))), *new_states)
 
     def forward(
         self,
