@@ -94,6 +94,11 @@ def test_automodel_trust_remote_code_without_the_package(tmp_path):
     torch.manual_seed(0)
     config = ConvLSTMConfig(hidden_sizes=[8, 6], patch_size=2, peephole=True, num_output_frames=3)
     model = ConvLSTMForFramePrediction(config).eval()
+    with torch.no_grad():
+        for (
+            parameter
+        ) in model.parameters():  # trained-looking values: any re-initialisation on load would show
+            parameter.add_(0.1 * torch.randn_like(parameter))
     model_dir = tmp_path / "model"
     model.save_pretrained(model_dir)
 
