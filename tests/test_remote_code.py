@@ -41,7 +41,8 @@ CHILD = textwrap.dedent(
     from safetensors.torch import load_file
     from transformers import AutoConfig, AutoModel
 
-    model_dir, tensors_file, resaved_dir = sys.argv[1:4]
+    model_dir, tensors_file, resaved_dir, threads = sys.argv[1:5]
+    torch.set_num_threads(int(threads))  # the parent's: the reduction order of a convolution depends on it
     try:
         AutoModel.from_pretrained(model_dir, trust_remote_code=False)
     except ValueError as err:
@@ -119,11 +120,18 @@ def test_automodel_trust_remote_code_without_the_package(tmp_path):
     env.update(
         HF_HOME=str(tmp_path / "hf_home"),  # the dynamic-module cache goes to tmp
         HF_HUB_OFFLINE="1",
-        OMP_NUM_THREADS="1",
         PYTHONDONTWRITEBYTECODE="1",
     )
     result = subprocess.run(
-        [sys.executable, "-c", CHILD, str(model_dir), str(tensors_file), str(tmp_path / "resaved")],
+        [
+            sys.executable,
+            "-c",
+            CHILD,
+            str(model_dir),
+            str(tensors_file),
+            str(tmp_path / "resaved"),
+            str(torch.get_num_threads()),
+        ],
         cwd=tmp_path,
         env=env,
         capture_output=True,
