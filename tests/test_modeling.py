@@ -19,6 +19,15 @@ from bidirectional_conv_lstm import (
 )
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny tensors: one thread avoids OpenMP hand-offs that dominate (and stall on a busy 2-core machine)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def tiny_config(**overrides) -> ConvLSTMConfig:
     options = dict(hidden_sizes=[8, 6], patch_size=2, kernel_size=3, num_input_frames=3, num_output_frames=2)
     options.update(overrides)
