@@ -64,7 +64,9 @@ class ConcatConvLSTM(nn.Module):
             channels = in_channels if layer == 0 else self.directions * hidden_channels
             for _ in range(self.directions):
                 self.convs.append(
-                    nn.Conv2d(channels + hidden_channels, 4 * hidden_channels, kernel_size, padding=kernel_size // 2)
+                    nn.Conv2d(
+                        channels + hidden_channels, 4 * hidden_channels, kernel_size, padding=kernel_size // 2
+                    )
                 )
 
     def load_from(self, ours: ConvLSTM) -> ConcatConvLSTM:
@@ -104,9 +106,17 @@ class TwoConvConvLSTM(nn.Module):
         for layer in range(num_layers):
             channels = in_channels if layer == 0 else self.directions * hidden_channels
             for _ in range(self.directions):
-                self.input_convs.append(nn.Conv2d(channels, 4 * hidden_channels, kernel_size, padding=kernel_size // 2))
+                self.input_convs.append(
+                    nn.Conv2d(channels, 4 * hidden_channels, kernel_size, padding=kernel_size // 2)
+                )
                 self.hidden_convs.append(
-                    nn.Conv2d(hidden_channels, 4 * hidden_channels, kernel_size, padding=kernel_size // 2, bias=False)
+                    nn.Conv2d(
+                        hidden_channels,
+                        4 * hidden_channels,
+                        kernel_size,
+                        padding=kernel_size // 2,
+                        bias=False,
+                    )
                 )
 
     def load_from(self, ours: ConvLSTM) -> TwoConvConvLSTM:
@@ -216,7 +226,9 @@ def peak_allocated_mib(fn) -> float | None:
                 yield from walk(node.children)
 
         events = [
-            n for n in walk(prof.profiler.kineto_results.experimental_event_tree()) if n.tag == _EventType.Allocation
+            n
+            for n in walk(prof.profiler.kineto_results.experimental_event_tree())
+            if n.tag == _EventType.Allocation
         ]
     except Exception:  # noqa: BLE001  (private profiler API: report "n/a" rather than fail)
         return None
@@ -278,10 +290,18 @@ def build_layer_variants(config: LayerConfig, device: str, names: set[str] | Non
     x = torch.randn(config.steps, config.batch, config.in_channels, config.size, config.size, device=device)
     ours = ConvLSTM(config.in_channels, config.hidden, **kwargs).to(device)
     flops = config.forward_flops()
-    reference_args = (config.in_channels, config.hidden, config.kernel, config.num_layers, config.bidirectional)
+    reference_args = (
+        config.in_channels,
+        config.hidden,
+        config.kernel,
+        config.num_layers,
+        config.bidirectional,
+    )
     variants = []
 
     def want(name):
+        if name in EXTRA_VARIANTS and config.name != "a":
+            return names is not None and name in names  # only where a target needs them, unless asked
         return names is None or name in names
 
     if want("ours"):
@@ -289,16 +309,24 @@ def build_layer_variants(config: LayerConfig, device: str, names: set[str] | Non
     if want("ours+plain"):
         plain = copy.deepcopy(ours)
         plain.fused = False
-        variants.append(_module_variant("ours+plain", plain, x, flops, note="plain per-step loop (fused=False)"))
+        variants.append(
+            _module_variant("ours+plain", plain, x, flops, note="plain per-step loop (fused=False)")
+        )
     if want("ours+bf16"):
-        variants.append(_module_variant("ours+bf16", ours, x, flops, autocast=torch.bfloat16, note="bf16 autocast"))
+        variants.append(
+            _module_variant("ours+bf16", ours, x, flops, autocast=torch.bfloat16, note="bf16 autocast")
+        )
     if want("ours+channels_last"):
         channels_last = copy.deepcopy(ours).to(memory_format=torch.channels_last)
-        variants.append(_module_variant("ours+channels_last", channels_last, x, flops, note="channels_last weights"))
+        variants.append(
+            _module_variant("ours+channels_last", channels_last, x, flops, note="channels_last weights")
+        )
     if want("ours+checkpoint"):
         checkpointed = copy.deepcopy(ours)
         checkpointed.gradient_checkpointing = True
-        variants.append(_module_variant("ours+checkpoint", checkpointed, x, flops, note="gradient_checkpointing"))
+        variants.append(
+            _module_variant("ours+checkpoint", checkpointed, x, flops, note="gradient_checkpointing")
+        )
     if want("ours+compile"):
         compiled = torch.compile(copy.deepcopy(ours))
         variant = _module_variant("ours+compile", compiled, x, flops, note="torch.compile(module)")
@@ -309,7 +337,9 @@ def build_layer_variants(config: LayerConfig, device: str, names: set[str] | Non
         variants.append(_module_variant("concat", concat, x, flops, note="reference, cat([x, h]) conv"))
     if want("concat+bf16"):
         concat = ConcatConvLSTM(*reference_args).to(device).load_from(ours)
-        variants.append(_module_variant("concat+bf16", concat, x, flops, autocast=torch.bfloat16, note="reference"))
+        variants.append(
+            _module_variant("concat+bf16", concat, x, flops, autocast=torch.bfloat16, note="reference")
+        )
     if want("two-conv"):
         two = TwoConvConvLSTM(*reference_args).to(device).load_from(ours)
         variants.append(_module_variant("two-conv", two, x, flops, note="reference, nothing hoisted"))
@@ -340,7 +370,9 @@ def _limit_variant(name, config: LayerConfig, device, dtype) -> Variant:
         with torch.no_grad():
             F.conv2d(x, weight, padding=config.kernel // 2)
 
-    variant = Variant(name, train, infer, flops, f"one conv2d {frames}x{hidden}->{4 * hidden}, channels_last {dtype}")
+    variant = Variant(
+        name, train, infer, flops, f"one conv2d {frames}x{hidden}->{4 * hidden}, channels_last {dtype}"
+    )
     return variant
 
 
@@ -398,7 +430,9 @@ def build_streaming_variants(config: LayerConfig, device: str, names: set[str] |
     x = torch.randn(1, config.in_channels, config.size, config.size, device=device)
     state = cell.zero_state(x)
     state = (torch.randn_like(state[0]), torch.randn_like(state[1]))
-    concat = ConcatConvLSTM(config.in_channels, config.hidden, config.kernel).to(device).load_from(ours).convs[0]
+    concat = (
+        ConcatConvLSTM(config.in_channels, config.hidden, config.kernel).to(device).load_from(ours).convs[0]
+    )
     flops = 2 * config.size**2 * config.kernel**2 * (config.in_channels + config.hidden) * 4 * config.hidden
 
     def concat_step(x, state):
@@ -410,7 +444,11 @@ def build_streaming_variants(config: LayerConfig, device: str, names: set[str] |
     candidates = {
         "ours": (cell, None, "ConvLSTMCell(x, state)"),
         "ours+bf16": (cell, torch.bfloat16, "bf16 autocast"),
-        "ours+channels_last": (copy.deepcopy(cell).to(memory_format=torch.channels_last), None, "channels_last"),
+        "ours+channels_last": (
+            copy.deepcopy(cell).to(memory_format=torch.channels_last),
+            None,
+            "channels_last",
+        ),
         "ours+compile": (torch.compile(copy.deepcopy(cell)), None, "torch.compile(cell)"),
         "concat": (concat_step, None, "reference"),
     }
@@ -420,7 +458,10 @@ def build_streaming_variants(config: LayerConfig, device: str, names: set[str] |
             continue
 
         def infer(step=step, dtype=dtype):
-            with torch.no_grad(), torch.autocast(device, dtype=dtype or torch.bfloat16, enabled=dtype is not None):
+            with (
+                torch.no_grad(),
+                torch.autocast(device, dtype=dtype or torch.bfloat16, enabled=dtype is not None),
+            ):
                 step(x, state)
 
         variant = Variant(name, infer, infer, flops, note)
@@ -436,11 +477,17 @@ def build_model_variants(device: str, batch: int, quick: bool, names: set[str] |
 
     torch.manual_seed(0)
     if quick:
-        config = ConvLSTMConfig(hidden_sizes=[4], patch_size=4, kernel_size=3, num_input_frames=3, num_output_frames=2)
+        config = ConvLSTMConfig(
+            hidden_sizes=[4], patch_size=4, kernel_size=3, num_input_frames=3, num_output_frames=2
+        )
         frames, size = (3, 2), 16
     else:  # OpenSTL ConvLSTM-S on Moving MNIST: 4 x 128 hidden, kernel 5, patch 4, 10 -> 10 frames of 64x64
         config = ConvLSTMConfig(
-            hidden_sizes=[128, 128, 128, 128], patch_size=4, kernel_size=5, num_input_frames=10, num_output_frames=10
+            hidden_sizes=[128, 128, 128, 128],
+            patch_size=4,
+            kernel_size=5,
+            num_input_frames=10,
+            num_output_frames=10,
         )
         frames, size = (10, 10), 64
     model = ConvLSTMForFramePrediction(config).to(device)
@@ -458,7 +505,10 @@ def build_model_variants(device: str, batch: int, quick: bool, names: set[str] |
             loss.backward()
 
         def infer(dtype=dtype):
-            with torch.no_grad(), torch.autocast(device, dtype=dtype or torch.bfloat16, enabled=dtype is not None):
+            with (
+                torch.no_grad(),
+                torch.autocast(device, dtype=dtype or torch.bfloat16, enabled=dtype is not None),
+            ):
                 model(pixels, num_output_frames=frames[1])
 
         variants.append(Variant(name, train, infer, 0.0, "ConvLSTMForFramePrediction"))
@@ -562,7 +612,9 @@ def markdown(results: dict) -> str:
         lines += ["| variant | ms per step | GFLOP/s | note |", "|---|---:|---:|---|"]
         for row in section["rows"]:
             note = row["note"] + (f" (compile {row['setup_s']:.0f} s)" if row["setup_s"] else "")
-            lines.append(f"| {row['variant']} | {_fmt(row['infer_ms'], 2)} | {_fmt(row['infer_gflops'], 0)} | {note} |")
+            lines.append(
+                f"| {row['variant']} | {_fmt(row['infer_ms'], 2)} | {_fmt(row['infer_gflops'], 0)} | {note} |"
+            )
         lines.append("")
     if "model" in results:
         section = results["model"]
@@ -594,11 +646,15 @@ def markdown(results: dict) -> str:
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--configs", default="a,b,c,d,e", help="comma-separated subset of a,b,c,d,e")
-    parser.add_argument("--variants", default=None, help="comma-separated subset of variant names (default all)")
+    parser.add_argument(
+        "--variants", default=None, help="comma-separated subset of variant names (default all)"
+    )
     parser.add_argument("--repeats", type=int, default=5, help="timed rounds (median reported); >= 1")
     parser.add_argument("--quick", action="store_true", help="tiny shapes, 1 repeat: a smoke test in seconds")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
-    parser.add_argument("--model-batch", type=int, default=None, help="batch for (e); default 2 on CPU, 64 on GPU")
+    parser.add_argument(
+        "--model-batch", type=int, default=None, help="batch for (e); default 2 on CPU, 64 on GPU"
+    )
     parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile variants")
     parser.add_argument("--loss-check", action="store_true", help="also run the bf16-vs-fp32 loss check")
     parser.add_argument("--loss-steps", type=int, default=50)
@@ -687,6 +743,10 @@ def main(argv=None) -> dict:
             json.dump(results, handle, indent=1)
     return results
 
+
+# Run on configuration (a) only by default (targets and memory levers); their cost on (b) and (c)
+# would break the ~10 minute budget of a full run on a 2-core CPU. ``--variants`` forces them.
+EXTRA_VARIANTS = ("ours+plain", "ours+checkpoint", "ours+compile", "concat+bf16")
 
 ALL_VARIANTS = (
     "ours",

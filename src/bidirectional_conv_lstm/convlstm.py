@@ -594,7 +594,13 @@ class ConvLSTM(nn.Module):
         return layer_input, torch.stack(h_n), torch.stack(c_n)
 
     def _run_direction(
-        self, cell: ConvLSTMCell, x: torch.Tensor, state: State, valid, reverse: bool, zero_state: bool = False
+        self,
+        cell: ConvLSTMCell,
+        x: torch.Tensor,
+        state: State,
+        valid,
+        reverse: bool,
+        zero_state: bool = False,
     ):
         """One layer, one direction over (T, B, C, H, W); returns ((T, B, C_h, H', W'), (h, c))."""
         steps = x.shape[0]
@@ -702,18 +708,22 @@ class _FusedConvLSTMSequence(torch.autograd.Function):
         dtype = _compute_dtype(x)
         state_dtype = cell_state.dtype
         with torch.autocast(x.device.type, enabled=False):
-            # The input convolution runs channels_last: oneDNN computes in that layout, and a
-            # contiguous result would be a second (T * B, 4C) buffer for a moment, the layer's peak.
+            # Every convolution runs channels_last: oneDNN computes in that layout whatever it is
+            # given, so contiguous tensors would cost a reorder copy of each input, output and
+            # gradient (for the input convolution a second (T * B, 4C) buffer: the layer's peak).
             frames = x.flatten(0, 1).to(dtype).contiguous(memory_format=torch.channels_last)
             input_weight_c = input_weight.to(dtype).contiguous(memory_format=torch.channels_last)
-            hidden_weight_c = hidden_weight.to(dtype)
+            hidden_weight_c = hidden_weight.to(dtype).contiguous(memory_format=torch.channels_last)
             bias_c = None if input_bias is None else input_bias.to(dtype)
             gates = F.conv2d(frames, input_weight_c, bias_c, stride, padding, dilation)
             size = gates.shape[-2:]
             channels = hidden_weight.shape[1]
-            layout = _frame_layout(hidden_weight)
-            output = torch.empty((steps * batch, channels, *size), dtype=state_dtype, device=x.device)
-            output = output.contiguous(memory_format=layout).unflatten(0, (steps, batch))
+            output = torch.empty(
+                (steps * batch, channels, *size),
+                dtype=state_dtype,
+                device=x.device,
+                memory_format=torch.channels_last,
+            ).unflatten(0, (steps, batch))
             cells = torch.empty_like(output)
             gates = gates.unflatten(0, (steps, batch))
             order = range(steps - 1, -1, -1) if reverse else range(steps)
@@ -721,7 +731,13 @@ class _FusedConvLSTMSequence(torch.autograd.Function):
             for index, t in enumerate(order):
                 gate = gates[t]
                 if index > 0 or not zero_state:
-                    gate += F.conv2d(h_prev.to(dtype), hidden_weight_c, None, 1, hidden_padding)
+                    gate += F.conv2d(
+                        h_prev.to(dtype).contiguous(memory_format=torch.channels_last),
+                        hidden_weight_c,
+                        None,
+                        1,
+                        hidden_padding,
+                    )
                 act = gate if gate.dtype == state_dtype else gate.to(state_dtype)
                 act[:, : 2 * channels].sigmoid_()
                 act[:, 2 * channels : 3 * channels].tanh_()
@@ -741,6 +757,8 @@ class _FusedConvLSTMSequence(torch.autograd.Function):
         ctx.dtype = dtype
         ctx.meta = (x.dtype, input_bias is not None, input_weight.dtype, hidden_weight.dtype)
         # the weights as given (casts and layouts are redone in backward: small, and no extra copies held)
+        if zero_state:  # known zeros: nothing to keep
+            hidden = cell_state = None
         ctx.save_for_backward(x, input_weight, hidden_weight, hidden, cell_state, gates, cells, output)
         return output, output[last].clone(), cells[last].clone()
 
@@ -749,8 +767,10 @@ class _FusedConvLSTMSequence(torch.autograd.Function):
     def backward(ctx, grad_output, grad_hidden, grad_cell):
         x, input_weight, hidden_weight, hidden, cell_state, gates, cells, output = ctx.saved_tensors
         stride, padding, dilation, hidden_padding, reverse = ctx.options
+        hidden_padding = list(hidden_padding)
         dtype = ctx.dtype
-        input_weight_c = input_weight.to(dtype).contiguous(memory_format=torch.channels_last)
+        # Weights in their own layout: a channels_last copy would be held through the whole loop.
+        input_weight_c = input_weight.to(dtype)
         hidden_weight_c = hidden_weight.to(dtype)
         steps, batch = x.shape[:2]
         state_dtype = cells.dtype
@@ -758,7 +778,9 @@ class _FusedConvLSTMSequence(torch.autograd.Function):
         x_dtype, has_bias, input_weight_dtype, weight_dtype = ctx.meta
         order = list(range(steps - 1, -1, -1)) if reverse else list(range(steps))
         # Own, writable copies: the loop below updates grad_h and grad_c in place.
-        grad_h = torch.zeros_like(output[0]) if grad_hidden is None else grad_hidden.to(state_dtype, copy=True)
+        grad_h = (
+            torch.zeros_like(output[0]) if grad_hidden is None else grad_hidden.to(state_dtype, copy=True)
+        )
         grad_c = torch.zeros_like(cells[0]) if grad_cell is None else grad_cell.to(state_dtype, copy=True)
         grad_hidden_weight = grad_input_weight = grad_bias = grad_x = None
         for index in range(steps - 1, -1, -1):
@@ -770,7 +792,9 @@ class _FusedConvLSTMSequence(torch.autograd.Function):
             i, f, g, o = act.chunk(4, dim=1)
             c_prev = cell_state if index == 0 else cells[order[index - 1]]
             # Pointwise backward in preallocated buffers: two temporaries of C_h per step, no more.
-            grad_gates = torch.empty_like(act)
+            grad_gates = torch.empty(
+                act.shape, dtype=act.dtype, device=act.device, memory_format=torch.channels_last
+            )
             grad_i, grad_f, grad_g, grad_o = grad_gates.chunk(4, dim=1)
             scratch = torch.tanh(cells[t])
             torch.mul(grad_h, scratch, out=grad_o)  # d o = dh * tanh(c)
@@ -780,8 +804,11 @@ class _FusedConvLSTMSequence(torch.autograd.Function):
             grad_o.mul_(scratch)  # * sigmoid'(o)
             torch.addcmul(i, i, i, value=-1, out=grad_i)
             grad_i.mul_(g).mul_(grad_c)  # dc * g * sigmoid'(i)
-            torch.addcmul(f, f, f, value=-1, out=grad_f)
-            grad_f.mul_(c_prev).mul_(grad_c)  # dc * c_prev * sigmoid'(f)
+            if c_prev is None:  # zero initial state
+                grad_f.zero_()
+            else:
+                torch.addcmul(f, f, f, value=-1, out=grad_f)
+                grad_f.mul_(c_prev).mul_(grad_c)  # dc * c_prev * sigmoid'(f)
             torch.mul(g, g, out=grad_g)
             grad_g.neg_().add_(1).mul_(i).mul_(grad_c)  # dc * i * tanh'(g)
             grad_c.mul_(f)
@@ -792,7 +819,7 @@ class _FusedConvLSTMSequence(torch.autograd.Function):
             # saved activations instead would make backward single-use (no retain_graph, gradcheck).
             grad_frame, grad_weight, grad_b = torch.ops.aten.convolution_backward(
                 grad_gates,
-                x[t].to(dtype),
+                x[t].to(dtype).contiguous(memory_format=torch.channels_last),
                 input_weight_c,
                 [input_weight_c.shape[0]] if has_bias else None,
                 list(stride),
@@ -809,7 +836,9 @@ class _FusedConvLSTMSequence(torch.autograd.Function):
                 grad_x[t] = grad_frame
             if grad_weight is not None:
                 grad_weight = grad_weight.to(input_weight_dtype)
-                grad_input_weight = grad_weight if grad_input_weight is None else grad_input_weight.add_(grad_weight)
+                grad_input_weight = (
+                    grad_weight if grad_input_weight is None else grad_input_weight.add_(grad_weight)
+                )
             if grad_b is not None:
                 grad_b = grad_b.to(input_weight_dtype)
                 grad_bias = grad_b if grad_bias is None else grad_bias.add_(grad_b)
@@ -817,23 +846,26 @@ class _FusedConvLSTMSequence(torch.autograd.Function):
             if first and ctx.zero_state:
                 grad_h = None
                 continue
-            h_prev = hidden if first else output[order[index - 1]]
-            grad_input, grad_weight, _ = torch.ops.aten.convolution_backward(
-                grad_gates,
-                h_prev.to(dtype),
-                hidden_weight_c,
-                None,
-                [1, 1],
-                list(hidden_padding),
-                [1, 1],
-                False,
-                [0, 0],
-                1,
-                [not first or needs[4], True, False],
-            )
+            h_prev = (hidden if first else output[order[index - 1]]).to(dtype)
+            h_prev = h_prev.contiguous(memory_format=torch.channels_last)
+            # Weight and input gradients in two calls: each holds its own weight-sized reorder
+            # buffers, and one call would hold both sets at once (the backward's peak).
+            _, grad_weight, _ = torch.ops.aten.convolution_backward(
+                grad_gates, h_prev, hidden_weight_c, None, [1, 1], hidden_padding, [1, 1],
+                False, [0, 0], 1, [False, True, False],
+            )  # fmt: skip
             grad_weight = grad_weight.to(weight_dtype)  # accumulate over time in the parameter's dtype
-            grad_hidden_weight = grad_weight if grad_hidden_weight is None else grad_hidden_weight.add_(grad_weight)
-            grad_h = None if grad_input is None else grad_input.to(state_dtype)
+            grad_hidden_weight = (
+                grad_weight if grad_hidden_weight is None else grad_hidden_weight.add_(grad_weight)
+            )
+            del grad_weight
+            grad_h = None
+            if not first or needs[4]:
+                grad_input = torch.ops.aten.convolution_backward(
+                    grad_gates, h_prev, hidden_weight_c, None, [1, 1], hidden_padding, [1, 1],
+                    False, [0, 0], 1, [True, False, False],
+                )[0]  # fmt: skip
+                grad_h = grad_input.to(state_dtype)
         if grad_hidden_weight is None:
             grad_hidden_weight = torch.zeros_like(hidden_weight_c, dtype=weight_dtype)
         return (
@@ -846,14 +878,6 @@ class _FusedConvLSTMSequence(torch.autograd.Function):
             None,
             None,
         )
-
-
-def _frame_layout(tensor: torch.Tensor) -> torch.memory_format:
-    """The layout of the outputs: channels_last when the recurrent weight is (``module.to(memory_format=
-    torch.channels_last)``), else contiguous."""
-    if tensor.dim() == 4 and tensor.is_contiguous(memory_format=torch.channels_last) and not tensor.is_contiguous():
-        return torch.channels_last
-    return torch.contiguous_format
 
 
 def _run_fused(cell: ConvLSTMCell, x, hidden, cell_state, reverse: bool, zero_state: bool):
