@@ -542,7 +542,7 @@ def loss_check(steps: int, device: str, quick: bool) -> dict:
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            losses.append(float(loss))
+            losses.append(loss.item())
         curves[name] = losses
     window = max(1, steps // 5)
     final = {name: statistics.mean(losses[-window:]) for name, losses in curves.items()}
@@ -653,7 +653,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--quick", action="store_true", help="tiny shapes, 1 repeat: a smoke test in seconds")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument(
-        "--model-batch", type=int, default=None, help="batch for (e); default 2 on CPU, 64 on GPU"
+        "--model-batch", type=int, default=None, help="batch for (e); default 1 on CPU, 64 on GPU"
     )
     parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile variants")
     parser.add_argument("--loss-check", action="store_true", help="also run the bf16-vs-fp32 loss check")
@@ -711,7 +711,7 @@ def main(argv=None) -> dict:
             rows=rows,
         )
     if "e" in configs:
-        batch = args.model_batch or (64 if args.device == "cuda" else 2)
+        batch = args.model_batch or (64 if args.device == "cuda" else 1)
         start = time.perf_counter()
         variants = build_model_variants(args.device, batch, args.quick, names)
         run_rounds(variants, repeats)

@@ -711,9 +711,9 @@ class _FusedConvLSTMSequence(torch.autograd.Function):
             # Every convolution runs channels_last: oneDNN computes in that layout whatever it is
             # given, so contiguous tensors would cost a reorder copy of each input, output and
             # gradient (for the input convolution a second (T * B, 4C) buffer: the layer's peak).
-            frames = x.flatten(0, 1).to(dtype).contiguous(memory_format=torch.channels_last)
-            input_weight_c = input_weight.to(dtype).contiguous(memory_format=torch.channels_last)
-            hidden_weight_c = hidden_weight.to(dtype).contiguous(memory_format=torch.channels_last)
+            frames = _channels_last(x.flatten(0, 1).to(dtype))
+            input_weight_c = _channels_last(input_weight.to(dtype))
+            hidden_weight_c = _channels_last(hidden_weight.to(dtype))
             bias_c = None if input_bias is None else input_bias.to(dtype)
             gates = F.conv2d(frames, input_weight_c, bias_c, stride, padding, dilation)
             size = gates.shape[-2:]
@@ -732,7 +732,7 @@ class _FusedConvLSTMSequence(torch.autograd.Function):
                 gate = gates[t]
                 if index > 0 or not zero_state:
                     gate += F.conv2d(
-                        h_prev.to(dtype).contiguous(memory_format=torch.channels_last),
+                        _channels_last(h_prev.to(dtype)),
                         hidden_weight_c,
                         None,
                         1,
@@ -770,8 +770,8 @@ class _FusedConvLSTMSequence(torch.autograd.Function):
         hidden_padding = list(hidden_padding)
         dtype = ctx.dtype
         # Weights in their own layout: a channels_last copy would be held through the whole loop.
-        input_weight_c = input_weight.to(dtype)
-        hidden_weight_c = hidden_weight.to(dtype)
+        input_weight_c = _channels_last(input_weight.to(dtype))
+        hidden_weight_c = _channels_last(hidden_weight.to(dtype))
         steps, batch = x.shape[:2]
         state_dtype = cells.dtype
         needs = ctx.needs_input_grad
@@ -819,7 +819,7 @@ class _FusedConvLSTMSequence(torch.autograd.Function):
             # saved activations instead would make backward single-use (no retain_graph, gradcheck).
             grad_frame, grad_weight, grad_b = torch.ops.aten.convolution_backward(
                 grad_gates,
-                x[t].to(dtype).contiguous(memory_format=torch.channels_last),
+                _channels_last(x[t].to(dtype)),
                 input_weight_c,
                 [input_weight_c.shape[0]] if has_bias else None,
                 list(stride),
@@ -847,7 +847,7 @@ class _FusedConvLSTMSequence(torch.autograd.Function):
                 grad_h = None
                 continue
             h_prev = (hidden if first else output[order[index - 1]]).to(dtype)
-            h_prev = h_prev.contiguous(memory_format=torch.channels_last)
+            h_prev = _channels_last(h_prev)
             # Weight and input gradients in two calls: each holds its own weight-sized reorder
             # buffers, and one call would hold both sets at once (the backward's peak).
             _, grad_weight, _ = torch.ops.aten.convolution_backward(
@@ -878,6 +878,17 @@ class _FusedConvLSTMSequence(torch.autograd.Function):
             None,
             None,
         )
+
+
+def _channels_last(tensor: torch.Tensor) -> torch.Tensor:
+    """``tensor`` with channels_last strides, also where the layout is ambiguous (one channel or
+    1x1 frames), where ``.contiguous(memory_format=...)`` keeps NCHW strides and oneDNN then picks
+    NCHW, mixing layouts within the layer."""
+    if tensor.stride(1) == 1 and tensor.is_contiguous(memory_format=torch.channels_last):
+        return tensor
+    return torch.empty(
+        tensor.shape, dtype=tensor.dtype, device=tensor.device, memory_format=torch.channels_last
+    ).copy_(tensor)
 
 
 def _run_fused(cell: ConvLSTMCell, x, hidden, cell_state, reverse: bool, zero_state: bool):
