@@ -125,7 +125,8 @@ def train(args: TrainingArguments) -> dict:
     """Train, evaluate and save a frame-prediction model as ``args`` says; returns the final results.
 
     Returns:
-        ``{"global_step", "best_validation_mse", "test": {metric: value, ...} (with baselines), "output_dir"}``.
+        ``{"global_step", "best_validation_mse", "train_minutes", "test": {metric: value, ..., "baselines": ...},
+        "output_dir", "model"}``; ``model`` is the model after the last step (the best one is in ``output_dir``).
     """
     from .evaluation import evaluate_dataloader, write_evaluation
     from .hub import save_model_card
@@ -209,6 +210,10 @@ def train(args: TrainingArguments) -> dict:
         if state["batches_in_epoch"]:
             loader = accelerator.skip_first_batches(train_loader, state["batches_in_epoch"])
         for batch in loader:
+            # The random numbers of a step (dropout, scheduled sampling) depend only on where the run is, so a
+            # resumed run draws exactly what the uninterrupted one drew (DataLoader iterators also draw from the
+            # global generator, and a resumed run creates one more of them).
+            torch.manual_seed(_step_seed(args.seed, accelerator.process_index, state))
             state["batches_in_epoch"] += 1
             with accelerator.accumulate(model):
                 outputs = model(**batch, teacher_forcing_ratio=args.teacher_forcing_ratio(state["global_step"]))
@@ -268,6 +273,7 @@ def train(args: TrainingArguments) -> dict:
     test_metrics = evaluate_dataloader(best, test_loader, accelerator, mean_value=mean_value, baselines=True)
     results = {"global_step": state["global_step"], "best_validation_mse": state["best_validation_mse"],
                "train_minutes": train_minutes, "test": test_metrics, "output_dir": str(output_dir)}
+    final_model = accelerator.unwrap_model(model)
     if accelerator.is_main_process:
         write_evaluation(test_metrics, output_dir / "eval")
         sample = collator([splits["test"][i] for i in range(min(4, len(splits["test"])))])
@@ -280,6 +286,7 @@ def train(args: TrainingArguments) -> dict:
                         step=state["global_step"])
         (output_dir / "eval" / "results.json").write_text(json.dumps(results, indent=2, default=float))
     accelerator.end_training()
+    results["model"] = final_model  # the weights after the last step (the best ones are in output_dir)
     if args.push_to_hub and accelerator.is_main_process:
         from .hub import upload_folder_to_hub
 
@@ -293,6 +300,10 @@ def _save_model(accelerator: Accelerator, model, output_dir: Path) -> None:
     unwrapped = accelerator.unwrap_model(model)
     unwrapped.save_pretrained(output_dir, is_main_process=accelerator.is_main_process,
                               save_function=accelerator.save, state_dict=accelerator.get_state_dict(model))
+
+
+def _step_seed(seed: int, process_index: int, state: dict) -> int:
+    return (seed * 1_000_003 + process_index * 7_919 + state["epoch"] * 100_003 + state["batches_in_epoch"]) % 2**63
 
 
 def _out_of_time(accelerator: Accelerator, args: TrainingArguments, started: float) -> bool:

@@ -1,0 +1,45 @@
+"""Run by tests/test_training.py under ``accelerate launch`` with two CPU processes (gloo).
+
+Trains the tiny config given as JSON in argv[1] and writes, per process, the hashes of the training batches it
+saw and of its final weights to ``argv[2]/rank<N>.json``.
+"""
+
+import hashlib
+import json
+import sys
+from pathlib import Path
+
+from accelerate import PartialState
+
+import bidirectional_conv_lstm.training as training
+from bidirectional_conv_lstm.training_args import TrainingArguments
+
+
+def main(config_json: str, report_dir: str) -> None:
+    seen = []
+    original = training.FramePredictionCollator
+
+    class RecordingCollator(original):
+        def __call__(self, examples):
+            batch = super().__call__(examples)
+            seen.append(hashlib.sha256(batch["pixel_values"].numpy().tobytes()).hexdigest())
+            return batch
+
+    training.FramePredictionCollator = RecordingCollator
+    results = training.train(TrainingArguments(**json.loads(config_json)))
+    digest = hashlib.sha256()
+    for name, tensor in sorted(results["model"].state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    rank = PartialState().process_index
+    report = {
+        "batches": seen,
+        "weights": digest.hexdigest(),
+        "steps": results["global_step"],
+        "world_size": PartialState().num_processes,
+    }
+    Path(report_dir, f"rank{rank}.json").write_text(json.dumps(report))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2])

@@ -1,0 +1,373 @@
+"""End-to-end tests of the Accelerate training loop, evaluation and prediction on tiny Moving MNIST runs."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from bidirectional_conv_lstm import ConvLSTMForFramePrediction
+from bidirectional_conv_lstm.training import find_latest_checkpoint, train
+from bidirectional_conv_lstm.training_args import (
+    TrainingArguments,
+    load_training_arguments,
+    parse_command_line,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def tiny_config(output_dir: Path, cache_dir: Path, **overrides) -> dict:
+    config = {
+        "output_dir": str(output_dir),
+        "seed": 0,
+        "dataset": "moving_mnist",
+        "data": {
+            "num_train": 32,
+            "num_validation": 8,
+            "num_test": 8,
+            "image_size": 32,
+            "digit_size": 14,
+            "num_frames": 8,
+            "cache_dir": str(cache_dir),
+        },
+        "model": {"num_channels": 1, "patch_size": 4, "hidden_sizes": [8], "kernel_size": 3},
+        "num_input_frames": 4,
+        "num_output_frames": 4,
+        "per_device_train_batch_size": 8,
+        "per_device_eval_batch_size": 8,
+        "learning_rate": 0.01,
+        "warmup_steps": 1,
+        "max_train_steps": 8,
+        "eval_steps": 4,
+        "eval_num_samples": 8,
+        "checkpointing_steps": 3,
+        "checkpoints_total_limit": 2,
+        "logging_steps": 1,
+        "teacher_forcing_start": 0.5,
+        "teacher_forcing_end": 0.0,
+        "teacher_forcing_steps": 6,
+    }
+    for key, value in overrides.items():
+        if isinstance(value, dict):
+            config[key] = {**config.get(key, {}), **value}
+        else:
+            config[key] = value
+    return config
+
+
+def state_hash(model: torch.nn.Module) -> str:
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("data_cache")
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory, cache_dir):
+    """One uninterrupted tiny run (16 steps, checkpoints at 5, 10, 15) shared by several tests."""
+    output_dir = tmp_path_factory.mktemp("run") / "out"
+    args = TrainingArguments(
+        **tiny_config(
+            output_dir,
+            cache_dir,
+            max_train_steps=16,
+            eval_steps=8,
+            checkpointing_steps=5,
+            teacher_forcing_steps=12,
+        )
+    )
+    return args, train(args)
+
+
+def test_tiny_run_learns_and_saves_a_loadable_model_with_card(tiny_run):
+    args, results = tiny_run
+    output_dir = Path(args.output_dir)
+    # The loss went down: the final model beats the freshly initialised one on the test split.
+    untrained = ConvLSTMForFramePrediction(args.model_config())
+    from torch.utils.data import DataLoader
+
+    from bidirectional_conv_lstm.data import FramePredictionCollator
+    from bidirectional_conv_lstm.evaluation import evaluate_dataloader
+    from bidirectional_conv_lstm.training import load_datasets
+
+    test = load_datasets(args)["test"]
+    loader = DataLoader(test, batch_size=8, collate_fn=FramePredictionCollator(4, 4))
+    before = evaluate_dataloader(untrained, loader, baselines=False)["mse"]
+    assert results["test"]["mse"] < 0.7 * before
+    assert results["global_step"] == 16
+
+    for name in (
+        "config.json",
+        "model.safetensors",
+        "README.md",
+        "prediction.png",
+        "training_config.yaml",
+        "eval/metrics.json",
+        "eval/metrics.md",
+        "eval/lead_time.png",
+    ):
+        assert (output_dir / name).is_file(), name
+    loaded = ConvLSTMForFramePrediction.from_pretrained(output_dir)
+    batch = FramePredictionCollator(4, 4)([test[i] for i in range(4)])
+    with torch.no_grad():
+        predictions = loaded(pixel_values=batch["pixel_values"]).predictions
+    assert predictions.shape == (4, 4, 1, 32, 32)
+
+    from huggingface_hub import ModelCard
+
+    card = ModelCard.load(output_dir / "README.md")
+    text = card.content
+    assert f"{results['test']['mse']:.4g}"[:4] in text or f"{results['test']['mse']:.2f}" in text
+    resolved = yaml.safe_load((output_dir / "training_config.yaml").read_text())
+    assert resolved["max_train_steps"] == 16 and resolved["model"]["hidden_sizes"] == [8]
+    metrics = json.loads((output_dir / "eval" / "metrics.json").read_text())
+    assert set(metrics["baselines"]) == {"copy_last", "zeros", "mean"}
+    assert len(metrics["mse_per_frame"]) == 4
+
+
+def test_checkpoints_keep_the_last_k(tiny_run):
+    args, _ = tiny_run
+    folders = sorted(p.name for p in (Path(args.output_dir) / "checkpoints").glob("checkpoint-*"))
+    assert folders == ["checkpoint-000010", "checkpoint-000015"]
+    assert find_latest_checkpoint(args.output_dir).name == "checkpoint-000015"
+
+
+def test_resumed_run_ends_with_identical_weights(tiny_run, tmp_path):
+    """A run stopped after its step-10 checkpoint (mid-epoch: 32 sequences / 8 = 4 batches an epoch) and
+    resumed ends at step 16 with the uninterrupted run's weights (same data order, same random state:
+    scheduled sampling draws random numbers every step)."""
+    args, results = tiny_run
+    resumed_dir = tmp_path / "resumed"
+    source = Path(args.output_dir) / "checkpoints" / "checkpoint-000010"
+    shutil.copytree(source, resumed_dir / "checkpoints" / source.name)
+    resumed_args = TrainingArguments(
+        **{
+            **args.to_dict(),
+            "output_dir": str(resumed_dir),
+            "resume_from_checkpoint": str(resumed_dir / "checkpoints" / source.name),
+        }
+    )
+    resumed = train(resumed_args)
+    assert resumed["global_step"] == 16
+    assert state_hash(resumed["model"]) == state_hash(results["model"])
+    untouched = TrainingArguments(**{**args.to_dict(), "output_dir": str(tmp_path / "fresh")})
+    assert state_hash(ConvLSTMForFramePrediction(untouched.model_config())) != state_hash(results["model"])
+
+
+def _write_config(path: Path, config: dict) -> Path:
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def test_killed_run_resumes_from_its_last_checkpoint(tmp_path, cache_dir):
+    output_dir = tmp_path / "killed"
+    config = tiny_config(
+        output_dir,
+        cache_dir,
+        max_train_steps=400,
+        checkpointing_steps=2,
+        eval_steps=400,
+        checkpoints_total_limit=1,
+    )
+    config_path = _write_config(tmp_path / "run.yaml", config)
+    process = subprocess.Popen(
+        [sys.executable, str(ROOT / "scripts" / "train.py"), "--config", str(config_path)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            latest = find_latest_checkpoint(output_dir)
+            if (
+                latest is not None
+                and json.loads((latest / "trainer_state.json").read_text())["global_step"] >= 4
+            ):
+                break
+            time.sleep(0.2)
+        else:
+            pytest.fail("no checkpoint within 120 s")
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+    latest = find_latest_checkpoint(output_dir)
+    step = json.loads((latest / "trainer_state.json").read_text())["global_step"]
+    # Resume from the latest complete checkpoint; a tiny time budget stops it after one more step.
+    results = train(
+        load_training_arguments(
+            config_path, {"resume_from_checkpoint": "latest", "eval_steps": 1, "max_train_minutes": 1e-6}
+        )
+    )
+    assert results["global_step"] == step + 1
+    assert (output_dir / "model.safetensors").is_file()
+
+
+def test_two_cpu_processes_see_different_data_and_agree_on_weights(tmp_path, cache_dir):
+    config = tiny_config(tmp_path / "ddp", cache_dir, max_train_steps=4, eval_steps=4, checkpointing_steps=4)
+    env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+    command = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "--main_process_port",
+        "29533",
+        str(ROOT / "tests" / "ddp_worker.py"),
+        json.dumps(config),
+        str(tmp_path),
+    ]
+    completed = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    reports = [json.loads((tmp_path / f"rank{rank}.json").read_text()) for rank in (0, 1)]
+    assert reports[0]["world_size"] == reports[1]["world_size"] == 2
+    assert reports[0]["steps"] == reports[1]["steps"] == 4
+    assert reports[0]["weights"] == reports[1]["weights"]
+    # The first four batches of each process are its training batches: no batch seen by both.
+    train_batches = [set(report["batches"][:4]) for report in reports]
+    assert len(train_batches[0]) == 4 and not train_batches[0] & train_batches[1]
+
+
+def test_evaluate_and_predict_scripts(tiny_run, tmp_path):
+    args, _ = tiny_run
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    data = json.dumps({k: v for k, v in args.data.items()})
+    completed = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "scripts" / "evaluate.py"),
+            "--model",
+            args.output_dir,
+            "--data",
+            data,
+            "--output_dir",
+            str(tmp_path / "eval"),
+            "--batch_size",
+            "4",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    assert "baseline: copy_last" in completed.stdout
+    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert metrics["num_samples"] == 8 and (tmp_path / "eval" / "lead_time.png").is_file()
+
+    frames = (np.random.default_rng(0).random((6, 32, 32)) * 255).astype(np.uint8)
+    np.save(tmp_path / "frames.npy", frames)
+    completed = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "scripts" / "predict.py"),
+            "--model",
+            args.output_dir,
+            "--input",
+            str(tmp_path / "frames.npy"),
+            "--num_output_frames",
+            "7",
+            "--output_dir",
+            str(tmp_path / "pred"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    predictions = np.load(tmp_path / "pred" / "predictions.npy")
+    assert predictions.shape == (1, 7, 1, 32, 32) and predictions.dtype == np.float32
+    assert predictions.min() >= 0.0 and predictions.max() <= 1.0
+    assert (tmp_path / "pred" / "prediction.gif").stat().st_size > 0
+    assert (tmp_path / "pred" / "prediction.png").stat().st_size > 0
+
+
+BAD_VALUES = [
+    ({"learning_rate": -1.0}, ValueError, "learning_rate"),
+    ({"learning_rate": "fast"}, TypeError, "learning_rate"),
+    ({"per_device_train_batch_size": 0}, ValueError, "per_device_train_batch_size"),
+    ({"mixed_precision": "fp8"}, ValueError, "mixed_precision"),
+    ({"lr_scheduler_type": "exp"}, ValueError, "lr_scheduler_type"),
+    ({"model": {"hidden_sizes": []}}, ValueError, "hidden_sizes"),
+    ({"model": {"patch_size": 0}}, ValueError, "patch_size"),
+    ({"data": {"num_frames": 5}}, ValueError, "num_frames"),
+    ({"data": {"colour": True}}, ValueError, "colour"),
+    ({"teacher_forcing_start": 1.5}, ValueError, "teacher_forcing_start"),
+    ({"push_to_hub": True}, ValueError, "hub_model_id"),
+    ({"resume_from_checkpoint": "/no/such/folder"}, FileNotFoundError, "resume_from_checkpoint"),
+    ({"model_name_or_path": "/no/such/model"}, FileNotFoundError, "model_name_or_path"),
+    ({"report_to": "wandb"}, ValueError, "report_to"),
+    ({"unknown_key": 1}, ValueError, "unknown_key"),
+]
+
+
+@pytest.mark.parametrize(("overrides", "error", "name"), BAD_VALUES, ids=[case[2] for case in BAD_VALUES])
+def test_bad_config_value_fails_fast(tmp_path, overrides, error, name):
+    config = tiny_config(tmp_path / "out", tmp_path / "cache")
+    if "model_name_or_path" in overrides:
+        config.pop("model")
+    config_path = _write_config(tmp_path / "bad.yaml", config)
+    started = time.perf_counter()
+    with pytest.raises(error, match=name):
+        load_training_arguments(config_path, overrides)
+    assert time.perf_counter() - started < 5
+    assert not (tmp_path / "cache").exists()  # no data was generated
+
+
+def test_command_line_overrides_and_script_error(tmp_path):
+    config_path = _write_config(tmp_path / "run.yaml", tiny_config(tmp_path / "out", tmp_path / "cache"))
+    args = parse_command_line(
+        [
+            "--config",
+            str(config_path),
+            "--learning_rate",
+            "3e-3",
+            "--model.hidden_sizes",
+            "[4, 4]",
+            "--push_to_hub",
+            "--hub_model_id=user/model",
+        ]
+    )
+    assert args.learning_rate == 3e-3 and args.model["hidden_sizes"] == [4, 4] and args.push_to_hub is True
+    completed = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "scripts" / "train.py"),
+            "--config",
+            str(config_path),
+            "--max_train_steps",
+            "-5",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert completed.returncode != 0
+    assert "max_train_steps must be > 0" in completed.stderr
+    assert "Traceback" not in completed.stderr
