@@ -284,7 +284,9 @@ def _module_variant(name, module, x, flops, *, autocast=None, note="", grad_only
     return variant
 
 
-def build_layer_variants(config: LayerConfig, device: str, names: set[str] | None) -> list[Variant]:
+def build_layer_variants(
+    config: LayerConfig, device: str, names: set[str] | None, exclude: set[str] = frozenset()
+) -> list[Variant]:
     torch.manual_seed(0)
     kwargs = config.layer_kwargs()
     x = torch.randn(config.steps, config.batch, config.in_channels, config.size, config.size, device=device)
@@ -300,6 +302,8 @@ def build_layer_variants(config: LayerConfig, device: str, names: set[str] | Non
     variants = []
 
     def want(name):
+        if name in exclude:
+            return False
         if name in EXTRA_VARIANTS and config.name != "a":
             return names is not None and name in names  # only where a target needs them, unless asked
         return names is None or name in names
@@ -422,7 +426,9 @@ def summarize(variants: list[Variant], baseline: str = "concat") -> list[dict]:
 
 
 # ----------------------------------------------------------------------------- streaming (d)
-def build_streaming_variants(config: LayerConfig, device: str, names: set[str] | None) -> list[Variant]:
+def build_streaming_variants(
+    config: LayerConfig, device: str, names: set[str] | None, exclude: set[str] = frozenset()
+) -> list[Variant]:
     """B=1, one step at a time: the cell API with its carried state; latency per step."""
     torch.manual_seed(0)
     ours = ConvLSTM(config.in_channels, config.hidden, config.kernel, config.kernel // 2).to(device)
@@ -454,7 +460,7 @@ def build_streaming_variants(config: LayerConfig, device: str, names: set[str] |
     }
     variants = []
     for name, (step, dtype, note) in candidates.items():
-        if names is not None and name not in names:
+        if (names is not None and name not in names) or name in exclude:
             continue
 
         def infer(step=step, dtype=dtype):
@@ -668,8 +674,7 @@ def main(argv=None) -> dict:
     if unknown:
         parser.error(f"--configs: unknown configuration(s) {sorted(unknown)}; choose from a,b,c,d,e")
     names = None if args.variants is None else {v.strip() for v in args.variants.split(",")}
-    if args.no_compile:
-        names = (names or set(ALL_VARIANTS)) - {"ours+compile"}
+    exclude = {"ours+compile"} if args.no_compile else set()
     repeats = 1 if args.quick else args.repeats
     table = QUICK_CONFIGS if args.quick else LAYER_CONFIGS
     torch.manual_seed(0)
@@ -684,7 +689,7 @@ def main(argv=None) -> dict:
             continue
         config = table[key]
         start = time.perf_counter()
-        variants = build_layer_variants(config, args.device, names)
+        variants = build_layer_variants(config, args.device, names, exclude)
         run_rounds(variants, repeats)
         measure_memory(variants)
         results["layers"][key] = dict(
@@ -701,7 +706,7 @@ def main(argv=None) -> dict:
         print(f"({key}) done in {time.perf_counter() - start:.0f} s", file=sys.stderr)
     if "d" in configs:
         config = table["a"]
-        variants = build_streaming_variants(config, args.device, names)
+        variants = build_streaming_variants(config, args.device, names, exclude)
         run_rounds(variants, max(repeats, 5) * (1 if args.quick else 4))
         rows = summarize(variants)
         results["streaming"] = dict(

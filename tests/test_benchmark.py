@@ -1,0 +1,96 @@
+"""scripts/benchmark.py: the reference designs compute our function; a --quick run reports every variant."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from bidirectional_conv_lstm import ConvLSTM
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "benchmark.py"
+
+
+@pytest.fixture(scope="module")
+def benchmark():
+    spec = importlib.util.spec_from_file_location("benchmark_script", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    yield module
+    sys.modules.pop(spec.name, None)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [dict(), dict(num_layers=2, bidirectional=True), dict(kernel_size=5, padding=2)],
+    ids=["uni", "bi-2layers", "kernel5"],
+)
+@pytest.mark.parametrize("design", ["ConcatConvLSTM", "TwoConvConvLSTM"])
+def test_reference_designs_compute_our_function(benchmark, design, options):
+    options = dict(kernel_size=3, padding=1) | options
+    torch.manual_seed(0)
+    ours = ConvLSTM(2, 4, **options)
+    with torch.no_grad():
+        for parameter in ours.parameters():
+            parameter.normal_(0, 0.3)
+    reference = getattr(benchmark, design)(
+        2, 4, options["kernel_size"], ours.num_layers, ours.bidirectional
+    ).load_from(ours)
+    x = torch.randn(5, 3, 2, 6, 7)
+    expected, _ = ours(x)
+    torch.testing.assert_close(reference(x), expected, rtol=1e-5, atol=1e-5)
+    # and gradients reach the same place: the input gradient matches too
+    x_ours, x_ref = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
+    gradient = torch.randn_like(expected)
+    ours(x_ours)[0].backward(gradient)
+    reference(x_ref).backward(gradient)
+    torch.testing.assert_close(x_ref.grad, x_ours.grad, rtol=1e-4, atol=1e-5)
+
+
+def test_flop_count_matches_the_formula(benchmark):
+    config = benchmark.LAYER_CONFIGS["a"]
+    # per step: input conv 16 -> 512 and recurrent conv 128 -> 512, 5x5, at 16x16, B = 16; T = 10
+    per_step = 2 * 16 * 16 * 16 * 25 * (16 * 512 + 128 * 512)
+    assert config.forward_flops() == 10 * per_step
+
+
+def test_quick_run_reports_every_variant(benchmark, tmp_path):
+    markdown, json_path = tmp_path / "table.md", tmp_path / "run.json"
+    results = benchmark.main(
+        [
+            "--quick",
+            "--configs",
+            "a,b,d,e",
+            "--no-compile",
+            "--output",
+            str(markdown),
+            "--output-json",
+            str(json_path),
+        ]
+    )
+    expected = set(benchmark.ALL_VARIANTS) - {"ours+compile"}
+    assert {row["variant"] for row in results["layers"]["a"]["rows"]} == expected
+    assert {row["variant"] for row in results["layers"]["b"]["rows"]} == expected - set(
+        benchmark.EXTRA_VARIANTS
+    )
+    for row in results["layers"]["a"]["rows"]:
+        assert row["train_ms"] > 0 and row["infer_ms"] > 0 and row["train_gflops"] > 0
+        assert row["peak_mib"] is None or row["peak_mib"] >= 0
+    assert {row["variant"] for row in results["streaming"]["rows"]} >= {"ours", "concat"}
+    assert {row["variant"] for row in results["model"]["rows"]} == {"ours", "ours+bf16"}
+    text = markdown.read_text()
+    for name in expected:
+        assert f"| {name} |" in text
+    assert json.loads(json_path.read_text())["machine"]["torch"] == torch.__version__
+
+
+def test_bad_arguments_are_rejected(benchmark):
+    with pytest.raises(SystemExit):
+        benchmark.main(["--configs", "z"])
+    with pytest.raises(SystemExit):
+        benchmark.main(["--repeats", "0"])
