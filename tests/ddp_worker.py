@@ -6,6 +6,7 @@ saw and of its final weights to ``argv[2]/rank<N>.json``.
 
 import hashlib
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -43,3 +44,8 @@ def main(config_json: str, report_dir: str) -> None:
 
 if __name__ == "__main__":
     main(sys.argv[1], sys.argv[2])
+    # Once seen under heavy load: a finished worker waiting forever in interpreter shutdown. The report is
+    # written, so leave without running shutdown hooks.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
