@@ -18,8 +18,17 @@ setup: $(BIN)/activate
 demo: setup
 	$(BIN)/python scripts/demo_layer.py
 
+RUN_DIR ?= outputs/moving_mnist_cpu
+
+# The main job: train on Moving MNIST, evaluate against the baselines, draw, then reload the saved model
+# (from_pretrained) and predict the future of an unseen test sequence.
 train: setup
-	$(BIN)/python scripts/demo_layer.py
+	$(BIN)/python scripts/train.py --config configs/moving_mnist_cpu.yaml --output_dir $(RUN_DIR)
+	$(BIN)/python scripts/export_frames.py --config $(RUN_DIR)/training_config.yaml --split test --index 0 \
+		--num_frames 10 --output $(RUN_DIR)_prediction/observed.npy
+	$(BIN)/python scripts/predict.py --model $(RUN_DIR) --input $(RUN_DIR)_prediction/observed.npy \
+		--num_output_frames 10 --output_dir $(RUN_DIR)_prediction
+	@cat $(RUN_DIR)/eval/metrics.md
 
 test: setup
 	$(BIN)/python -m pytest -q

@@ -310,6 +310,19 @@ def test_bf16_autocast_keeps_float32_cell_state():
     torch.testing.assert_close(output, reference, rtol=0.05, atol=0.05)
 
 
+@pytest.mark.parametrize("options", [dict(), dict(peephole=True, norm="group", norm_groups=2)],
+                         ids=["fused", "plain"])
+def test_bfloat16_weights_run_with_float32_cell_state(options):
+    module = ConvLSTM(1, 4, 3, 1, bidirectional=True, num_layers=2, **options)
+    module = module.bfloat16()
+    x = torch.randn(3, 2, 1, 8, 8).bfloat16()
+    output, (h_n, c_n) = module(x)
+    assert c_n.dtype == torch.float32
+    assert output.shape == (3, 2, 8, 8, 8) and torch.isfinite(output).all()
+    cell_h, cell_c = module.cells[0](x[0])
+    assert cell_c.dtype == torch.float32 and torch.isfinite(cell_h).all()
+
+
 def test_forward_changes_no_attributes_or_buffers():
     module = ConvLSTM(1, 4, 3, 1, bidirectional=True, num_layers=2, dropout=0.5)
     before = {k: v.clone() for k, v in module.state_dict().items()}

@@ -211,12 +211,13 @@ class ConvGate(nn.Module):
 
     def input_gates(self, x: torch.Tensor) -> torch.Tensor:
         """``N_x(W_x * x) + b`` for any number of frames: ``(N, C_in, H, W) -> (N, 4C, H', W')``."""
-        gates = self.input_conv(x)
+        # The state (and so a deeper layer's input) is float32 even when the weights are half precision.
+        gates = self.input_conv(x.to(self.input_conv.weight.dtype))
         return gates if self.input_norm is None else self.input_norm(gates)
 
     def hidden_gates(self, hidden: torch.Tensor) -> torch.Tensor:
         """``N_h(W_h * h)``: ``(N, C, H', W') -> (N, 4C, H', W')``."""
-        gates = self.hidden_conv(hidden)
+        gates = self.hidden_conv(hidden.to(self.hidden_conv.weight.dtype))
         return gates if self.hidden_norm is None else self.hidden_norm(gates)
 
     def forward(self, x: torch.Tensor, hidden: torch.Tensor) -> torch.Tensor:
