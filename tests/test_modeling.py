@@ -85,14 +85,14 @@ def test_rectangular_multichannel_frames():
         assert model(pixel_values, num_output_frames=2).predictions.shape == (1, 2, 3, 8, 12)
 
 
-@pytest.mark.parametrize("loss", ["mse", "l1", "mse+l1"])
-def test_loss_matches_functional(loss):
-    model = tiny_model(loss=loss)
+@pytest.mark.parametrize(("loss", "l1_weight"), [("mse", 1.0), ("l1", 1.0), ("mse+l1", 1.0), ("mse+l1", 0.1)])
+def test_loss_matches_functional(loss, l1_weight):
+    model = tiny_model(loss=loss, l1_weight=l1_weight)
     labels = frames(steps=2, seed=5)
     with torch.no_grad():
         out = model(frames(), labels=labels)
     mse, l1 = F.mse_loss(out.predictions, labels), F.l1_loss(out.predictions, labels)
-    expected = {"mse": mse, "l1": l1, "mse+l1": mse + l1}[loss]
+    expected = {"mse": mse, "l1": l1, "mse+l1": mse + l1_weight * l1}[loss]
     torch.testing.assert_close(out.loss, expected)
     assert out.loss.shape == ()
 

@@ -481,7 +481,7 @@ class ConvLSTMForFramePrediction(ConvLSTMPreTrainedModel):
             return F.mse_loss(predictions, labels)
         if self.config.loss == "l1":
             return F.l1_loss(predictions, labels)
-        return F.mse_loss(predictions, labels) + F.l1_loss(predictions, labels)
+        return F.mse_loss(predictions, labels) + self.config.l1_weight * F.l1_loss(predictions, labels)
 
     def forward(
         self,
