@@ -371,3 +371,99 @@ def test_command_line_overrides_and_script_error(tmp_path):
     assert completed.returncode != 0
     assert "max_train_steps must be > 0" in completed.stderr
     assert "Traceback" not in completed.stderr
+
+
+def test_tensorboard_gets_loss_metrics_baselines_and_pictures(tmp_path, cache_dir):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    output_dir = tmp_path / "tb"
+    train(
+        TrainingArguments(
+            **tiny_config(
+                output_dir,
+                cache_dir,
+                max_train_steps=4,
+                eval_steps=2,
+                checkpointing_steps=4,
+                report_to="tensorboard",
+            )
+        )
+    )
+    event_files = list(output_dir.rglob("events.out.tfevents.*"))
+    assert event_files
+    accumulator = EventAccumulator(
+        str(event_files[0].parent), size_guidance={"images": 0, "scalars": 0}
+    ).Reload()
+    scalars = set(accumulator.Tags()["scalars"])
+    assert {
+        "train/loss",
+        "train/learning_rate",
+        "validation/mse",
+        "validation/ssim",
+        "validation/mse_vs_best_baseline",
+        "validation/baseline_zeros/mse",
+        "test/mse",
+    } <= scalars
+    assert [event.step for event in accumulator.Scalars("validation/mse")] == [2, 4]
+    images = accumulator.Images("validation/prediction")
+    # two sequences x (input, truth, prediction) rows of four 32x32 frames, with labels and gaps
+    assert [image.step for image in images] == [2, 4]
+    assert (images[0].width, images[0].height) == (56 + 4 * 34 - 2, 6 * 34)
+
+
+def test_fine_tuning_starts_from_the_saved_model(tiny_run, tmp_path, cache_dir):
+    args, _ = tiny_run
+    config = tiny_config(
+        tmp_path / "finetuned",
+        cache_dir,
+        max_train_steps=2,
+        eval_steps=2,
+        checkpointing_steps=2,
+        learning_rate=1e-9,
+        warmup_steps=0,
+    )
+    config.pop("model")
+    config["model_name_or_path"] = args.output_dir
+    results = train(TrainingArguments(**config))
+    saved = ConvLSTMForFramePrediction.from_pretrained(args.output_dir).state_dict()
+    tuned = results["model"].state_dict()
+    assert saved.keys() == tuned.keys()
+    for name, tensor in saved.items():
+        torch.testing.assert_close(tuned[name], tensor, rtol=0, atol=1e-6)
+    fresh = ConvLSTMForFramePrediction(args.model_config()).state_dict()
+    assert any(not torch.allclose(fresh[name], tensor) for name, tensor in saved.items())
+
+
+def test_push_to_hub_at_the_end_of_training(local_hub, tmp_path, cache_dir):
+    config = tiny_config(
+        tmp_path / "pushed",
+        cache_dir,
+        max_train_steps=2,
+        eval_steps=2,
+        checkpointing_steps=2,
+        push_to_hub=True,
+        hub_model_id="test-user/tiny-convlstm",
+    )
+    config_path = _write_config(tmp_path / "push.yaml", config)
+    completed = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "train.py"), "--config", str(config_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=local_hub.client_env(tmp_path / "hf_home"),
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    files = local_hub.files("test-user/tiny-convlstm")
+    assert {
+        "config.json",
+        "model.safetensors",
+        "README.md",
+        "modeling_convlstm.py",
+        "convlstm.py",
+        "prediction.png",
+        "eval/metrics.json",
+    } <= set(files)
+    assert not any(name.startswith("checkpoints/") for name in files)
+    assert files["model.safetensors"] == (tmp_path / "pushed" / "model.safetensors").read_bytes()
+    assert "test-user/tiny-convlstm" in files["README.md"].decode()

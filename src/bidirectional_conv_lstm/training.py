@@ -23,6 +23,7 @@ import shutil
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 from accelerate import Accelerator
 from accelerate.utils import DataLoaderConfiguration, set_seed
@@ -48,8 +49,10 @@ def load_datasets(args: TrainingArguments) -> dict:
         splits = load_moving_mnist(MovingMNISTConfig(**options), cache_dir=cache_dir)
         return {name: splits[name] for name in ("train", "validation", "test")}
     path = Path(args.dataset)
-    if path.is_dir() and not any((path / name).exists() for name in ("dataset_dict.json", "state.json")) and not (
-        any(path.glob("*.parquet")) or any(path.glob("*.arrow"))
+    if (
+        path.is_dir()
+        and not any((path / name).exists() for name in ("dataset_dict.json", "state.json"))
+        and not (any(path.glob("*.parquet")) or any(path.glob("*.arrow")))
     ):
         # A folder of .npy/.npz files or of PNG folders: hold out the last tenth for validation and test.
         frames = load_frames_folder(path, cache_dir=cache_dir)
@@ -62,7 +65,10 @@ def load_datasets(args: TrainingArguments) -> dict:
         "validation": options.get("validation_split", "validation"),
         "test": options.get("test_split", "test"),
     }
-    return {key: load_frames_dataset(args.dataset, split=split, frames_column=column) for key, split in names.items()}
+    return {
+        key: load_frames_dataset(args.dataset, split=split, frames_column=column)
+        for key, split in names.items()
+    }
 
 
 def _subset(dataset, count: int | None):
@@ -130,6 +136,7 @@ def train(args: TrainingArguments) -> dict:
     """
     from .evaluation import evaluate_dataloader, write_evaluation
     from .hub import save_model_card
+    from .metrics import evaluate_baselines
     from .visualize import save_prediction_strip
 
     accelerator = Accelerator(
@@ -152,34 +159,47 @@ def train(args: TrainingArguments) -> dict:
         splits = load_datasets(args)
     collator = FramePredictionCollator(args.num_input_frames, args.num_output_frames)
     train_loader = DataLoader(
-        splits["train"], batch_size=args.per_device_train_batch_size, shuffle=True, collate_fn=collator,
-        num_workers=args.dataloader_num_workers, drop_last=True,
+        splits["train"],
+        batch_size=args.per_device_train_batch_size,
+        shuffle=True,
+        collate_fn=collator,
+        num_workers=args.dataloader_num_workers,
+        drop_last=True,
     )
     eval_loader = DataLoader(
-        _subset(splits["validation"], args.eval_num_samples), batch_size=args.per_device_eval_batch_size,
-        collate_fn=collator, num_workers=args.dataloader_num_workers,
+        _subset(splits["validation"], args.eval_num_samples),
+        batch_size=args.per_device_eval_batch_size,
+        collate_fn=collator,
+        num_workers=args.dataloader_num_workers,
     )
     mean_value = _training_mean(splits["train"])
 
     model = build_model(args)
     if args.gradient_checkpointing:
         # transformers 5 renamed gradient_checkpointing_enable (now deprecated) to activation_checkpointing_enable.
-        enable = getattr(model, "activation_checkpointing_enable", None) or model.gradient_checkpointing_enable
+        enable = (
+            getattr(model, "activation_checkpointing_enable", None) or model.gradient_checkpointing_enable
+        )
         enable()
     no_decay = [p for n, p in model.named_parameters() if p.ndim <= 1 or "norm" in n]
     decay = [p for n, p in model.named_parameters() if not (p.ndim <= 1 or "norm" in n)]
     optimizer = torch.optim.AdamW(
         [{"params": decay, "weight_decay": args.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=args.learning_rate, betas=(args.adam_beta1, args.adam_beta2),
+        lr=args.learning_rate,
+        betas=(args.adam_beta1, args.adam_beta2),
     )
     from transformers import get_scheduler
 
-    steps_per_epoch = math.ceil(len(train_loader) / accelerator.num_processes / args.gradient_accumulation_steps)
+    steps_per_epoch = math.ceil(
+        len(train_loader) / accelerator.num_processes / args.gradient_accumulation_steps
+    )
     max_steps = args.max_train_steps
     if args.num_train_epochs is not None:
         max_steps = min(max_steps, args.num_train_epochs * steps_per_epoch)
     scheduler = get_scheduler(
-        args.lr_scheduler_type, optimizer, num_warmup_steps=args.warmup_steps * accelerator.num_processes,
+        args.lr_scheduler_type,
+        optimizer,
+        num_warmup_steps=args.warmup_steps * accelerator.num_processes,
         num_training_steps=max_steps * accelerator.num_processes,
     )
     model, optimizer, train_loader, eval_loader, scheduler = accelerator.prepare(
@@ -202,12 +222,19 @@ def train(args: TrainingArguments) -> dict:
             state = json.loads((checkpoint / STATE_FILE).read_text())
             accelerator.print(f"resumed from {checkpoint} at step {state['global_step']}")
 
-    progress = tqdm(total=max_steps, initial=state["global_step"], disable=not accelerator.is_local_main_process,
-                    desc="training", dynamic_ncols=True)
+    progress = tqdm(
+        total=max_steps,
+        initial=state["global_step"],
+        disable=not accelerator.is_local_main_process,
+        desc="training",
+        dynamic_ncols=True,
+    )
     started = time.perf_counter()
     window_start, window_samples = time.perf_counter(), 0
     step_loss = torch.zeros((), device=accelerator.device)
     stop = state["global_step"] >= max_steps
+    validation_baselines = None
+    picture_batch = collator([splits["validation"][i] for i in range(min(2, len(splits["validation"])))])
     while not stop:
         train_loader.set_epoch(state["epoch"])
         model.train()
@@ -221,7 +248,9 @@ def train(args: TrainingArguments) -> dict:
             torch.manual_seed(_step_seed(args.seed, accelerator.process_index, state))
             state["batches_in_epoch"] += 1
             with accelerator.accumulate(model):
-                outputs = model(**batch, teacher_forcing_ratio=args.teacher_forcing_ratio(state["global_step"]))
+                outputs = model(
+                    **batch, teacher_forcing_ratio=args.teacher_forcing_ratio(state["global_step"])
+                )
                 accelerator.backward(outputs.loss)
                 if accelerator.sync_gradients and args.max_grad_norm > 0:
                     accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm)
@@ -240,17 +269,48 @@ def train(args: TrainingArguments) -> dict:
                 rate = window_samples / max(time.perf_counter() - window_start, 1e-9)
                 learning_rate = scheduler.get_last_lr()[0]
                 progress.set_postfix(loss=f"{loss:.4f}", lr=f"{learning_rate:.2e}", samples_s=f"{rate:.1f}")
-                accelerator.log({"train/loss": loss, "train/learning_rate": learning_rate,
-                                 "train/samples_per_second": rate}, step=step)
+                accelerator.log(
+                    {
+                        "train/loss": loss,
+                        "train/learning_rate": learning_rate,
+                        "train/samples_per_second": rate,
+                    },
+                    step=step,
+                )
                 window_start, window_samples = time.perf_counter(), 0
             step_loss.zero_()
             out_of_time = _out_of_time(accelerator, args, started)
             if step % args.eval_steps == 0 or step >= max_steps or out_of_time:
-                metrics = evaluate_dataloader(accelerator.unwrap_model(model), eval_loader, accelerator,
-                                              mean_value=mean_value, baselines=False)
-                accelerator.log({f"validation/{k}": v for k, v in metrics.items() if not isinstance(v, list)},
-                                step=step)
-                accelerator.print(f"step {step}: validation mse {metrics['mse']:.2f} ssim {metrics['ssim']:.4f}")
+                metrics = evaluate_dataloader(
+                    accelerator.unwrap_model(model),
+                    eval_loader,
+                    accelerator,
+                    mean_value=mean_value,
+                    baselines=False,
+                )
+                if validation_baselines is None:  # they do not change: score them once per run
+                    validation_baselines = evaluate_baselines(
+                        eval_loader, mean_value=mean_value, gather=accelerator
+                    )
+                    accelerator.log(
+                        {
+                            f"validation/baseline_{kind}/{name}": values[name]
+                            for kind, values in validation_baselines.items()
+                            for name in ("mse", "mae", "psnr", "ssim")
+                        },
+                        step=step,
+                    )
+                best_kind = min(validation_baselines, key=lambda kind: validation_baselines[kind]["mse"])
+                metrics["mse_vs_best_baseline"] = metrics["mse"] / validation_baselines[best_kind]["mse"]
+                accelerator.log(
+                    {f"validation/{k}": v for k, v in metrics.items() if not isinstance(v, list)}, step=step
+                )
+                accelerator.print(
+                    f"step {step}: validation mse {metrics['mse']:.2f} ({metrics['mse_vs_best_baseline']:.3f}x "
+                    f"the {best_kind} baseline) ssim {metrics['ssim']:.4f}"
+                )
+                if args.report_to != "none" and accelerator.is_main_process:
+                    _log_pictures(accelerator, accelerator.unwrap_model(model), picture_batch, step)
                 if state["best_validation_mse"] is None or metrics["mse"] < state["best_validation_mse"]:
                     state["best_validation_mse"] = metrics["mse"]
                     _save_model(accelerator, model, output_dir)
@@ -271,24 +331,42 @@ def train(args: TrainingArguments) -> dict:
 
     accelerator.wait_for_everyone()
     best = ConvLSTMForFramePrediction.from_pretrained(output_dir).to(accelerator.device)
-    test_loader = accelerator.prepare(DataLoader(
-        _subset(splits["test"], args.test_num_samples), batch_size=args.per_device_eval_batch_size,
-        collate_fn=collator,
-    ))
+    test_loader = accelerator.prepare(
+        DataLoader(
+            _subset(splits["test"], args.test_num_samples),
+            batch_size=args.per_device_eval_batch_size,
+            collate_fn=collator,
+        )
+    )
     test_metrics = evaluate_dataloader(best, test_loader, accelerator, mean_value=mean_value, baselines=True)
-    results = {"global_step": state["global_step"], "best_validation_mse": state["best_validation_mse"],
-               "train_minutes": train_minutes, "test": test_metrics, "output_dir": str(output_dir)}
+    results = {
+        "global_step": state["global_step"],
+        "best_validation_mse": state["best_validation_mse"],
+        "train_minutes": train_minutes,
+        "test": test_metrics,
+        "output_dir": str(output_dir),
+    }
     final_model = accelerator.unwrap_model(model)
     if accelerator.is_main_process:
         write_evaluation(test_metrics, output_dir / "eval")
         sample = collator([splits["test"][i] for i in range(min(4, len(splits["test"])))])
         with torch.no_grad():
             prediction = best(pixel_values=sample["pixel_values"].to(accelerator.device)).predictions.cpu()
-        save_prediction_strip(sample["pixel_values"], sample["labels"], prediction, output_dir / "prediction.png")
-        save_model_card(output_dir, config=best.config, results=test_metrics, training_config=args.to_dict(),
-                        dataset_name=args.dataset, base_model=args.model_name_or_path)
-        accelerator.log({f"test/{k}": v for k, v in test_metrics.items() if isinstance(v, float)},
-                        step=state["global_step"])
+        save_prediction_strip(
+            sample["pixel_values"], sample["labels"], prediction, output_dir / "prediction.png"
+        )
+        save_model_card(
+            output_dir,
+            config=best.config,
+            results=test_metrics,
+            training_config=args.to_dict(),
+            dataset_name=args.dataset,
+            base_model=args.model_name_or_path,
+        )
+        accelerator.log(
+            {f"test/{k}": v for k, v in test_metrics.items() if isinstance(v, float)},
+            step=state["global_step"],
+        )
         (output_dir / "eval" / "results.json").write_text(json.dumps(results, indent=2, default=float))
     accelerator.end_training()
     results["model"] = final_model  # the weights after the last step (the best ones are in output_dir)
@@ -300,23 +378,47 @@ def train(args: TrainingArguments) -> dict:
     return results
 
 
+@torch.no_grad()
+def _log_pictures(accelerator: Accelerator, model, batch: dict, step: int) -> None:
+    """Send input / truth / prediction strips of a few validation sequences to the trackers that take images."""
+    from .visualize import prediction_strip
+
+    pixel_values, labels = batch["pixel_values"].to(accelerator.device), batch["labels"]
+    was_training = model.training
+    model.eval()
+    with accelerator.autocast():
+        predictions = model(pixel_values=pixel_values, num_output_frames=labels.shape[1]).predictions.float()
+    model.train(was_training)
+    image = np.asarray(prediction_strip(pixel_values, labels, predictions))  # (H, W, 3) uint8
+    for tracker in accelerator.trackers:
+        if hasattr(tracker, "log_images"):
+            tracker.log_images({"validation/prediction": image}, step=step, dataformats="HWC")
+
+
 def _save_model(accelerator: Accelerator, model, output_dir: Path) -> None:
     accelerator.wait_for_everyone()
     unwrapped = accelerator.unwrap_model(model)
-    unwrapped.save_pretrained(output_dir, is_main_process=accelerator.is_main_process,
-                              save_function=accelerator.save, state_dict=accelerator.get_state_dict(model))
+    unwrapped.save_pretrained(
+        output_dir,
+        is_main_process=accelerator.is_main_process,
+        save_function=accelerator.save,
+        state_dict=accelerator.get_state_dict(model),
+    )
 
 
 def _step_seed(seed: int, process_index: int, state: dict) -> int:
-    return (seed * 1_000_003 + process_index * 7_919 + state["epoch"] * 100_003 + state["batches_in_epoch"]) % 2**63
+    return (
+        seed * 1_000_003 + process_index * 7_919 + state["epoch"] * 100_003 + state["batches_in_epoch"]
+    ) % 2**63
 
 
 def _out_of_time(accelerator: Accelerator, args: TrainingArguments, started: float) -> bool:
     """Whether the wall-clock budget is spent, decided by the main process for all processes."""
     if args.max_train_minutes is None:
         return False
-    spent = torch.tensor(float(time.perf_counter() - started > 60 * args.max_train_minutes),
-                         device=accelerator.device)
+    spent = torch.tensor(
+        float(time.perf_counter() - started > 60 * args.max_train_minutes), device=accelerator.device
+    )
     return bool(accelerator.reduce(spent, reduction="sum").item() > 0)
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-__all__ = ["frames_to_uint8", "save_prediction_strip", "save_gif", "plot_lead_time"]
+__all__ = ["frames_to_uint8", "prediction_strip", "save_prediction_strip", "save_gif", "plot_lead_time"]
 
 _LABEL_WIDTH = 56
 _GAP = 2
@@ -37,19 +37,14 @@ def _tile(row: np.ndarray) -> Image.Image:
     return Image.fromarray(image).convert("RGB")
 
 
-def save_prediction_strip(pixel_values, labels, predictions, path: str | os.PathLike, *,
-                          max_samples: int = 4) -> Path:
-    """Save a PNG with, for each sample, three rows: input frames, true future, predicted future.
+def prediction_strip(pixel_values, labels, predictions, *, max_samples: int = 4) -> Image.Image:
+    """An RGB image with, for each sample, three rows: input frames, true future, predicted future.
 
     Args:
         pixel_values: (B, T_in, C, H, W) in [0, 1].
-        labels: (B, T_out, C, H, W) in [0, 1], or None when the future is unknown.
+        labels: (B, T_out, C, H, W) in [0, 1], or None when the future is unknown (then no truth row).
         predictions: (B, T_out, C, H, W) in [0, 1].
-        path: the PNG to write (folders are created).
         max_samples: at most this many samples.
-
-    Returns:
-        the path written.
     """
     inputs = frames_to_uint8(pixel_values)[:max_samples]
     predicted = frames_to_uint8(predictions)[:max_samples]
@@ -69,26 +64,38 @@ def save_prediction_strip(pixel_values, labels, predictions, path: str | os.Path
         sheet.paste(image, (_LABEL_WIDTH, top))
         draw.text((2, top + image.height // 2 - 5), label, fill="black")
         top += image.height + _GAP
+    return sheet
+
+
+def save_prediction_strip(
+    pixel_values, labels, predictions, path: str | os.PathLike, *, max_samples: int = 4
+) -> Path:
+    """Save :func:`prediction_strip` as a PNG (folders are created); returns the path written."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    sheet.save(path)
+    prediction_strip(pixel_values, labels, predictions, max_samples=max_samples).save(path)
     return path
 
 
 def save_gif(frames, path: str | os.PathLike, *, duration_ms: int = 150, scale: int = 2) -> Path:
     """Save frames (T, C, H, W) in [0, 1] as a looping GIF, each frame enlarged ``scale`` times."""
-    images = [Image.fromarray(frame[..., 0] if frame.shape[-1] == 1 else frame[..., :3])
-              for frame in frames_to_uint8(frames)]
+    images = [
+        Image.fromarray(frame[..., 0] if frame.shape[-1] == 1 else frame[..., :3])
+        for frame in frames_to_uint8(frames)
+    ]
     if scale != 1:
-        images = [image.resize((image.width * scale, image.height * scale), Image.NEAREST) for image in images]
+        images = [
+            image.resize((image.width * scale, image.height * scale), Image.NEAREST) for image in images
+        ]
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     images[0].save(path, save_all=True, append_images=images[1:], duration=duration_ms, loop=0)
     return path
 
 
-def plot_lead_time(results: Mapping, path: str | os.PathLike,
-                   metrics: tuple[str, ...] = ("mse", "mae", "ssim", "psnr")) -> Path:
+def plot_lead_time(
+    results: Mapping, path: str | os.PathLike, metrics: tuple[str, ...] = ("mse", "mae", "ssim", "psnr")
+) -> Path:
     """Plot each metric against lead time for the model and its baselines.
 
     Args:
@@ -107,8 +114,14 @@ def plot_lead_time(results: Mapping, path: str | os.PathLike,
     for axis, metric in zip(np.atleast_1d(axes), metrics):
         for name, values in curves.items():
             series = values[f"{metric}_per_frame"]
-            axis.plot(range(1, len(series) + 1), series, marker="o", markersize=3, label=name,
-                      linewidth=2.5 if name == "model" else 1.2)
+            axis.plot(
+                range(1, len(series) + 1),
+                series,
+                marker="o",
+                markersize=3,
+                label=name,
+                linewidth=2.5 if name == "model" else 1.2,
+            )
         axis.set_xlabel("lead time (frames)")
         axis.set_title(metric.upper())
         axis.grid(alpha=0.3)
