@@ -14,13 +14,19 @@ from bidirectional_conv_lstm.training_args import load_training_arguments
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", required=True, help="a run config (configs/*.yaml or a run's training_config.yaml)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--config", required=True, help="a run config (configs/*.yaml or a run's training_config.yaml)"
+    )
     parser.add_argument("--split", default="test", choices=["train", "validation", "test"])
     parser.add_argument("--index", type=int, default=0, help="the first sequence to write")
     parser.add_argument("--count", type=int, default=1, help="how many sequences")
     parser.add_argument("--num_frames", type=int, help="keep only the first this many frames")
-    parser.add_argument("--output", required=True, help="the .npy file: uint8 (T, C, H, W), or (N, T, C, H, W)")
+    parser.add_argument(
+        "--output", required=True, help="the .npy file: uint8 (T, C, H, W), or (N, T, C, H, W)"
+    )
     args = parser.parse_args()
     try:
         run = load_training_arguments(args.config, {"resume_from_checkpoint": None})
@@ -28,7 +34,9 @@ def main() -> None:
     except (ValueError, TypeError, FileNotFoundError) as error:
         parser.error(str(error))
     if not 0 <= args.index < len(dataset) or args.count < 1:
-        parser.error(f"--index {args.index} --count {args.count} is outside the {len(dataset)} sequences of {args.split}")
+        parser.error(
+            f"--index {args.index} --count {args.count} is outside the {len(dataset)} sequences of {args.split}"
+        )
     rows = dataset.select(range(args.index, min(args.index + args.count, len(dataset))))
     frames = np.stack([np.asarray(row["frames"], dtype=np.uint8) for row in rows])[:, : args.num_frames]
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)

@@ -14,16 +14,25 @@ from bidirectional_conv_lstm.prediction import predict_files
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--model", required=True, help="a save_pretrained folder or a Hub repo id")
     parser.add_argument("--input", required=True, help=".npy / .npz file or a folder of PNG frames")
-    parser.add_argument("--num_input_frames", type=int, help="use the last this many frames (default: the model's)")
+    parser.add_argument(
+        "--num_input_frames", type=int, help="use the last this many frames (default: the model's)"
+    )
     parser.add_argument("--num_output_frames", type=int, help="frames to predict (default: the model's)")
     parser.add_argument("--output_dir", default="outputs/prediction")
     args = parser.parse_args()
     try:
-        paths = predict_files(args.model, args.input, args.output_dir, num_input_frames=args.num_input_frames,
-                              num_output_frames=args.num_output_frames)
+        paths = predict_files(
+            args.model,
+            args.input,
+            args.output_dir,
+            num_input_frames=args.num_input_frames,
+            num_output_frames=args.num_output_frames,
+        )
     except (ValueError, TypeError, FileNotFoundError) as error:
         parser.error(str(error))
     for name, path in paths.items():

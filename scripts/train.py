@@ -23,9 +23,20 @@ def main(argv: list[str]) -> None:
     results = train(args)
     test = results["test"]
     summary = {k: test[k] for k in ("mse", "mae", "ssim", "psnr")}
-    summary["baselines"] = {kind: {k: v[k] for k in ("mse", "ssim")} for kind, v in test.get("baselines", {}).items()}
-    print(json.dumps({"output_dir": results["output_dir"], "train_minutes": round(results["train_minutes"], 2),
-                      "steps": results["global_step"], "test": summary}, indent=2))
+    summary["baselines"] = {
+        kind: {k: v[k] for k in ("mse", "ssim")} for kind, v in test.get("baselines", {}).items()
+    }
+    print(
+        json.dumps(
+            {
+                "output_dir": results["output_dir"],
+                "train_minutes": round(results["train_minutes"], 2),
+                "steps": results["global_step"],
+                "test": summary,
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -310,8 +310,9 @@ def test_bf16_autocast_keeps_float32_cell_state():
     torch.testing.assert_close(output, reference, rtol=0.05, atol=0.05)
 
 
-@pytest.mark.parametrize("options", [dict(), dict(peephole=True, norm="group", norm_groups=2)],
-                         ids=["fused", "plain"])
+@pytest.mark.parametrize(
+    "options", [dict(), dict(peephole=True, norm="group", norm_groups=2)], ids=["fused", "plain"]
+)
 def test_bfloat16_weights_run_with_float32_cell_state(options):
     module = ConvLSTM(1, 4, 3, 1, bidirectional=True, num_layers=2, **options)
     module = module.bfloat16()

@@ -182,7 +182,11 @@ def check_config(config: ConvLSTMConfig) -> None:
         raise ValueError(f"forget_bias must be a finite float, got {forget_bias!r}")
     _choice(config, "loss", LOSSES)
     weight = config.l1_weight
-    if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not (math.isfinite(weight) and weight >= 0):
+    if (
+        isinstance(weight, bool)
+        or not isinstance(weight, (int, float))
+        or not (math.isfinite(weight) and weight >= 0)
+    ):
         raise ValueError(f"l1_weight must be a finite float >= 0, got {weight!r}")
     _choice(config, "init_method", INIT_METHODS)
     prior = config.prediction_prior

@@ -15,8 +15,15 @@ __all__ = ["evaluate_dataloader", "write_evaluation", "evaluate"]
 
 
 @torch.no_grad()
-def evaluate_dataloader(model, dataloader: Iterable[Mapping], accelerator=None, *, mean_value: float | None = None,
-                        baselines: bool = True, max_batches: int | None = None) -> dict:
+def evaluate_dataloader(
+    model,
+    dataloader: Iterable[Mapping],
+    accelerator=None,
+    *,
+    mean_value: float | None = None,
+    baselines: bool = True,
+    max_batches: int | None = None,
+) -> dict:
     """Score ``model`` (and, when asked, the baselines) on batches of ``pixel_values`` / ``labels``.
 
     The metrics stream: only per-lead-time sums are kept. With an ``accelerate.Accelerator`` the per-sample
@@ -66,8 +73,11 @@ def write_evaluation(results: Mapping, output_dir: str | os.PathLike) -> dict[st
 
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    paths = {"json": output_dir / "metrics.json", "table": output_dir / "metrics.md",
-             "plot": output_dir / "lead_time.png"}
+    paths = {
+        "json": output_dir / "metrics.json",
+        "table": output_dir / "metrics.md",
+        "plot": output_dir / "lead_time.png",
+    }
     paths["json"].write_text(json.dumps(results, indent=2))
     paths["table"].write_text(metrics_report(results) + "\n")
     plot_lead_time(results, paths["plot"])
@@ -83,15 +93,26 @@ def metrics_report(results: Mapping) -> str:
     if baselines:
         best_kind = min(baselines, key=lambda kind: baselines[kind]["mse"])
         ratio = results["mse"] / baselines[best_kind]["mse"]
-        text += (f"\n\nModel MSE / best baseline MSE ({best_kind}): {ratio:.3f}; "
-                 f"evaluated on {results['num_samples']} sequences.")
+        text += (
+            f"\n\nModel MSE / best baseline MSE ({best_kind}): {ratio:.3f}; "
+            f"evaluated on {results['num_samples']} sequences."
+        )
     return text
 
 
-def evaluate(model_name_or_path: str, *, dataset: str = "moving_mnist", split: str = "test",
-             data: Mapping | None = None, num_input_frames: int | None = None, num_output_frames: int | None = None,
-             batch_size: int = 32, max_samples: int | None = None, output_dir: str | os.PathLike | None = None,
-             mixed_precision: str = "no") -> dict:
+def evaluate(
+    model_name_or_path: str,
+    *,
+    dataset: str = "moving_mnist",
+    split: str = "test",
+    data: Mapping | None = None,
+    num_input_frames: int | None = None,
+    num_output_frames: int | None = None,
+    batch_size: int = 32,
+    max_samples: int | None = None,
+    output_dir: str | os.PathLike | None = None,
+    mixed_precision: str = "no",
+) -> dict:
     """Evaluate a saved model (folder or Hub id) on a dataset split; write the report when ``output_dir``.
 
     Args:
@@ -126,15 +147,23 @@ def evaluate(model_name_or_path: str, *, dataset: str = "moving_mnist", split: s
         evaluation_set = load_moving_mnist_test_file(dataset.split(":", 1)[1])
         mean_value = mean_pixel_value(evaluation_set, max_sequences=1000)
     else:
-        args = TrainingArguments(dataset=dataset, data=dict(data or {}), model_name_or_path=model_name_or_path,
-                                 num_input_frames=num_input_frames, num_output_frames=num_output_frames)
+        args = TrainingArguments(
+            dataset=dataset,
+            data=dict(data or {}),
+            model_name_or_path=model_name_or_path,
+            num_input_frames=num_input_frames,
+            num_output_frames=num_output_frames,
+        )
         splits = load_datasets(args)
         evaluation_set = splits[split]
         mean_value = mean_pixel_value(splits["train"], max_sequences=1000)
     if max_samples is not None and hasattr(evaluation_set, "select"):
         evaluation_set = evaluation_set.select(range(min(max_samples, len(evaluation_set))))
-    loader = DataLoader(evaluation_set, batch_size=batch_size,
-                        collate_fn=FramePredictionCollator(num_input_frames, num_output_frames))
+    loader = DataLoader(
+        evaluation_set,
+        batch_size=batch_size,
+        collate_fn=FramePredictionCollator(num_input_frames, num_output_frames),
+    )
     model, loader = accelerator.prepare(model, loader)
     results = evaluate_dataloader(accelerator.unwrap_model(model), loader, accelerator, mean_value=mean_value)
     if output_dir is not None and accelerator.is_main_process:

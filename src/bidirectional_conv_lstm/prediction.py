@@ -26,7 +26,9 @@ def read_frames(path: str | os.PathLike) -> torch.Tensor:
 
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"input {os.fspath(path)!r} does not exist; give a .npy/.npz file or a PNG folder")
+        raise FileNotFoundError(
+            f"input {os.fspath(path)!r} does not exist; give a .npy/.npz file or a PNG folder"
+        )
     if path.is_dir():
         from PIL import Image
 
@@ -36,7 +38,9 @@ def read_frames(path: str | os.PathLike) -> torch.Tensor:
         images = [np.asarray(Image.open(file)) for file in files]
         shapes = {image.shape for image in images}
         if len(shapes) != 1:
-            raise ValueError(f"input folder {os.fspath(path)!r}: frames have different sizes {sorted(shapes)}")
+            raise ValueError(
+                f"input folder {os.fspath(path)!r}: frames have different sizes {sorted(shapes)}"
+            )
         array = np.stack(images)
         array = array[:, None] if array.ndim == 3 else np.moveaxis(array, -1, 1)
     elif path.suffix == ".npy":
@@ -44,19 +48,29 @@ def read_frames(path: str | os.PathLike) -> torch.Tensor:
     elif path.suffix == ".npz":
         with np.load(path, allow_pickle=False) as archive:
             if len(archive.files) != 1:
-                raise ValueError(f"input {os.fspath(path)!r} must hold exactly one array, has {archive.files}")
+                raise ValueError(
+                    f"input {os.fspath(path)!r} must hold exactly one array, has {archive.files}"
+                )
             array = archive[archive.files[0]]
     else:
         raise ValueError(f"input {os.fspath(path)!r} must be a .npy or .npz file or a folder of PNG frames")
     if array.ndim not in (3, 4, 5):
-        raise ValueError(f"input {os.fspath(path)!r} must be (T, H, W), (T, C, H, W) or (B, T, C, H, W), "
-                         f"got shape {array.shape}")
+        raise ValueError(
+            f"input {os.fspath(path)!r} must be (T, H, W), (T, C, H, W) or (B, T, C, H, W), "
+            f"got shape {array.shape}"
+        )
     frames = frames_to_float(array, name=f"input {os.fspath(path)!r}")
     return frames if frames.ndim == 5 else frames.unsqueeze(0)
 
 
-def predict_files(model_name_or_path: str, input_path: str | os.PathLike, output_dir: str | os.PathLike, *,
-                  num_input_frames: int | None = None, num_output_frames: int | None = None) -> dict[str, Path]:
+def predict_files(
+    model_name_or_path: str,
+    input_path: str | os.PathLike,
+    output_dir: str | os.PathLike,
+    *,
+    num_input_frames: int | None = None,
+    num_output_frames: int | None = None,
+) -> dict[str, Path]:
     """Load a model, predict from the frames at ``input_path``, write ``.npy``, GIF and PNG strip.
 
     Returns:
@@ -70,8 +84,10 @@ def predict_files(model_name_or_path: str, input_path: str | os.PathLike, output
     num_input_frames = num_input_frames or model.config.num_input_frames
     num_output_frames = num_output_frames or model.config.num_output_frames
     if frames.shape[1] < num_input_frames:
-        raise ValueError(f"input {os.fspath(input_path)!r} has {frames.shape[1]} frames; num_input_frames="
-                         f"{num_input_frames} are needed")
+        raise ValueError(
+            f"input {os.fspath(input_path)!r} has {frames.shape[1]} frames; num_input_frames="
+            f"{num_input_frames} are needed"
+        )
     observed = frames[:, -num_input_frames:]
     with torch.no_grad():
         predictions = model(pixel_values=observed, num_output_frames=num_output_frames).predictions.float()
