@@ -323,6 +323,7 @@ BAD_VALUES = [
     ({"resume_from_checkpoint": "/no/such/folder"}, FileNotFoundError, "resume_from_checkpoint"),
     ({"model_name_or_path": "/no/such/model"}, FileNotFoundError, "model_name_or_path"),
     ({"report_to": "wandb"}, ValueError, "report_to"),
+    ({"dataset": "./no/such/sequences"}, FileNotFoundError, "dataset"),
     ({"unknown_key": 1}, ValueError, "unknown_key"),
 ]
 
@@ -355,6 +356,20 @@ def test_command_line_overrides_and_script_error(tmp_path):
         ]
     )
     assert args.learning_rate == 3e-3 and args.model["hidden_sizes"] == [4, 4] and args.push_to_hub is True
+    from bidirectional_conv_lstm import ConvLSTMConfig
+
+    ConvLSTMConfig(hidden_sizes=[4]).save_pretrained(tmp_path / "pretrained")
+    fine_tune = parse_command_line(
+        [
+            "--config",
+            str(config_path),
+            "--model",
+            "null",
+            "--model_name_or_path",
+            str(tmp_path / "pretrained"),
+        ]
+    )
+    assert fine_tune.model == {} and fine_tune.model_name_or_path == str(tmp_path / "pretrained")
     completed = subprocess.run(
         [
             sys.executable,

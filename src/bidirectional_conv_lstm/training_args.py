@@ -203,6 +203,12 @@ class TrainingArguments:
                     f"= {needed}"
                 )
             return
+        looks_local = self.dataset.startswith((".", "/", "~")) or os.sep + os.sep in self.dataset
+        if looks_local and not Path(self.dataset).expanduser().exists():
+            raise FileNotFoundError(
+                f"dataset={self.dataset!r} does not exist; give 'moving_mnist', a folder of .npy/.npz/PNG "
+                "sequences, a datasets folder, or a Hub dataset id"
+            )
         known = {"frames_column", "train_split", "validation_split", "test_split", "cache_dir", "streaming"}
         unknown = sorted(set(self.data) - known)
         if unknown:
@@ -306,6 +312,8 @@ def load_training_arguments(
             raise ValueError(f"config file {os.fspath(path)!r} must hold a mapping of keys to values")
         values = loaded
     values = _merge(values, overrides or {})
+    if "model" in values and values["model"] is None:  # `--model null` drops the file's new-model settings
+        values["model"] = {}
     known = {field.name for field in dataclasses.fields(TrainingArguments)}
     unknown = sorted(set(values) - known)
     if unknown:
