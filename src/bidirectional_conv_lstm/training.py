@@ -234,7 +234,9 @@ def train(args: TrainingArguments) -> dict:
     step_loss = torch.zeros((), device=accelerator.device)
     stop = state["global_step"] >= max_steps
     validation_baselines = None
-    picture_batch = collator([splits["validation"][i] for i in range(min(2, len(splits["validation"])))])
+    picture_batch = None
+    if args.report_to != "none":  # a few validation sequences drawn at every evaluation
+        picture_batch = collator([splits["validation"][i] for i in range(min(2, len(splits["validation"])))])
     while not stop:
         train_loader.set_epoch(state["epoch"])
         model.train()
