@@ -370,6 +370,11 @@ def train(args: TrainingArguments) -> dict:
             step=state["global_step"],
         )
         (output_dir / "eval" / "results.json").write_text(json.dumps(results, indent=2, default=float))
+    # Release the DDP wrapper and the prepared objects while the process group is alive: torn down after
+    # end_training() destroyed it, a process could wait forever for its already finished peer.
+    accelerator.wait_for_everyone()
+    model = optimizer = scheduler = train_loader = eval_loader = test_loader = loader = None
+    accelerator.free_memory()
     accelerator.end_training()
     results["model"] = final_model  # the weights after the last step (the best ones are in output_dir)
     if args.push_to_hub and accelerator.is_main_process:
