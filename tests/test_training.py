@@ -242,7 +242,7 @@ def test_two_cpu_processes_see_different_data_and_agree_on_weights(tmp_path, cac
         json.dumps(config),
         str(tmp_path),
     ]
-    completed = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
+    completed = subprocess.run(command, capture_output=True, text=True, env=env, timeout=240)
     assert completed.returncode == 0, completed.stderr[-3000:]
     reports = [json.loads((tmp_path / f"rank{rank}.json").read_text()) for rank in (0, 1)]
     assert reports[0]["world_size"] == reports[1]["world_size"] == 2
