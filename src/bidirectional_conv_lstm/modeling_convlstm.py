@@ -26,9 +26,7 @@ from transformers import PreTrainedModel
 from transformers.utils import ModelOutput
 
 from .configuration_convlstm import ConvLSTMConfig, check_config
-from .convlstm import ConvGate, ConvLSTM, ConvLSTMCell
-
-State = tuple[torch.Tensor, torch.Tensor]
+from .convlstm import ConvGate, ConvLSTM, ConvLSTMCell, State, _state_dtype
 
 
 @dataclass
@@ -111,10 +109,6 @@ def _check_frames(name: str, frames, config: ConvLSTMConfig) -> None:
             f"{name} frames of {height}x{width} are not divisible by config.patch_size={patch}; "
             f"crop or pad them to a multiple of {patch}"
         )
-
-
-def _state_dtype(dtype: torch.dtype) -> torch.dtype:
-    return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
 
 
 def _conv_weight_init(weight: torch.Tensor, method: str) -> None:
