@@ -51,6 +51,8 @@ def test_defaults_are_the_moving_mnist_setting():
         ("loss", "huber"),
         ("l1_weight", -0.1),
         ("l1_weight", float("inf")),
+        ("ssim_weight", -1.0),
+        ("ssim_weight", True),
         ("init_method", "normal"),
         ("prediction_prior", 0.0),
         ("prediction_prior", 1.0),

@@ -4,9 +4,10 @@ import json
 import math
 import warnings
 
+import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
+from skimage.metrics import structural_similarity as structural_similarity_reference
 from transformers import AutoModel, Trainer, TrainingArguments
 
 from bidirectional_conv_lstm import (
@@ -17,6 +18,7 @@ from bidirectional_conv_lstm import (
     ConvLSTMModel,
     FramePredictionOutput,
 )
+from bidirectional_conv_lstm.modeling_convlstm import structural_similarity
 
 
 @pytest.fixture(autouse=True)
@@ -85,16 +87,93 @@ def test_rectangular_multichannel_frames():
         assert model(pixel_values, num_output_frames=2).predictions.shape == (1, 2, 3, 8, 12)
 
 
-@pytest.mark.parametrize(("loss", "l1_weight"), [("mse", 1.0), ("l1", 1.0), ("mse+l1", 1.0), ("mse+l1", 0.1)])
-def test_loss_matches_functional(loss, l1_weight):
-    model = tiny_model(loss=loss, l1_weight=l1_weight)
-    labels = frames(steps=2, seed=5)
+@pytest.mark.parametrize(
+    ("loss", "weight"),
+    [
+        ("mse", 1.0),
+        ("l1", 1.0),
+        ("mse+l1", 1.0),
+        ("mse+l1", 0.1),
+        ("bce", 1.0),
+        ("mse+ssim", 1.0),
+        ("mse+ssim", 0.3),
+    ],
+)
+def test_loss_matches_functional(loss, weight):
+    model = tiny_model(loss=loss, l1_weight=weight, ssim_weight=weight, patch_size=4)
+    labels = frames(steps=2, seed=5, size=16)
     with torch.no_grad():
-        out = model(frames(), labels=labels)
-    mse, l1 = F.mse_loss(out.predictions, labels), F.l1_loss(out.predictions, labels)
-    expected = {"mse": mse, "l1": l1, "mse+l1": mse + l1_weight * l1}[loss]
-    torch.testing.assert_close(out.loss, expected)
+        out = model(frames(size=16), labels=labels)
+    p, y = out.predictions.double(), labels.double()
+    mse, l1 = ((p - y) ** 2).mean(), (p - y).abs().mean()
+    bce = -(y * p.log() + (1 - y) * (1 - p).log()).mean()
+    ssim = np.mean(
+        [
+            structural_similarity_reference(a[0].numpy(), b[0].numpy(), data_range=1.0)
+            for a, b in zip(p.flatten(0, 1), y.flatten(0, 1))
+        ]
+    )
+    expected = {
+        "mse": mse,
+        "l1": l1,
+        "mse+l1": mse + weight * l1,
+        "bce": bce,
+        "mse+ssim": mse + weight * (1 - ssim),
+    }[loss]
+    torch.testing.assert_close(
+        out.loss.double(), torch.as_tensor(expected, dtype=torch.float64), rtol=1e-5, atol=1e-6
+    )
     assert out.loss.shape == ()
+
+
+@pytest.mark.parametrize(("channels", "size"), [(1, (64, 64)), (3, (12, 20)), (1, (5, 9))])
+def test_structural_similarity_equals_scikit_image(channels, size):
+    generator = torch.Generator().manual_seed(0)
+    truth = torch.rand(2, 3, channels, *size, generator=generator, dtype=torch.float64)
+    truth[..., : size[0] // 2, :] = 0  # an empty background, where a faint haze is what SSIM punishes
+    prediction = (truth + 0.05 * torch.rand(truth.shape, generator=generator, dtype=torch.float64)).clamp(
+        0, 1
+    )
+    got = structural_similarity(prediction, truth)
+    assert got.shape == (2, 3)
+    window = 7 if min(size) >= 7 else 5
+    expected = [
+        structural_similarity_reference(a.numpy(), b.numpy(), data_range=1.0, channel_axis=0, win_size=window)
+        for a, b in zip(prediction.flatten(0, 1), truth.flatten(0, 1))
+    ]
+    torch.testing.assert_close(
+        got.flatten().double(), torch.tensor(expected, dtype=torch.float64), rtol=0, atol=1e-5
+    )
+    assert torch.allclose(
+        structural_similarity(truth, truth), torch.ones(2, 3, dtype=torch.float64), atol=1e-6
+    )
+
+
+def test_bce_loss_under_bf16_autocast_and_gradient_is_prediction_minus_target():
+    # binary_cross_entropy is refused inside autocast; the loss must still work there, in float32.
+    model = tiny_model(loss="bce")
+    labels = frames(steps=2, seed=5)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(frames(), labels=labels)
+    assert out.loss.dtype == torch.float32 and torch.isfinite(out.loss)
+    # The gradient of BCE on the logit is (p - y) / N, also for a saturated pixel (computing it from the
+    # probability would shrink it ten-fold at a logit of -30).
+    logits = torch.tensor([-30.0, 0.0, 30.0], requires_grad=True)
+    target = torch.tensor([1.0, 0.5, 0.0])
+    model.compute_loss(torch.sigmoid(logits), target, logits=logits).backward()
+    torch.testing.assert_close(
+        logits.grad, (torch.sigmoid(logits) - target).detach() / 3, atol=1e-6, rtol=1e-4
+    )
+    # The model passes its logits: a pixel whose truth is bright but whose prediction is saturated dark gets the
+    # full gradient on the head's bias.
+    model.zero_grad()
+    with torch.no_grad():
+        model.forecaster.head.bias.fill_(-40.0)
+        model.forecaster.head.weight.zero_()
+    model(frames(), labels=torch.ones_like(labels)).loss.backward()
+    torch.testing.assert_close(
+        model.forecaster.head.bias.grad, torch.full_like(model.forecaster.head.bias, -1 / 4)
+    )  # patch 2: 4 pixels per bias
 
 
 def test_hidden_states_on_request_and_tuple_output():

@@ -17,7 +17,7 @@ import pytest
 import torch
 import yaml
 
-from bidirectional_conv_lstm import ConvLSTMForFramePrediction
+from bidirectional_conv_lstm import ConvLSTMConfig, ConvLSTMForFramePrediction
 from bidirectional_conv_lstm.training import find_latest_checkpoint, train
 from bidirectional_conv_lstm.training_args import (
     TrainingArguments,
@@ -82,16 +82,20 @@ def cache_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory, cache_dir):
-    """One uninterrupted tiny run (16 steps, checkpoints at 5, 10, 15) shared by several tests."""
+    """One uninterrupted tiny run (16 steps, checkpoints at 5, 10, 15) shared by several tests; its SSIM loss term
+    ramps in over steps 6-11, so the resumed run (from step 10) starts mid-ramp."""
     output_dir = tmp_path_factory.mktemp("run") / "out"
     args = TrainingArguments(
         **tiny_config(
             output_dir,
             cache_dir,
+            model={"loss": "mse+ssim", "ssim_weight": 0.5},
             max_train_steps=16,
             eval_steps=8,
             checkpointing_steps=5,
             teacher_forcing_steps=12,
+            auxiliary_loss_start_step=6,
+            auxiliary_loss_ramp_steps=6,
         )
     )
     return args, train(args)
@@ -170,6 +174,60 @@ def test_resumed_run_ends_with_identical_weights(tiny_run, tmp_path):
     assert state_hash(resumed["model"]) == state_hash(results["model"])
     untouched = TrainingArguments(**{**args.to_dict(), "output_dir": str(tmp_path / "fresh")})
     assert state_hash(ConvLSTMForFramePrediction(untouched.model_config())) != state_hash(results["model"])
+
+
+def test_auxiliary_loss_schedule(tmp_path):
+    args = TrainingArguments(
+        **tiny_config(
+            tmp_path / "out", tmp_path / "cache", auxiliary_loss_start_step=4, auxiliary_loss_ramp_steps=4
+        )
+    )
+    assert [args.auxiliary_loss_scale(step) for step in range(9)] == [0, 0, 0, 0, 0.25, 0.5, 0.75, 1, 1]
+    at_once = TrainingArguments(
+        **tiny_config(tmp_path / "out", tmp_path / "cache", auxiliary_loss_start_step=2)
+    )
+    assert [at_once.auxiliary_loss_scale(step) for step in range(4)] == [0, 0, 1, 1]
+    always = TrainingArguments(**tiny_config(tmp_path / "out", tmp_path / "cache"))
+    assert always.auxiliary_loss_scale(0) == 1
+    # The model's loss follows the scale: off, it is plain MSE.
+    model = ConvLSTMForFramePrediction(ConvLSTMConfig(loss="mse+ssim", ssim_weight=0.5, hidden_sizes=[4]))
+    pixel_values, labels = torch.rand(2, 3, 1, 16, 16), torch.rand(2, 2, 1, 16, 16)
+    with torch.no_grad():
+        full = model(pixel_values, labels=labels)
+        model.auxiliary_loss_scale = 0.0
+        off = model(pixel_values, labels=labels)
+        model.auxiliary_loss_scale = 0.5
+        half = model(pixel_values, labels=labels)
+    mse = torch.nn.functional.mse_loss(full.predictions, labels)
+    torch.testing.assert_close(off.loss, mse)
+    torch.testing.assert_close(half.loss - mse, (full.loss - mse) / 2)
+    assert full.loss - mse > 0.1  # random frames are far from similar
+
+
+def test_best_model_by_a_higher_is_better_metric(tmp_path, cache_dir):
+    from torch.utils.data import DataLoader
+
+    from bidirectional_conv_lstm.data import FramePredictionCollator
+    from bidirectional_conv_lstm.evaluation import evaluate_dataloader
+    from bidirectional_conv_lstm.training import load_datasets
+
+    args = TrainingArguments(
+        **tiny_config(
+            tmp_path / "out", cache_dir, max_train_steps=6, eval_steps=2, metric_for_best_model="ssim"
+        )
+    )
+    results = train(args)
+    assert results["metric_for_best_model"] == "ssim" and results["best_step"] in (2, 4, 6)
+    state = json.loads((find_latest_checkpoint(args.output_dir) / "trainer_state.json").read_text())
+    assert state["metric_for_best_model"] == "ssim" and state["best_metric"] == results["best_metric"]
+    loader = DataLoader(
+        load_datasets(args)["validation"], batch_size=8, collate_fn=FramePredictionCollator(4, 4)
+    )
+    saved = ConvLSTMForFramePrediction.from_pretrained(args.output_dir)
+    saved_ssim = evaluate_dataloader(saved, loader, baselines=False)["ssim"]
+    last_ssim = evaluate_dataloader(results["model"], loader, baselines=False)["ssim"]
+    assert saved_ssim == pytest.approx(results["best_metric"], abs=1e-6)
+    assert last_ssim <= saved_ssim + 1e-6  # the saved model is the best by SSIM, not merely the last one
 
 
 def _write_config(path: Path, config: dict) -> Path:
@@ -319,6 +377,10 @@ BAD_VALUES = [
     ({"data": {"num_frames": 5}}, ValueError, "num_frames"),
     ({"data": {"colour": True}}, ValueError, "colour"),
     ({"teacher_forcing_start": 1.5}, ValueError, "teacher_forcing_start"),
+    ({"auxiliary_loss_ramp_steps": -1}, ValueError, "auxiliary_loss_ramp_steps"),
+    ({"metric_for_best_model": "loss"}, ValueError, "metric_for_best_model"),
+    ({"auxiliary_loss_start_step": 1.5}, TypeError, "auxiliary_loss_start_step"),
+    ({"model": {"loss": "ssim"}}, ValueError, "loss"),
     ({"push_to_hub": True}, ValueError, "hub_model_id"),
     ({"resume_from_checkpoint": "/no/such/folder"}, FileNotFoundError, "resume_from_checkpoint"),
     ({"model_name_or_path": "/no/such/model"}, FileNotFoundError, "model_name_or_path"),

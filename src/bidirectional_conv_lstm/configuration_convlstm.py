@@ -8,7 +8,7 @@ import math
 
 from transformers import PreTrainedConfig
 
-LOSSES = ("mse", "l1", "mse+l1")
+LOSSES = ("mse", "l1", "mse+l1", "bce", "mse+ssim")
 NORMS = (None, "group", "layer")
 INIT_METHODS = ("pytorch", "xavier_uniform", "kaiming_normal")
 
@@ -60,11 +60,17 @@ class ConvLSTMConfig(PreTrainedConfig):
             The number of frames predicted when neither `labels` nor `num_output_frames` is given to `forward`.
         loss (`str`, *optional*, defaults to `"mse"`):
             The training loss on the predicted frames: `"mse"` (mean squared error over all elements), `"l1"` (mean
-            absolute error) or `"mse+l1"` (MSE plus `l1_weight` times L1).
+            absolute error), `"mse+l1"` (MSE plus `l1_weight` times L1), `"bce"` (binary cross-entropy of each pixel
+            value as a probability, the loss Shi et al. 2015 trained Moving MNIST with; targets must lie in `[0, 1]`)
+            or `"mse+ssim"` (MSE plus `ssim_weight` times `1 - SSIM`, SSIM as the evaluation computes it). MSE and
+            BCE are minimised by the mean of what may come, which on an uncertain future is a faint haze that SSIM
+            punishes; the L1 and SSIM terms trade a little MSE for darker backgrounds and sharper digits.
         l1_weight (`float`, *optional*, defaults to 1.0):
             The weight of the L1 term in `"mse+l1"`. A small weight (e.g. 0.1) pushes the faint haze a blurry
             prediction leaves on an empty background to exactly dark (which SSIM rewards) without the collapse to
             all-dark frames that L1 alone tends to on sparse data like Moving MNIST.
+        ssim_weight (`float`, *optional*, defaults to 1.0):
+            The weight of the `1 - SSIM` term in `"mse+ssim"`.
         init_method (`str`, *optional*, defaults to `"pytorch"`):
             The initialisation of convolution weights: `"pytorch"` (PyTorch's default for `Conv2d`, the layer's own
             initialisation, with PyTorch's default biases), `"xavier_uniform"` or `"kaiming_normal"` (with zero
@@ -107,6 +113,7 @@ class ConvLSTMConfig(PreTrainedConfig):
     num_output_frames: int = 10
     loss: str = "mse"
     l1_weight: float = 1.0
+    ssim_weight: float = 1.0
     init_method: str = "pytorch"
     prediction_prior: float = 0.5
 
@@ -181,13 +188,14 @@ def check_config(config: ConvLSTMConfig) -> None:
     ):
         raise ValueError(f"forget_bias must be a finite float, got {forget_bias!r}")
     _choice(config, "loss", LOSSES)
-    weight = config.l1_weight
-    if (
-        isinstance(weight, bool)
-        or not isinstance(weight, (int, float))
-        or not (math.isfinite(weight) and weight >= 0)
-    ):
-        raise ValueError(f"l1_weight must be a finite float >= 0, got {weight!r}")
+    for name in ("l1_weight", "ssim_weight"):
+        weight = getattr(config, name)
+        if (
+            isinstance(weight, bool)
+            or not isinstance(weight, (int, float))
+            or not (math.isfinite(weight) and weight >= 0)
+        ):
+            raise ValueError(f"{name} must be a finite float >= 0, got {weight!r}")
     _choice(config, "init_method", INIT_METHODS)
     prior = config.prediction_prior
     if isinstance(prior, bool) or not isinstance(prior, (int, float)) or not 0.0 < prior < 1.0:

@@ -29,6 +29,35 @@ from .configuration_convlstm import ConvLSTMConfig, check_config
 from .convlstm import ConvGate, ConvLSTM, ConvLSTMCell, State, _state_dtype
 
 
+def structural_similarity(
+    predictions: torch.Tensor, targets: torch.Tensor, data_range: float = 1.0
+) -> torch.Tensor:
+    """Differentiable SSIM (Wang et al. 2004) of each frame, equal to scikit-image's ``structural_similarity`` with its
+    defaults (a 7x7 uniform window, sample covariances, K1 = 0.01, K2 = 0.03, the mean over the windows that fit
+    inside the frame, channels averaged): the metric the evaluation reports, so it can be trained on.
+
+    `predictions` and `targets` are `(..., C, H, W)`; returns `(...)` in float32 or wider. A frame smaller than 7 pixels uses the largest
+    odd window that fits.
+    """
+    *lead, channels, height, width = predictions.shape
+    window = min(7, height, width)
+    window -= 1 - window % 2
+    dtype = torch.promote_types(predictions.dtype, torch.float32)  # float32 at least: c1 is 1e-4
+    x = predictions.reshape(-1, channels, height, width).to(dtype)
+    y = targets.reshape(-1, channels, height, width).to(dtype)
+    means = F.avg_pool2d(torch.cat([x, y, x * x, y * y, x * y]), window, stride=1)
+    mean_x, mean_y, mean_xx, mean_yy, mean_xy = means.chunk(5)
+    norm = window * window / max(window * window - 1, 1)  # sample covariance
+    var_x = (mean_xx - mean_x * mean_x) * norm
+    var_y = (mean_yy - mean_y * mean_y) * norm
+    cov = (mean_xy - mean_x * mean_y) * norm
+    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
+    ssim = ((2 * mean_x * mean_y + c1) * (2 * cov + c2)) / (
+        (mean_x * mean_x + mean_y * mean_y + c1) * (var_x + var_y + c2)
+    )
+    return ssim.mean(dim=(1, 2, 3)).reshape(lead)
+
+
 @dataclass
 class ConvLSTMModelOutput(ModelOutput):
     r"""
@@ -321,7 +350,8 @@ class ConvLSTMForecaster(nn.Module):
 
     def step(self, frame: torch.Tensor, *flat_states: torch.Tensor):
         """One time step: `frame` are the previous frame's patches `(B, C*p*p, h, w)`, `flat_states` is
-        `h_0, c_0, h_1, c_1, ...`. Returns `(next frame's patches in [0, 1], h_0, c_0, h_1, c_1, ...)`.
+        `h_0, c_0, h_1, c_1, ...`. Returns `(next frame's patch logits, h_0, c_0, h_1, c_1, ...)`; the sigmoid of the
+        logits is the predicted frame.
 
         Hidden states are float32 when the weights are half precision (the cell keeps its state in float32), so
         they are cast to the weights' dtype before each convolution; a no-op for float32 weights and autocast.
@@ -339,7 +369,7 @@ class ConvLSTMForecaster(nn.Module):
             new_states += [hidden, cell_state]
             x = hidden
         features = hiddens[0] if len(hiddens) == 1 else torch.cat(hiddens, dim=1)
-        return (torch.sigmoid(self.head(features.to(self.head.weight.dtype))), *new_states)
+        return (self.head(features.to(self.head.weight.dtype)), *new_states)
 
     def forward(
         self,
@@ -354,7 +384,7 @@ class ConvLSTMForecaster(nn.Module):
 
         `truth` `(T_out, B, C*p*p, h, w)` replaces the fed-back prediction of step `k` by the true frame `k` with
         probability `teacher_forcing_ratio`, drawn per sample and step. Returns `(predictions (T_out, B, C*p*p, h,
-        w), per-layer hidden states (T_out, B, C_l, h, w) or None)`.
+        w) in [0, 1], per-layer hidden states (T_out, B, C_l, h, w) or None, logits of the predictions)`.
         """
         flat_states = [tensor for state in states for tensor in state]
         use_checkpoint = self.gradient_checkpointing and self.training and torch.is_grad_enabled()
@@ -365,7 +395,7 @@ class ConvLSTMForecaster(nn.Module):
             step = partial(run, self.step)
         else:
             step = self.step
-        frame, predictions, hiddens = last_frame, [], []
+        frame, predictions, logits, hiddens = last_frame, [], [], []
         for index in range(num_frames):
             if index > 0:
                 frame = predictions[-1]
@@ -377,14 +407,15 @@ class ConvLSTMForecaster(nn.Module):
                         frame = torch.where(
                             keep_truth.view(-1, 1, 1, 1), truth[index - 1].to(frame.dtype), frame
                         )
-            prediction, *flat_states = step(frame, *flat_states)
-            predictions.append(prediction)
+            logit, *flat_states = step(frame, *flat_states)
+            logits.append(logit)
+            predictions.append(torch.sigmoid(logit))
             if output_hidden_states:
                 hiddens.append(flat_states[0::2])
         per_layer = None
         if output_hidden_states:
             per_layer = tuple(torch.stack(layer) for layer in zip(*hiddens))
-        return torch.stack(predictions), per_layer
+        return torch.stack(predictions), per_layer, torch.stack(logits)
 
 
 class ConvLSTMForFramePrediction(ConvLSTMPreTrainedModel):
@@ -428,6 +459,8 @@ class ConvLSTMForFramePrediction(ConvLSTMPreTrainedModel):
         super().__init__(config)
         self.encoder = ConvLSTMModel(config)
         self.forecaster = ConvLSTMForecaster(config)
+        # A factor on the auxiliary loss term (`l1_weight`, `ssim_weight`) that a training loop may ramp up; not saved.
+        self.auxiliary_loss_scale = 1.0
         self.post_init()
 
     def _check_inputs(
@@ -468,14 +501,31 @@ class ConvLSTMForFramePrediction(ConvLSTMPreTrainedModel):
             )
         return labels.shape[1], teacher_forcing_ratio
 
-    def compute_loss(self, predictions: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """`config.loss` between `predictions` and `labels` (any equal shapes), in float32."""
+    def compute_loss(
+        self, predictions: torch.Tensor, labels: torch.Tensor, logits: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """`config.loss` between `predictions` and `labels` (any equal shapes), in float32. `"bce"` uses the
+        pre-sigmoid `logits` of the predictions when given (exact for saturated pixels)."""
         predictions, labels = predictions.float(), labels.float()
         if self.config.loss == "mse":
             return F.mse_loss(predictions, labels)
         if self.config.loss == "l1":
             return F.l1_loss(predictions, labels)
-        return F.mse_loss(predictions, labels) + self.config.l1_weight * F.l1_loss(predictions, labels)
+        if self.config.loss == "bce":
+            if logits is not None:
+                return F.binary_cross_entropy_with_logits(logits.float(), labels)
+            # Autocast refuses binary_cross_entropy on probabilities; the inputs are float32 already.
+            with torch.autocast(predictions.device.type, enabled=False):
+                return F.binary_cross_entropy(predictions, labels)
+        scale = self.auxiliary_loss_scale
+        if self.config.loss == "mse+ssim":
+            if not scale:
+                return F.mse_loss(predictions, labels)
+            dissimilarity = 1.0 - structural_similarity(predictions, labels).mean()
+            return F.mse_loss(predictions, labels) + scale * self.config.ssim_weight * dissimilarity
+        return F.mse_loss(predictions, labels) + scale * self.config.l1_weight * F.l1_loss(
+            predictions, labels
+        )
 
     def forward(
         self,
@@ -500,7 +550,7 @@ class ConvLSTMForFramePrediction(ConvLSTMPreTrainedModel):
         truth = None
         if labels is not None and teacher_forcing_ratio > 0:
             truth = F.pixel_unshuffle(labels, patch).transpose(0, 1)
-        predicted, forecaster_states = self.forecaster(
+        predicted, forecaster_states, logits = self.forecaster(
             patches[-1],
             self.forecaster.initial_states(final_h, final_c),
             horizon,
@@ -509,7 +559,10 @@ class ConvLSTMForFramePrediction(ConvLSTMPreTrainedModel):
             output_hidden_states=output_hidden_states,
         )
         predictions = F.pixel_shuffle(predicted.transpose(0, 1), patch).to(pixel_values.dtype)
-        loss = None if labels is None else self.compute_loss(predictions, labels)
+        loss = None
+        if labels is not None:
+            logits = F.pixel_shuffle(logits.transpose(0, 1), patch) if self.config.loss == "bce" else None
+            loss = self.compute_loss(predictions, labels, logits=logits)
 
         def batch_first(states):
             return None if states is None else tuple(x.transpose(0, 1) for x in states)

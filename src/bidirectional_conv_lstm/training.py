@@ -31,7 +31,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from .data import FramePredictionCollator
-from .training_args import TrainingArguments
+from .training_args import BEST_MODEL_METRICS, TrainingArguments
 
 __all__ = ["train", "load_datasets", "find_latest_checkpoint"]
 
@@ -131,7 +131,7 @@ def train(args: TrainingArguments) -> dict:
     """Train, evaluate and save a frame-prediction model as ``args`` says; returns the final results.
 
     Returns:
-        ``{"global_step", "best_validation_mse", "train_minutes", "test": {metric: value, ..., "baselines": ...},
+        ``{"global_step", "metric_for_best_model", "best_metric", "best_step", "train_minutes", "test": {metric: value, ..., "baselines": ...},
         "output_dir", "model"}``; ``model`` is the model after the last step (the best one is in ``output_dir``).
     """
     from .evaluation import evaluate_dataloader, write_evaluation
@@ -205,10 +205,18 @@ def train(args: TrainingArguments) -> dict:
     model, optimizer, train_loader, eval_loader, scheduler = accelerator.prepare(
         model, optimizer, train_loader, eval_loader, scheduler
     )
+    unwrapped_model = accelerator.unwrap_model(model)
     if accelerator.is_main_process and args.report_to != "none":
         accelerator.init_trackers("convlstm", config=_flat(args.to_dict()))
 
-    state = {"global_step": 0, "epoch": 0, "batches_in_epoch": 0, "best_validation_mse": None}
+    state = {
+        "global_step": 0,
+        "epoch": 0,
+        "batches_in_epoch": 0,
+        "metric_for_best_model": args.metric_for_best_model,
+        "best_metric": None,
+        "best_step": None,
+    }
     if args.resume_from_checkpoint is not None:
         checkpoint = (
             find_latest_checkpoint(args.output_dir)
@@ -221,6 +229,13 @@ def train(args: TrainingArguments) -> dict:
             accelerator.load_state(str(checkpoint))
             state = json.loads((checkpoint / STATE_FILE).read_text())
             accelerator.print(f"resumed from {checkpoint} at step {state['global_step']}")
+            if state.get("metric_for_best_model", "mse") != args.metric_for_best_model:
+                accelerator.print(
+                    f"metric_for_best_model changed to {args.metric_for_best_model!r}: the next evaluation starts "
+                    "the search for the best model afresh"
+                )
+                state.update(best_metric=None, best_step=None)
+            state["metric_for_best_model"] = args.metric_for_best_model
 
     progress = tqdm(
         total=max_steps,
@@ -249,6 +264,7 @@ def train(args: TrainingArguments) -> dict:
             # global generator, and a resumed run creates one more of them).
             torch.manual_seed(_step_seed(args.seed, accelerator.process_index, state))
             state["batches_in_epoch"] += 1
+            unwrapped_model.auxiliary_loss_scale = args.auxiliary_loss_scale(state["global_step"])
             with accelerator.accumulate(model):
                 outputs = model(
                     **batch, teacher_forcing_ratio=args.teacher_forcing_ratio(state["global_step"])
@@ -313,8 +329,10 @@ def train(args: TrainingArguments) -> dict:
                 )
                 if args.report_to != "none" and accelerator.is_main_process:
                     _log_pictures(accelerator, accelerator.unwrap_model(model), picture_batch, step)
-                if state["best_validation_mse"] is None or metrics["mse"] < state["best_validation_mse"]:
-                    state["best_validation_mse"] = metrics["mse"]
+                value, best = metrics[args.metric_for_best_model], state["best_metric"]
+                higher_is_better = BEST_MODEL_METRICS[args.metric_for_best_model]
+                if best is None or (value > best if higher_is_better else value < best):
+                    state["best_metric"], state["best_step"] = value, step
                     _save_model(accelerator, model, output_dir)
                 model.train()
             if step % args.checkpointing_steps == 0:
@@ -343,12 +361,15 @@ def train(args: TrainingArguments) -> dict:
     test_metrics = evaluate_dataloader(best, test_loader, accelerator, mean_value=mean_value, baselines=True)
     results = {
         "global_step": state["global_step"],
-        "best_validation_mse": state["best_validation_mse"],
+        "metric_for_best_model": args.metric_for_best_model,
+        "best_metric": state["best_metric"],
+        "best_step": state["best_step"],
         "train_minutes": train_minutes,
         "test": test_metrics,
         "output_dir": str(output_dir),
     }
     final_model = accelerator.unwrap_model(model)
+    final_model.auxiliary_loss_scale = 1.0
     if accelerator.is_main_process:
         write_evaluation(test_metrics, output_dir / "eval")
         sample = collator([splits["test"][i] for i in range(min(4, len(splits["test"])))])

@@ -17,6 +17,8 @@ import yaml
 __all__ = ["TrainingArguments", "load_training_arguments", "parse_command_line", "parse_overrides"]
 
 _MIXED_PRECISION = ("no", "fp16", "bf16")
+# Validation metrics the best model can be chosen by, and whether more is better.
+BEST_MODEL_METRICS = {"mse": False, "mae": False, "psnr": True, "ssim": True}
 _SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup")
 _TRACKERS = ("none", "tensorboard", "all")
 
@@ -48,7 +50,13 @@ class TrainingArguments:
         teacher_forcing_start, teacher_forcing_end (`float`), teacher_forcing_steps (`int`): scheduled
             sampling: the probability of feeding the forecaster the true previous frame decays linearly from
             start to end over that many steps.
+        auxiliary_loss_start_step, auxiliary_loss_ramp_steps (`int`): the model's auxiliary loss term (the L1 of
+            ``"mse+l1"``, the ``1 - SSIM`` of ``"mse+ssim"``) is off before the start step, then its weight rises
+            linearly to the config's ``l1_weight`` / ``ssim_weight`` over the ramp steps. These terms sharpen a model
+            that has learnt the motion, but from the first step they drive it to all-dark frames.
         eval_steps (`int`), eval_num_samples (`int`): periodic validation; the best model is kept.
+        metric_for_best_model (`str`, defaults to ``"mse"``): the validation metric that picks the best model:
+            ``"mse"`` or ``"mae"`` (lower is better), ``"psnr"`` or ``"ssim"`` (higher is better).
         test_num_samples (`int`, *optional*): test sequences for the final evaluation (all when unset).
         checkpointing_steps (`int`), checkpoints_total_limit (`int`): ``save_state`` every N steps, keep K.
         resume_from_checkpoint (`str`, *optional*): ``"latest"`` or a checkpoint folder.
@@ -83,8 +91,11 @@ class TrainingArguments:
     teacher_forcing_start: float = 0.0
     teacher_forcing_end: float = 0.0
     teacher_forcing_steps: int = 0
+    auxiliary_loss_start_step: int = 0
+    auxiliary_loss_ramp_steps: int = 0
     eval_steps: int = 250
     eval_num_samples: int = 256
+    metric_for_best_model: str = "mse"
     test_num_samples: int | None = None
     checkpointing_steps: int = 250
     checkpoints_total_limit: int = 2
@@ -128,6 +139,8 @@ class TrainingArguments:
         for name in (
             "warmup_steps",
             "teacher_forcing_steps",
+            "auxiliary_loss_start_step",
+            "auxiliary_loss_ramp_steps",
             "dataloader_num_workers",
             "weight_decay",
             "max_grad_norm",
@@ -145,6 +158,7 @@ class TrainingArguments:
         _check_choice("mixed_precision", self.mixed_precision, _MIXED_PRECISION)
         _check_choice("lr_scheduler_type", self.lr_scheduler_type, _SCHEDULERS)
         _check_choice("report_to", self.report_to, _TRACKERS)
+        _check_choice("metric_for_best_model", self.metric_for_best_model, tuple(BEST_MODEL_METRICS))
         if self.report_to == "tensorboard":
             try:
                 import tensorboard  # noqa: F401
@@ -235,6 +249,14 @@ class TrainingArguments:
             return self.teacher_forcing_end
         progress = min(step / self.teacher_forcing_steps, 1.0)
         return self.teacher_forcing_start + (self.teacher_forcing_end - self.teacher_forcing_start) * progress
+
+    def auxiliary_loss_scale(self, step: int) -> float:
+        """The factor on the auxiliary loss term's weight at optimizer step ``step``, in ``[0, 1]``."""
+        if step < self.auxiliary_loss_start_step:
+            return 0.0
+        if self.auxiliary_loss_ramp_steps == 0:
+            return 1.0
+        return min((step - self.auxiliary_loss_start_step + 1) / self.auxiliary_loss_ramp_steps, 1.0)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
