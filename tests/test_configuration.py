@@ -52,6 +52,8 @@ def test_defaults_are_the_moving_mnist_setting():
         ("l1_weight", -0.1),
         ("l1_weight", float("inf")),
         ("ssim_weight", -1.0),
+        ("output_threshold", 1.0),
+        ("output_threshold", -0.1),
         ("ssim_weight", True),
         ("init_method", "normal"),
         ("prediction_prior", 0.0),

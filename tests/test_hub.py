@@ -238,6 +238,9 @@ def test_model_card_parses_back_with_results_and_training_config(tmp_path):
     assert "seed: 1234" in text and "learning_rate: 0.001" in text
     assert "hf_secret" not in text and "hub_token: <redacted>" in text
     assert "hidden_sizes:\n- 4" in text and "model_type: convlstm" in text
+    assert "Output threshold" not in text
+    thresholded = create_model_card(ConvLSTMConfig(**TINY, output_threshold=0.3), results=RESULTS).text
+    assert "predicted values below 0.3 are set to exactly 0" in thresholded
 
 
 def test_model_card_without_results_or_with_bad_arguments(tmp_path):

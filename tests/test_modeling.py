@@ -126,6 +126,30 @@ def test_loss_matches_functional(loss, weight):
     assert out.loss.shape == ()
 
 
+def test_output_threshold_zeroes_faint_pixels_at_inference_only():
+    plain, thresholded = tiny_model(prediction_prior=0.3), tiny_model(prediction_prior=0.3, output_threshold=0.3)
+    with torch.no_grad():
+        for model in (plain, thresholded):
+            model.forecaster.head.weight.mul_(20)  # spread the predictions on both sides of the threshold
+        first = plain(frames(), num_output_frames=4).predictions
+        cut = thresholded(frames(), num_output_frames=4).predictions
+    assert 0.1 < (first < 0.3).float().mean() < 0.9
+    # The plain model's frames with every value below 0.3 set to exactly 0 (the feedback stays raw).
+    torch.testing.assert_close(cut, torch.where(first < 0.3, 0.0, first))
+    assert ((cut == 0) | (cut >= 0.3)).all() and (cut == 0).any()
+    # Training sees the raw predictions: the same loss and gradients as without the threshold.
+    labels = frames(steps=2, seed=5)
+    losses, grads = [], []
+    for model in (plain, thresholded):
+        model.train()
+        loss = model(frames(), labels=labels).loss
+        loss.backward()
+        losses.append(loss.detach())
+        grads.append(model.forecaster.head.bias.grad.clone())
+    torch.testing.assert_close(losses[0], losses[1])
+    torch.testing.assert_close(grads[0], grads[1])
+
+
 @pytest.mark.parametrize(("channels", "size"), [(1, (64, 64)), (3, (12, 20)), (1, (5, 9))])
 def test_structural_similarity_equals_scikit_image(channels, size):
     generator = torch.Generator().manual_seed(0)

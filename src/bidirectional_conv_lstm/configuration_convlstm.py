@@ -76,6 +76,12 @@ class ConvLSTMConfig(PreTrainedConfig):
             initialisation, with PyTorch's default biases), `"xavier_uniform"` or `"kaiming_normal"` (with zero
             biases). Gate biases are always zero except the forget gate's (`forget_bias`); peephole weights start at
             zero.
+        output_threshold (`float`, *optional*, defaults to 0.0):
+            At inference (`model.eval()`), predicted pixel values below it become exactly 0 in the returned
+            predictions; the forecaster is still fed its raw predictions, and training sees them, like dropout. On sparse frames (Moving
+            MNIST, radar echoes) a mean-seeking loss leaves a faint haze wherever the future is uncertain; SSIM
+            punishes haze on an empty background hard (a pixel of 0.01 on black halves a window's luminance term)
+            while MSE barely notices it. 0 turns it off.
         prediction_prior (`float`, *optional*, defaults to 0.5):
             The pixel value the untrained model predicts everywhere: the head's bias starts at
             `logit(prediction_prior)`, in `(0, 1)`. Set it to the data's mean pixel value (about 0.05 for Moving
@@ -116,6 +122,7 @@ class ConvLSTMConfig(PreTrainedConfig):
     ssim_weight: float = 1.0
     init_method: str = "pytorch"
     prediction_prior: float = 0.5
+    output_threshold: float = 0.0
 
     def __post_init__(self, **kwargs):
         # transformers passes a config.json's `model_type` through here; refuse another model's config instead of
@@ -197,6 +204,9 @@ def check_config(config: ConvLSTMConfig) -> None:
         ):
             raise ValueError(f"{name} must be a finite float >= 0, got {weight!r}")
     _choice(config, "init_method", INIT_METHODS)
+    threshold = config.output_threshold
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0.0 <= threshold < 1.0:
+        raise ValueError(f"output_threshold must be a float in [0, 1), got {threshold!r}")
     prior = config.prediction_prior
     if isinstance(prior, bool) or not isinstance(prior, (int, float)) or not 0.0 < prior < 1.0:
         raise ValueError(f"prediction_prior must be a float in (0, 1), got {prior!r}")

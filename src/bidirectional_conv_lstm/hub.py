@@ -285,6 +285,7 @@ def create_model_card(
         kernel_size=config.kernel_size,
         patch_size=patch,
         loss=config.loss,
+        output_threshold=config.output_threshold,
         num_channels=config.num_channels,
         num_input_frames=config.num_input_frames,
         num_output_frames=config.num_output_frames,

@@ -559,6 +559,11 @@ class ConvLSTMForFramePrediction(ConvLSTMPreTrainedModel):
             output_hidden_states=output_hidden_states,
         )
         predictions = F.pixel_shuffle(predicted.transpose(0, 1), patch).to(pixel_values.dtype)
+        if self.config.output_threshold > 0 and not self.training:
+            # At inference only, and not in what the forecaster is fed back, which stays the raw predictions it was
+            # trained on. (Trained through, even with a straight-through gradient, the background below the
+            # threshold gets no gradient that keeps it dark and drifts up to it.)
+            predictions = predictions.masked_fill(predictions < self.config.output_threshold, 0.0)
         loss = None
         if labels is not None:
             logits = F.pixel_shuffle(logits.transpose(0, 1), patch) if self.config.loss == "bce" else None
