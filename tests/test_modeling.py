@@ -127,7 +127,10 @@ def test_loss_matches_functional(loss, weight):
 
 
 def test_output_threshold_zeroes_faint_pixels_at_inference_only():
-    plain, thresholded = tiny_model(prediction_prior=0.3), tiny_model(prediction_prior=0.3, output_threshold=0.3)
+    plain, thresholded = (
+        tiny_model(prediction_prior=0.3),
+        tiny_model(prediction_prior=0.3, output_threshold=0.3),
+    )
     with torch.no_grad():
         for model in (plain, thresholded):
             model.forecaster.head.weight.mul_(20)  # spread the predictions on both sides of the threshold
