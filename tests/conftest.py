@@ -5,6 +5,16 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 import pytest
+import torch
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny tensors: one thread avoids OpenMP hand-offs that dominate (and stall on a busy 2-core machine)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="session")

@@ -20,14 +20,7 @@ from bidirectional_conv_lstm import (
 )
 from bidirectional_conv_lstm.modeling_convlstm import structural_similarity
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one thread avoids OpenMP hand-offs that dominate (and stall on a busy 2-core machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny_config(**overrides) -> ConvLSTMConfig:

@@ -14,14 +14,7 @@ from transformers.dynamic_module_utils import get_imports, get_relative_import_f
 import bidirectional_conv_lstm
 from bidirectional_conv_lstm import ConvLSTMConfig, ConvLSTMForFramePrediction
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one thread avoids OpenMP hand-offs that dominate (and stall on a busy 2-core machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 PACKAGE_DIR = Path(bidirectional_conv_lstm.__file__).parent

@@ -507,25 +507,24 @@ class ConvLSTMForFramePrediction(ConvLSTMPreTrainedModel):
         """`config.loss` between `predictions` and `labels` (any equal shapes), in float32. `"bce"` uses the
         pre-sigmoid `logits` of the predictions when given (exact for saturated pixels)."""
         predictions, labels = predictions.float(), labels.float()
-        if self.config.loss == "mse":
-            return F.mse_loss(predictions, labels)
-        if self.config.loss == "l1":
-            return F.l1_loss(predictions, labels)
-        if self.config.loss == "bce":
+        loss = self.config.loss
+        if loss == "bce":
             if logits is not None:
                 return F.binary_cross_entropy_with_logits(logits.float(), labels)
             # Autocast refuses binary_cross_entropy on probabilities; the inputs are float32 already.
             with torch.autocast(predictions.device.type, enabled=False):
                 return F.binary_cross_entropy(predictions, labels)
+        if loss == "l1":
+            return F.l1_loss(predictions, labels)
+        mse = F.mse_loss(predictions, labels)
         scale = self.auxiliary_loss_scale
-        if self.config.loss == "mse+ssim":
-            if not scale:
-                return F.mse_loss(predictions, labels)
-            dissimilarity = 1.0 - structural_similarity(predictions, labels).mean()
-            return F.mse_loss(predictions, labels) + scale * self.config.ssim_weight * dissimilarity
-        return F.mse_loss(predictions, labels) + scale * self.config.l1_weight * F.l1_loss(
-            predictions, labels
-        )
+        if loss == "mse" or not scale:
+            return mse
+        if loss == "mse+ssim":
+            return mse + scale * self.config.ssim_weight * (
+                1.0 - structural_similarity(predictions, labels).mean()
+            )
+        return mse + scale * self.config.l1_weight * F.l1_loss(predictions, labels)
 
     def forward(
         self,

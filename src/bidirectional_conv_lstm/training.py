@@ -300,7 +300,7 @@ def train(args: TrainingArguments) -> dict:
             out_of_time = _out_of_time(accelerator, args, started)
             if step % args.eval_steps == 0 or step >= max_steps or out_of_time:
                 metrics = evaluate_dataloader(
-                    accelerator.unwrap_model(model),
+                    unwrapped_model,
                     eval_loader,
                     accelerator,
                     mean_value=mean_value,
@@ -328,7 +328,7 @@ def train(args: TrainingArguments) -> dict:
                     f"the {best_kind} baseline) ssim {metrics['ssim']:.4f}"
                 )
                 if args.report_to != "none" and accelerator.is_main_process:
-                    _log_pictures(accelerator, accelerator.unwrap_model(model), picture_batch, step)
+                    _log_pictures(accelerator, unwrapped_model, picture_batch, step)
                 value, best = metrics[args.metric_for_best_model], state["best_metric"]
                 higher_is_better = BEST_MODEL_METRICS[args.metric_for_best_model]
                 if best is None or (value > best if higher_is_better else value < best):
@@ -368,8 +368,7 @@ def train(args: TrainingArguments) -> dict:
         "test": test_metrics,
         "output_dir": str(output_dir),
     }
-    final_model = accelerator.unwrap_model(model)
-    final_model.auxiliary_loss_scale = 1.0
+    unwrapped_model.auxiliary_loss_scale = 1.0
     if accelerator.is_main_process:
         write_evaluation(test_metrics, output_dir / "eval")
         sample = collator([splits["test"][i] for i in range(min(4, len(splits["test"])))])
@@ -397,7 +396,7 @@ def train(args: TrainingArguments) -> dict:
     model = optimizer = scheduler = train_loader = eval_loader = test_loader = loader = None
     accelerator.free_memory()
     accelerator.end_training()
-    results["model"] = final_model  # the weights after the last step (the best ones are in output_dir)
+    results["model"] = unwrapped_model  # the weights after the last step (the best ones are in output_dir)
     if args.push_to_hub and accelerator.is_main_process:
         from .hub import upload_folder_to_hub
 
