@@ -13,7 +13,7 @@ $(BIN)/activate:
 setup: $(BIN)/activate
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==$(TORCH_VERSION)
-	$(BIN)/pip install -q -e ".[dev]"
+	$(BIN)/pip install -q -e ".[dev,nowcasting]"
 
 demo: setup
 	$(BIN)/python scripts/demo_layer.py
