@@ -2,10 +2,11 @@
 
     python scripts/predict.py --model outputs/moving_mnist_cpu --input frames.npy --output_dir outputs/prediction
     python scripts/predict.py --model outputs/moving_mnist_cpu --input my_png_frames/ --num_output_frames 20
+    python scripts/predict.py --model you/convlstm-moving-mnist --input clip.gif
 
-Input: a .npy/.npz array (T, H, W), (T, C, H, W) or a batch (B, T, C, H, W), uint8 or floats in [0, 1], or a
-folder of PNG frames (sorted by name). Writes predictions.npy (float32 (B, T_out, C, H, W) in [0, 1]),
-prediction.gif (observed then predicted frames of the first sequence) and prediction.png (a strip).
+Input: a .npy/.npz array (T, H, W), (T, C, H, W), (T, H, W, C) or a batch of them, uint8 or floats in [0, 1], a
+GIF, or a folder of PNG frames (sorted by name); grey and RGB frames are converted to the model's channel count.
+Writes predictions.npy (float32 (B, T_out, C, H, W) in [0, 1]), prediction.gif (observed then predicted frames of the first sequence) and prediction.png (a strip).
 """
 
 import argparse
@@ -18,7 +19,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--model", required=True, help="a save_pretrained folder or a Hub repo id")
-    parser.add_argument("--input", required=True, help=".npy / .npz file or a folder of PNG frames")
+    parser.add_argument("--input", required=True, help=".npy / .npz file, a .gif, or a folder of PNG frames")
     parser.add_argument(
         "--num_input_frames", type=int, help="use the last this many frames (default: the model's)"
     )
@@ -34,7 +35,7 @@ def main() -> None:
             num_output_frames=args.num_output_frames,
         )
     except (ValueError, TypeError, FileNotFoundError) as error:
-        parser.error(str(error))
+        raise SystemExit(f"predict.py: error: {error}") from None
     for name, path in paths.items():
         print(f"{name}: {path}")
 

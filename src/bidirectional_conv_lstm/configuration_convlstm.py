@@ -1,14 +1,16 @@
 """ConvLSTM frame-prediction model configuration.
 
-This file travels with ``push_to_hub`` as remote code: it imports only the standard library and
-transformers, so ``trust_remote_code=True`` works where ``bidirectional_conv_lstm`` is not installed.
+This file travels with ``push_to_hub`` as remote code: it imports only the standard library, transformers and
+its sibling ``rain_rate.py`` (numpy + torch, relatively), so ``trust_remote_code=True`` works where
+``bidirectional_conv_lstm`` is not installed.
 """
 
 import math
 
 from transformers import PreTrainedConfig
 
-LOSSES = ("mse", "l1", "mse+l1", "bce", "mse+ssim")
+LOSSES = ("mse", "l1", "mse+l1", "bce", "mse+ssim", "weighted_mse", "weighted_mae", "weighted_mse+mae")
+WEIGHTED_LOSSES = ("weighted_mse", "weighted_mae", "weighted_mse+mae")
 NORMS = (None, "group", "layer")
 INIT_METHODS = ("pytorch", "xavier_uniform", "kaiming_normal")
 
@@ -65,8 +67,13 @@ class ConvLSTMConfig(PreTrainedConfig):
             or `"mse+ssim"` (MSE plus `ssim_weight` times `1 - SSIM`, SSIM as the evaluation computes it). MSE and
             BCE are minimised by the mean of what may come, which on an uncertain future is a faint haze that SSIM
             punishes; the L1 and SSIM terms trade a little MSE for darker backgrounds and sharper digits.
+            For rain rate, `"weighted_mse"`, `"weighted_mae"` and `"weighted_mse+mae"` (B-MSE plus `l1_weight`
+            times B-MAE) are the balanced losses of Shi et al. 2017 (arXiv:1706.03458): each pixel's error, taken in
+            the model's (transformed) space, is weighted by the target's rain rate in mm/h (`loss_thresholds`,
+            `loss_weights`), so heavy rain counts; they need `rain_rate_transform`. Every loss is a mean over the
+            valid pixels when `forward` gets a `labels_mask`.
         l1_weight (`float`, *optional*, defaults to 1.0):
-            The weight of the L1 term in `"mse+l1"`. A small weight (e.g. 0.1) pushes the faint haze a blurry
+            The weight of the L1 term in `"mse+l1"` and of the B-MAE term in `"weighted_mse+mae"`. A small weight (e.g. 0.1) pushes the faint haze a blurry
             prediction leaves on an empty background to exactly dark (which SSIM rewards) without the collapse to
             all-dark frames that L1 alone tends to on sparse data like Moving MNIST.
         ssim_weight (`float`, *optional*, defaults to 1.0):
@@ -87,6 +94,16 @@ class ConvLSTMConfig(PreTrainedConfig):
             `logit(prediction_prior)`, in `(0, 1)`. Set it to the data's mean pixel value (about 0.05 for Moving
             MNIST) to skip the early phase in which a sigmoid output trained with MSE only learns that the background
             is dark.
+        rain_rate_transform (`dict`, *optional*):
+            For rain-rate models, the transform between rain rate in mm/h and the model's `[0, 1]`-ish space, as
+            `RainRateTransform.to_dict()` writes it (e.g. `{"kind": "dbr", ...}`); `pixel_values`, `labels` and
+            `predictions` are in that space, and `ConvLSTMForFramePrediction.forecast_rain_rate` maps frames in
+            mm/h in and forecasts in mm/h out through it. `None` (the default) for image models.
+        loss_thresholds (`list[float]`, *optional*, defaults to `[2.0, 5.0, 10.0, 30.0]`):
+            Increasing rain rates (mm/h, `>=`) at which the weight of the weighted losses steps up.
+        loss_weights (`list[float]`, *optional*, defaults to `[1.0, 2.0, 5.0, 10.0, 30.0]`):
+            The weights of the weighted losses: the first below `loss_thresholds[0]`, then one per threshold (Shi
+            et al. 2017's values by default). One more entry than `loss_thresholds`, each positive.
 
     Example:
 
@@ -123,6 +140,9 @@ class ConvLSTMConfig(PreTrainedConfig):
     init_method: str = "pytorch"
     prediction_prior: float = 0.5
     output_threshold: float = 0.0
+    rain_rate_transform: dict | None = None
+    loss_thresholds: list[float] | tuple[float, ...] = (2.0, 5.0, 10.0, 30.0)
+    loss_weights: list[float] | tuple[float, ...] = (1.0, 2.0, 5.0, 10.0, 30.0)
 
     def __post_init__(self, **kwargs):
         # transformers passes a config.json's `model_type` through here; refuse another model's config instead of
@@ -133,8 +153,9 @@ class ConvLSTMConfig(PreTrainedConfig):
                 f"model_type must be {self.model_type!r} for {type(self).__name__}, got {model_type!r}: this "
                 "config.json describes another kind of model"
             )
-        if isinstance(self.hidden_sizes, (list, tuple)):
-            self.hidden_sizes = list(self.hidden_sizes)  # what config.json gives back
+        for name in ("hidden_sizes", "loss_thresholds", "loss_weights"):
+            if isinstance(getattr(self, name), (list, tuple)):
+                setattr(self, name, list(getattr(self, name)))  # what config.json gives back
         super().__post_init__(**kwargs)
         check_config(self)
 
@@ -210,6 +231,51 @@ def check_config(config: ConvLSTMConfig) -> None:
     prior = config.prediction_prior
     if isinstance(prior, bool) or not isinstance(prior, (int, float)) or not 0.0 < prior < 1.0:
         raise ValueError(f"prediction_prior must be a float in (0, 1), got {prior!r}")
+    _check_rain_rate_options(config)
+
+
+def _check_rain_rate_options(config: ConvLSTMConfig) -> None:
+    transform = config.rain_rate_transform
+    if transform is not None:
+        # Imported here: image models never need numpy and torch to read a config.
+        from .rain_rate import RainRateTransform
+
+        if not isinstance(transform, dict):
+            raise ValueError(
+                "rain_rate_transform must be a dict (RainRateTransform.to_dict()) or None, got "
+                f"{type(transform).__name__} {transform!r}"
+            )
+        try:
+            RainRateTransform.from_dict(transform)
+        except (TypeError, ValueError, KeyError) as error:
+            raise ValueError(
+                f"rain_rate_transform={transform!r} is not a valid transform: {error}"
+            ) from error
+    if config.loss in WEIGHTED_LOSSES and transform is None:
+        raise ValueError(
+            f"loss={config.loss!r} weights pixels by their rain rate in mm/h and needs rain_rate_transform "
+            "(e.g. RainRateTransform('dbr').to_dict()); use 'mse' or 'l1' for frames that are not rain rate"
+        )
+    thresholds, weights = config.loss_thresholds, config.loss_weights
+
+    def finite_numbers(values) -> bool:
+        return isinstance(values, (list, tuple)) and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values
+        )
+
+    if (
+        not finite_numbers(thresholds)
+        or not all(t > 0 for t in thresholds)
+        or any(b <= a for a, b in zip(thresholds, thresholds[1:]))
+    ):
+        raise ValueError(
+            f"loss_thresholds must be a list of strictly increasing rain rates > 0 (mm/h), got {thresholds!r}"
+        )
+    if not finite_numbers(weights) or len(weights) != len(thresholds) + 1 or not all(w > 0 for w in weights):
+        raise ValueError(
+            f"loss_weights must be a list of len(loss_thresholds) + 1 = {len(thresholds) + 1} positive weights "
+            f"(one below the first threshold, one per threshold), got {weights!r}"
+        )
 
 
 ConvLSTMConfig.register_for_auto_class()

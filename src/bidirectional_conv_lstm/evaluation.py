@@ -133,13 +133,13 @@ def evaluate(
     from torch.utils.data import DataLoader
 
     from .data import FramePredictionCollator, load_moving_mnist_test_file, mean_pixel_value
-    from .modeling_convlstm import ConvLSTMForFramePrediction
+    from .loading import load_pretrained_model
     from .training import load_datasets
     from .training_args import TrainingArguments
 
     if split not in ("train", "validation", "test"):
         raise ValueError(f"split must be 'train', 'validation' or 'test', got {split!r}")
-    model = ConvLSTMForFramePrediction.from_pretrained(model_name_or_path)
+    model = load_pretrained_model(model_name_or_path)  # clear errors for a missing folder / repo, bad weights
     num_input_frames = num_input_frames or model.config.num_input_frames
     num_output_frames = num_output_frames or model.config.num_output_frames
     accelerator = Accelerator(mixed_precision=mixed_precision)

@@ -6,9 +6,14 @@
   final states and rolled forward autoregressively for any number of future frames, and a 1x1 convolution head that
   maps the forecaster's states back to frames.
 
-This file travels with ``push_to_hub`` as remote code together with ``configuration_convlstm.py`` and
-``convlstm.py``: it imports only torch, transformers and those two files (relatively), so
-``AutoModel.from_pretrained(repo, trust_remote_code=True)`` works where ``bidirectional_conv_lstm`` is not installed.
+Rain-rate models (``config.rain_rate_transform`` set) forecast in mm/h with
+:meth:`ConvLSTMForFramePrediction.forecast_rain_rate` (``forecasting_convlstm.py``); the losses, including the
+intensity-weighted ones of precipitation nowcasting, live in ``losses_convlstm.py``.
+
+This file travels with ``push_to_hub`` as remote code together with ``configuration_convlstm.py``,
+``convlstm.py``, ``losses_convlstm.py``, ``forecasting_convlstm.py`` and ``rain_rate.py``: it imports only torch,
+numpy, transformers and those files (relatively), so ``AutoModel.from_pretrained(repo, trust_remote_code=True)``
+works where ``bidirectional_conv_lstm`` is not installed.
 """
 
 import math
@@ -27,35 +32,9 @@ from transformers.utils import ModelOutput
 
 from .configuration_convlstm import ConvLSTMConfig, check_config
 from .convlstm import ConvGate, ConvLSTM, ConvLSTMCell, State, _state_dtype
-
-
-def structural_similarity(
-    predictions: torch.Tensor, targets: torch.Tensor, data_range: float = 1.0
-) -> torch.Tensor:
-    """Differentiable SSIM (Wang et al. 2004) of each frame, equal to scikit-image's ``structural_similarity`` with its
-    defaults (a 7x7 uniform window, sample covariances, K1 = 0.01, K2 = 0.03, the mean over the windows that fit
-    inside the frame, channels averaged): the metric the evaluation reports, so it can be trained on.
-
-    `predictions` and `targets` are `(..., C, H, W)`; returns `(...)` in float32 or wider. A frame smaller than 7 pixels uses the largest
-    odd window that fits.
-    """
-    *lead, channels, height, width = predictions.shape
-    window = min(7, height, width)
-    window -= 1 - window % 2
-    dtype = torch.promote_types(predictions.dtype, torch.float32)  # float32 at least: c1 is 1e-4
-    x = predictions.reshape(-1, channels, height, width).to(dtype)
-    y = targets.reshape(-1, channels, height, width).to(dtype)
-    means = F.avg_pool2d(torch.cat([x, y, x * x, y * y, x * y]), window, stride=1)
-    mean_x, mean_y, mean_xx, mean_yy, mean_xy = means.chunk(5)
-    norm = window * window / max(window * window - 1, 1)  # sample covariance
-    var_x = (mean_xx - mean_x * mean_x) * norm
-    var_y = (mean_yy - mean_y * mean_y) * norm
-    cov = (mean_xy - mean_x * mean_y) * norm
-    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
-    ssim = ((2 * mean_x * mean_y + c1) * (2 * cov + c2)) / (
-        (mean_x * mean_x + mean_y * mean_y + c1) * (var_x + var_y + c2)
-    )
-    return ssim.mean(dim=(1, 2, 3)).reshape(lead)
+from .forecasting_convlstm import forecast_rain_rate
+from .losses_convlstm import frame_prediction_loss, structural_similarity  # noqa: F401 (re-exported)
+from .rain_rate import RainRateTransform
 
 
 @dataclass
@@ -432,6 +411,8 @@ class ConvLSTMForFramePrediction(ConvLSTMPreTrainedModel):
             `C = config.num_channels`, `H` and `W` divisible by `config.patch_size`, any `T_in >= 1`.
         labels (`torch.FloatTensor` of shape `(B, T_out, C, H, W)`, *optional*): the true future frames; when given,
             the output has `loss` (`config.loss`) and the horizon is `T_out`.
+        labels_mask (`torch.BoolTensor` of shape `(B, T_out, C, H, W)`, *optional*): which label pixels are valid
+            (radar pixels with no data are False); the loss is then a mean over the valid pixels only.
         num_output_frames (`int`, *optional*): the horizon without labels; defaults to `config.num_output_frames`.
         teacher_forcing_ratio (`float`, *optional*, defaults to 0.0): scheduled sampling: the probability, per
             sample and step, of feeding the forecaster the true previous frame from `labels` instead of its own
@@ -440,6 +421,9 @@ class ConvLSTMForFramePrediction(ConvLSTMPreTrainedModel):
         return_dict (`bool`, *optional*): return a [`FramePredictionOutput`] (default) or a tuple.
 
     Returns: [`FramePredictionOutput`] with `loss` (when `labels` is given) and `predictions` `(B, T_out, C, H, W)`.
+
+    A rain-rate model (`config.rain_rate_transform` set) works in the transform's space; `forecast_rain_rate` takes
+    and returns rain rate in mm/h.
 
     Example:
 
@@ -464,7 +448,7 @@ class ConvLSTMForFramePrediction(ConvLSTMPreTrainedModel):
         self.post_init()
 
     def _check_inputs(
-        self, pixel_values, labels, num_output_frames, teacher_forcing_ratio
+        self, pixel_values, labels, num_output_frames, teacher_forcing_ratio, labels_mask=None
     ) -> tuple[int, float]:
         """Validate everything before any convolution runs; returns the horizon and the teacher forcing ratio."""
         _check_frames("pixel_values", pixel_values, self.config)
@@ -483,6 +467,8 @@ class ConvLSTMForFramePrediction(ConvLSTMPreTrainedModel):
         if not 0.0 <= teacher_forcing_ratio <= 1.0:
             raise ValueError(f"teacher_forcing_ratio must be in [0, 1], got {teacher_forcing_ratio!r}")
         if labels is None:
+            if labels_mask is not None:
+                raise ValueError("labels_mask was given without labels; it marks the valid pixels of labels")
             if teacher_forcing_ratio > 0:
                 raise ValueError(
                     f"teacher_forcing_ratio={teacher_forcing_ratio} needs labels (the true frames to feed back)"
@@ -499,44 +485,99 @@ class ConvLSTMForFramePrediction(ConvLSTMPreTrainedModel):
             raise ValueError(
                 f"num_output_frames={num_output_frames} disagrees with labels, which hold {labels.shape[1]} frames"
             )
+        if labels_mask is not None and (
+            not isinstance(labels_mask, torch.Tensor)
+            or labels_mask.dtype != torch.bool
+            or labels_mask.shape != labels.shape
+        ):
+            described = (
+                f"a {labels_mask.dtype} tensor of shape {tuple(labels_mask.shape)}"
+                if isinstance(labels_mask, torch.Tensor)
+                else type(labels_mask).__name__
+            )
+            raise ValueError(
+                f"labels_mask must be a bool tensor of labels' shape {tuple(labels.shape)}, got {described}"
+            )
         return labels.shape[1], teacher_forcing_ratio
 
     def compute_loss(
-        self, predictions: torch.Tensor, labels: torch.Tensor, logits: torch.Tensor | None = None
+        self,
+        predictions: torch.Tensor,
+        labels: torch.Tensor,
+        logits: torch.Tensor | None = None,
+        labels_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """`config.loss` between `predictions` and `labels` (any equal shapes), in float32. `"bce"` uses the
-        pre-sigmoid `logits` of the predictions when given (exact for saturated pixels)."""
-        predictions, labels = predictions.float(), labels.float()
-        loss = self.config.loss
-        if loss == "bce":
-            if logits is not None:
-                return F.binary_cross_entropy_with_logits(logits.float(), labels)
-            # Autocast refuses binary_cross_entropy on probabilities; the inputs are float32 already.
-            with torch.autocast(predictions.device.type, enabled=False):
-                return F.binary_cross_entropy(predictions, labels)
-        if loss == "l1":
-            return F.l1_loss(predictions, labels)
-        mse = F.mse_loss(predictions, labels)
-        scale = self.auxiliary_loss_scale
-        if loss == "mse" or not scale:
-            return mse
-        if loss == "mse+ssim":
-            return mse + scale * self.config.ssim_weight * (
-                1.0 - structural_similarity(predictions, labels).mean()
-            )
-        return mse + scale * self.config.l1_weight * F.l1_loss(predictions, labels)
+        """`config.loss` between `predictions` and `labels` (any equal shapes), in float32, averaged over the pixels
+        where `labels_mask` is True (all without it). `"bce"` uses the pre-sigmoid `logits` of the predictions
+        when given (exact for saturated pixels). See `losses_convlstm.frame_prediction_loss`."""
+        config = self.config
+        transform = self.rain_rate_transform
+        return frame_prediction_loss(
+            predictions,
+            labels,
+            config.loss,
+            labels_mask=labels_mask,
+            logits=logits,
+            rain_rate_inverse=None if transform is None else transform.inverse,
+            thresholds=config.loss_thresholds,
+            weights=config.loss_weights,
+            l1_weight=config.l1_weight,
+            ssim_weight=config.ssim_weight,
+            auxiliary_scale=self.auxiliary_loss_scale,
+        )
+
+    @property
+    def rain_rate_transform(self) -> RainRateTransform | None:
+        """The `RainRateTransform` of `config.rain_rate_transform` (mm/h <-> model space), or None (images)."""
+        values = self.config.rain_rate_transform
+        return None if values is None else RainRateTransform.from_dict(values)
+
+    def forecast_rain_rate(
+        self,
+        rain_rate,
+        valid=None,
+        *,
+        num_output_frames: int | None = None,
+        no_data_value: float = float("nan"),
+    ):
+        """Forecast rain rate in mm/h from observed rain rate in mm/h (needs `config.rain_rate_transform`).
+
+        Args:
+            rain_rate: `(B, T_in, H, W)` or `(B, T_in, 1, H, W)` mm/h, any size (padded to the patch size and
+                cropped back), torch or numpy; NaN = no data (filled with 0 mm/h for the model, as in training).
+            valid: optional bool mask of `rain_rate`'s shape, False = no data.
+            num_output_frames: the horizon in frames; defaults to `config.num_output_frames`.
+            no_data_value: the forecast where the last observed frame has no data (NaN by default).
+
+        Returns:
+            mm/h `(B, T_out, H, W)` (or `(B, T_out, 1, H, W)`), float32, numpy for numpy input, else a tensor on the
+            input's device. Runs without gradients, in the model's current mode (`eval()` after `from_pretrained`).
+
+        Example:
+
+        ```python
+        >>> model = ConvLSTMForFramePrediction.from_pretrained("outputs/nowcasting")
+        >>> observed = torch.rand(1, 4, 100, 120) * 5  # 4 radar frames in mm/h, any size
+        >>> model.forecast_rain_rate(observed, num_output_frames=12).shape
+        torch.Size([1, 12, 100, 120])
+        ```
+        """
+        return forecast_rain_rate(
+            self, rain_rate, valid, num_output_frames=num_output_frames, no_data_value=no_data_value
+        )
 
     def forward(
         self,
         pixel_values: torch.Tensor,
         labels: torch.Tensor | None = None,
+        labels_mask: torch.Tensor | None = None,
         num_output_frames: int | None = None,
         teacher_forcing_ratio: float = 0.0,
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
     ) -> FramePredictionOutput | tuple:
         horizon, teacher_forcing_ratio = self._check_inputs(
-            pixel_values, labels, num_output_frames, teacher_forcing_ratio
+            pixel_values, labels, num_output_frames, teacher_forcing_ratio, labels_mask
         )
         output_hidden_states = (
             self.config.output_hidden_states if output_hidden_states is None else output_hidden_states
@@ -566,7 +607,7 @@ class ConvLSTMForFramePrediction(ConvLSTMPreTrainedModel):
         loss = None
         if labels is not None:
             logits = F.pixel_shuffle(logits.transpose(0, 1), patch) if self.config.loss == "bce" else None
-            loss = self.compute_loss(predictions, labels, logits=logits)
+            loss = self.compute_loss(predictions, labels, logits=logits, labels_mask=labels_mask)
 
         def batch_first(states):
             return None if states is None else tuple(x.transpose(0, 1) for x in states)

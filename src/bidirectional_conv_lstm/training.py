@@ -31,18 +31,23 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from .data import FramePredictionCollator
-from .training_args import BEST_MODEL_METRICS, TrainingArguments
+from .training_args import BEST_MODEL_METRICS, RAIN_BEST_MODEL_METRICS, TrainingArguments
 
-__all__ = ["train", "load_datasets", "find_latest_checkpoint"]
+__all__ = ["FramePredictionTask", "find_latest_checkpoint", "load_datasets", "make_task", "train"]
 
 STATE_FILE = "trainer_state.json"
 
 
 # --------------------------------------------------------------------------- data
 def load_datasets(args: TrainingArguments) -> dict:
-    """``{"train", "validation", "test"}`` datasets with a ``frames`` column for the run's data source."""
+    """``{"train", "validation", "test"}`` datasets for the run's data source: a ``frames`` column, or for the
+    rain-rate sources (``"synthetic_rain"``, ``"radar"``) the ``rain_storage`` schema (``rain_rate`` windows)."""
     from .data import MovingMNISTConfig, load_frames_dataset, load_frames_folder, load_moving_mnist
 
+    if args.is_rain_rate:
+        from .nowcast_training import load_rain_datasets
+
+        return load_rain_datasets(args)
     options = dict(args.data)
     cache_dir = options.pop("cache_dir", None)
     if args.dataset == "moving_mnist":
@@ -121,9 +126,102 @@ def build_model(args: TrainingArguments):
     from .modeling_convlstm import ConvLSTMForFramePrediction
 
     if args.model_name_or_path is not None:
-        model = ConvLSTMForFramePrediction.from_pretrained(args.model_name_or_path)
-        return model
+        from .loading import load_pretrained_model
+
+        return load_pretrained_model(args.model_name_or_path, argument="model_name_or_path")
     return ConvLSTMForFramePrediction(args.model_config())
+
+
+# --------------------------------------------------------------------------- what the loop trains on
+class FramePredictionTask:
+    """What the loop needs to know about its data, for frames in [0, 1] (Moving MNIST, video): the collator,
+    the model's inputs in a batch, the validation scores and the final test evaluation.
+
+    :class:`~bidirectional_conv_lstm.nowcast_training.RainRateTask` is the rain-rate counterpart.
+    """
+
+    def __init__(self, args: TrainingArguments, splits: dict):
+        self.args, self.splits = args, splits
+        self.collator = FramePredictionCollator(args.num_input_frames, args.num_output_frames)
+        self.mean_value = _training_mean(splits["train"])
+        self.validation_baselines = None
+
+    def model_inputs(self, batch: dict) -> dict:
+        """The batch entries the model's ``forward`` takes."""
+        return batch
+
+    def validate(self, model, loader, accelerator: Accelerator, step: int) -> dict:
+        """Validation scores (with ``args.metric_for_best_model``), logged and printed."""
+        from .evaluation import evaluate_dataloader
+        from .metrics import evaluate_baselines
+
+        metrics = evaluate_dataloader(model, loader, accelerator, mean_value=self.mean_value, baselines=False)
+        baselines = self.validation_baselines
+        if baselines is None:  # they do not change: score them once per run
+            baselines = self.validation_baselines = evaluate_baselines(
+                loader, mean_value=self.mean_value, gather=accelerator
+            )
+            accelerator.log(
+                {
+                    f"validation/baseline_{kind}/{name}": values[name]
+                    for kind, values in baselines.items()
+                    for name in ("mse", "mae", "psnr", "ssim")
+                },
+                step=step,
+            )
+        best_kind = min(baselines, key=lambda kind: baselines[kind]["mse"])
+        metrics["mse_vs_best_baseline"] = metrics["mse"] / baselines[best_kind]["mse"]
+        accelerator.log({f"validation/{k}": v for k, v in metrics.items() if not isinstance(v, list)}, step=step)
+        accelerator.print(
+            f"step {step}: validation mse {metrics['mse']:.2f} ({metrics['mse_vs_best_baseline']:.3f}x "
+            f"the {best_kind} baseline) ssim {metrics['ssim']:.4f}"
+        )
+        return metrics
+
+    def test(self, model, accelerator: Accelerator, output_dir: Path) -> dict:
+        """Score ``model`` (the best one) on the test split beside the baselines; on the main process write
+        ``eval/``, ``prediction.png`` and the model card. Returns the test metrics."""
+        from .evaluation import evaluate_dataloader, write_evaluation
+        from .hub import save_model_card
+        from .visualize import save_prediction_strip
+
+        args, splits, collator = self.args, self.splits, self.collator
+        test_loader = accelerator.prepare(
+            DataLoader(
+                _subset(splits["test"], args.test_num_samples),
+                batch_size=args.per_device_eval_batch_size,
+                collate_fn=collator,
+            )
+        )
+        test_metrics = evaluate_dataloader(
+            model, test_loader, accelerator, mean_value=self.mean_value, baselines=True
+        )
+        if accelerator.is_main_process:
+            write_evaluation(test_metrics, output_dir / "eval")
+            sample = collator([splits["test"][i] for i in range(min(4, len(splits["test"])))])
+            with torch.no_grad():
+                prediction = model(pixel_values=sample["pixel_values"].to(accelerator.device)).predictions.cpu()
+            save_prediction_strip(
+                sample["pixel_values"], sample["labels"], prediction, output_dir / "prediction.png"
+            )
+            save_model_card(
+                output_dir,
+                config=model.config,
+                results=test_metrics,
+                training_config=args.to_dict(),
+                dataset_name=args.dataset,
+                base_model=args.model_name_or_path,
+            )
+        return test_metrics
+
+
+def make_task(args: TrainingArguments, splits: dict):
+    """The task object for the run's data: :class:`FramePredictionTask` or, for rain rate, ``RainRateTask``."""
+    if args.is_rain_rate:
+        from .nowcast_training import RainRateTask
+
+        return RainRateTask(args, splits)
+    return FramePredictionTask(args, splits)
 
 
 # --------------------------------------------------------------------------- loop
@@ -134,11 +232,6 @@ def train(args: TrainingArguments) -> dict:
         ``{"global_step", "metric_for_best_model", "best_metric", "best_step", "train_minutes", "test": {metric: value, ..., "baselines": ...},
         "output_dir", "model"}``; ``model`` is the model after the last step (the best one is in ``output_dir``).
     """
-    from .evaluation import evaluate_dataloader, write_evaluation
-    from .hub import save_model_card
-    from .metrics import evaluate_baselines
-    from .visualize import save_prediction_strip
-
     accelerator = Accelerator(
         mixed_precision=args.mixed_precision,
         gradient_accumulation_steps=args.gradient_accumulation_steps,
@@ -157,7 +250,8 @@ def train(args: TrainingArguments) -> dict:
 
     with accelerator.main_process_first():
         splits = load_datasets(args)
-    collator = FramePredictionCollator(args.num_input_frames, args.num_output_frames)
+    task = make_task(args, splits)
+    collator = task.collator
     train_loader = DataLoader(
         splits["train"],
         batch_size=args.per_device_train_batch_size,
@@ -172,7 +266,6 @@ def train(args: TrainingArguments) -> dict:
         collate_fn=collator,
         num_workers=args.dataloader_num_workers,
     )
-    mean_value = _training_mean(splits["train"])
 
     model = build_model(args)
     if args.gradient_checkpointing:
@@ -248,7 +341,6 @@ def train(args: TrainingArguments) -> dict:
     window_start, window_samples = time.perf_counter(), 0
     step_loss = torch.zeros((), device=accelerator.device)
     stop = state["global_step"] >= max_steps
-    validation_baselines = None
     picture_batch = None
     if args.report_to != "none":  # a few validation sequences drawn at every evaluation
         picture_batch = collator([splits["validation"][i] for i in range(min(2, len(splits["validation"])))])
@@ -267,7 +359,8 @@ def train(args: TrainingArguments) -> dict:
             unwrapped_model.auxiliary_loss_scale = args.auxiliary_loss_scale(state["global_step"])
             with accelerator.accumulate(model):
                 outputs = model(
-                    **batch, teacher_forcing_ratio=args.teacher_forcing_ratio(state["global_step"])
+                    **task.model_inputs(batch),
+                    teacher_forcing_ratio=args.teacher_forcing_ratio(state["global_step"]),
                 )
                 accelerator.backward(outputs.loss)
                 if accelerator.sync_gradients and args.max_grad_norm > 0:
@@ -299,38 +392,11 @@ def train(args: TrainingArguments) -> dict:
             step_loss.zero_()
             out_of_time = _out_of_time(accelerator, args, started)
             if step % args.eval_steps == 0 or step >= max_steps or out_of_time:
-                metrics = evaluate_dataloader(
-                    unwrapped_model,
-                    eval_loader,
-                    accelerator,
-                    mean_value=mean_value,
-                    baselines=False,
-                )
-                if validation_baselines is None:  # they do not change: score them once per run
-                    validation_baselines = evaluate_baselines(
-                        eval_loader, mean_value=mean_value, gather=accelerator
-                    )
-                    accelerator.log(
-                        {
-                            f"validation/baseline_{kind}/{name}": values[name]
-                            for kind, values in validation_baselines.items()
-                            for name in ("mse", "mae", "psnr", "ssim")
-                        },
-                        step=step,
-                    )
-                best_kind = min(validation_baselines, key=lambda kind: validation_baselines[kind]["mse"])
-                metrics["mse_vs_best_baseline"] = metrics["mse"] / validation_baselines[best_kind]["mse"]
-                accelerator.log(
-                    {f"validation/{k}": v for k, v in metrics.items() if not isinstance(v, list)}, step=step
-                )
-                accelerator.print(
-                    f"step {step}: validation mse {metrics['mse']:.2f} ({metrics['mse_vs_best_baseline']:.3f}x "
-                    f"the {best_kind} baseline) ssim {metrics['ssim']:.4f}"
-                )
+                metrics = task.validate(unwrapped_model, eval_loader, accelerator, step)
                 if args.report_to != "none" and accelerator.is_main_process:
                     _log_pictures(accelerator, unwrapped_model, picture_batch, step)
                 value, best = metrics[args.metric_for_best_model], state["best_metric"]
-                higher_is_better = BEST_MODEL_METRICS[args.metric_for_best_model]
+                higher_is_better = {**BEST_MODEL_METRICS, **RAIN_BEST_MODEL_METRICS}[args.metric_for_best_model]
                 if best is None or (value > best if higher_is_better else value < best):
                     state["best_metric"], state["best_step"] = value, step
                     _save_model(accelerator, model, output_dir)
@@ -351,14 +417,7 @@ def train(args: TrainingArguments) -> dict:
 
     accelerator.wait_for_everyone()
     best = ConvLSTMForFramePrediction.from_pretrained(output_dir).to(accelerator.device)
-    test_loader = accelerator.prepare(
-        DataLoader(
-            _subset(splits["test"], args.test_num_samples),
-            batch_size=args.per_device_eval_batch_size,
-            collate_fn=collator,
-        )
-    )
-    test_metrics = evaluate_dataloader(best, test_loader, accelerator, mean_value=mean_value, baselines=True)
+    test_metrics = task.test(best, accelerator, output_dir)
     results = {
         "global_step": state["global_step"],
         "metric_for_best_model": args.metric_for_best_model,
@@ -370,21 +429,6 @@ def train(args: TrainingArguments) -> dict:
     }
     unwrapped_model.auxiliary_loss_scale = 1.0
     if accelerator.is_main_process:
-        write_evaluation(test_metrics, output_dir / "eval")
-        sample = collator([splits["test"][i] for i in range(min(4, len(splits["test"])))])
-        with torch.no_grad():
-            prediction = best(pixel_values=sample["pixel_values"].to(accelerator.device)).predictions.cpu()
-        save_prediction_strip(
-            sample["pixel_values"], sample["labels"], prediction, output_dir / "prediction.png"
-        )
-        save_model_card(
-            output_dir,
-            config=best.config,
-            results=test_metrics,
-            training_config=args.to_dict(),
-            dataset_name=args.dataset,
-            base_model=args.model_name_or_path,
-        )
         accelerator.log(
             {f"test/{k}": v for k, v in test_metrics.items() if isinstance(v, float)},
             step=state["global_step"],
@@ -393,7 +437,7 @@ def train(args: TrainingArguments) -> dict:
     # Release the DDP wrapper and the prepared objects while the process group is alive: torn down after
     # end_training() destroyed it, a process could wait forever for its already finished peer.
     accelerator.wait_for_everyone()
-    model = optimizer = scheduler = train_loader = eval_loader = test_loader = loader = None
+    model = optimizer = scheduler = train_loader = eval_loader = loader = None
     accelerator.free_memory()
     accelerator.end_training()
     results["model"] = unwrapped_model  # the weights after the last step (the best ones are in output_dir)

@@ -14,11 +14,24 @@ from typing import Any
 
 import yaml
 
-__all__ = ["TrainingArguments", "load_training_arguments", "parse_command_line", "parse_overrides"]
+__all__ = [
+    "RAIN_RATE_DATASETS",
+    "TrainingArguments",
+    "load_training_arguments",
+    "parse_command_line",
+    "parse_overrides",
+]
 
 _MIXED_PRECISION = ("no", "fp16", "bf16")
+# Written into every checkpoint folder after accelerate's save_state has finished (training.STATE_FILE): a
+# folder without it is not a complete checkpoint.
+CHECKPOINT_STATE_FILE = "trainer_state.json"
 # Validation metrics the best model can be chosen by, and whether more is better.
 BEST_MODEL_METRICS = {"mse": False, "mae": False, "psnr": True, "ssim": True}
+# The same for rain-rate data (nowcast_training.RainRateTask): the loss, and verification scores in mm/h.
+RAIN_BEST_MODEL_METRICS = {"loss": False, "csi_m": True, "mse": False, "mae": False}
+# Data sources of rain-rate windows (the data.rain_storage schema), trained through nowcast_training.
+RAIN_RATE_DATASETS = ("synthetic_rain", "radar")
 _SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup")
 _TRACKERS = ("none", "tensorboard", "all")
 
@@ -32,10 +45,13 @@ class TrainingArguments:
             checkpoints go.
         seed (`int`, defaults to 42): seeds data order, initialisation and scheduled sampling.
         dataset (`str`, defaults to ``"moving_mnist"``): ``"moving_mnist"`` (generated from real MNIST digits),
-            a folder of ``.npy``/``.npz``/PNG sequences, or a ``datasets`` name or path with a frames column.
+            a folder of ``.npy``/``.npz``/PNG sequences, or a ``datasets`` name or path with a frames column;
+            for precipitation nowcasting ``"synthetic_rain"`` (generated advecting rain fields) or ``"radar"``
+            (windows of real radar archives), trained in rain rate (see :mod:`.nowcast_training`).
         data (`dict`): options of the data source: for Moving MNIST the fields of
             :class:`~bidirectional_conv_lstm.data.MovingMNISTConfig` plus ``cache_dir``; for other sources
-            ``frames_column``, ``train_split``, ``validation_split``, ``test_split``.
+            ``frames_column``, ``train_split``, ``validation_split``, ``test_split``; for the rain-rate sources
+            see :func:`bidirectional_conv_lstm.nowcast_training.check_rain_data`.
         model (`dict`): fields of :class:`~bidirectional_conv_lstm.ConvLSTMConfig` for a new model.
         model_name_or_path (`str`, *optional*): fine-tune from this folder or Hub id instead.
         num_input_frames, num_output_frames (`int`, defaults to 10): frames observed and predicted.
@@ -56,7 +72,8 @@ class TrainingArguments:
             that has learnt the motion, but from the first step they drive it to all-dark frames.
         eval_steps (`int`), eval_num_samples (`int`): periodic validation; the best model is kept.
         metric_for_best_model (`str`, defaults to ``"mse"``): the validation metric that picks the best model:
-            ``"mse"`` or ``"mae"`` (lower is better), ``"psnr"`` or ``"ssim"`` (higher is better).
+            ``"mse"`` or ``"mae"`` (lower is better), ``"psnr"`` or ``"ssim"`` (higher is better); for rain rate
+            ``"loss"``, ``"csi_m"`` (mean CSI over the thresholds, higher is better), ``"mse"`` or ``"mae"`` (mm/h).
         test_num_samples (`int`, *optional*): test sequences for the final evaluation (all when unset).
         checkpointing_steps (`int`), checkpoints_total_limit (`int`): ``save_state`` every N steps, keep K.
         resume_from_checkpoint (`str`, *optional*): ``"latest"`` or a checkpoint folder.
@@ -158,7 +175,8 @@ class TrainingArguments:
         _check_choice("mixed_precision", self.mixed_precision, _MIXED_PRECISION)
         _check_choice("lr_scheduler_type", self.lr_scheduler_type, _SCHEDULERS)
         _check_choice("report_to", self.report_to, _TRACKERS)
-        _check_choice("metric_for_best_model", self.metric_for_best_model, tuple(BEST_MODEL_METRICS))
+        metrics = RAIN_BEST_MODEL_METRICS if self.is_rain_rate else BEST_MODEL_METRICS
+        _check_choice("metric_for_best_model", self.metric_for_best_model, tuple(metrics))
         if self.report_to == "tensorboard":
             try:
                 import tensorboard  # noqa: F401
@@ -176,15 +194,24 @@ class TrainingArguments:
             self.model_config()  # ConvLSTMConfig checks its own fields
         else:
             self._check_pretrained()
-        if (
-            self.resume_from_checkpoint not in (None, "latest")
-            and not Path(self.resume_from_checkpoint).is_dir()
-        ):
-            raise FileNotFoundError(
-                f"resume_from_checkpoint={self.resume_from_checkpoint!r} is not a folder; give 'latest' or a "
-                f"checkpoint folder such as {self.output_dir}/checkpoints/checkpoint-000100"
-            )
+        if self.resume_from_checkpoint not in (None, "latest"):
+            self._check_checkpoint(Path(self.resume_from_checkpoint))
         self._check_data()
+
+    def _check_checkpoint(self, folder: Path) -> None:
+        example = f"give 'latest' or a folder such as {self.output_dir}/checkpoints/checkpoint-000100"
+        if not folder.is_dir():
+            raise FileNotFoundError(f"resume_from_checkpoint={str(folder)!r} is not a folder; {example}")
+        has_state = (folder / CHECKPOINT_STATE_FILE).is_file()
+        has_weights = any(folder.glob("model*.safetensors")) or any(folder.glob("pytorch_model*"))
+        if not (has_state and has_weights):
+            missing = [CHECKPOINT_STATE_FILE] if not has_state else []
+            missing += [] if has_weights else ["the model weights (model.safetensors)"]
+            raise FileNotFoundError(
+                f"resume_from_checkpoint={str(folder)!r} is not a training checkpoint: it has no "
+                f"{' and no '.join(missing)}. A checkpoint holds {CHECKPOINT_STATE_FILE} beside accelerate's "
+                f"state (model.safetensors, optimizer.bin, scheduler.bin, random_states_*.pkl); {example}"
+            )
 
     def _check_pretrained(self) -> None:
         path = Path(self.model_name_or_path)
@@ -195,7 +222,17 @@ class TrainingArguments:
                 "save_pretrained (e.g. a training run's output_dir) or a Hub id such as 'user/model'"
             )
 
+    @property
+    def is_rain_rate(self) -> bool:
+        """Whether the run trains on rain-rate windows (``dataset`` is one of :data:`RAIN_RATE_DATASETS`)."""
+        return self.dataset in RAIN_RATE_DATASETS
+
     def _check_data(self) -> None:
+        if self.is_rain_rate:
+            from .nowcast_training import check_rain_data
+
+            check_rain_data(self)
+            return
         if self.dataset == "moving_mnist":
             from .data import MovingMNISTConfig
 

@@ -81,7 +81,7 @@ def cached_build(
             scratch.mkdir()
             built = build(scratch)
             with _quiet_progress_bars():
-                built.save_to_disk(str(staging))
+                built.save_to_disk(str(staging), **_empty_split_shards(built))
             del built
             (staging / _PARAMS_FILE).write_text(json.dumps(params, indent=2, sort_keys=True, default=str))
             try:
@@ -100,6 +100,15 @@ def cached_build(
         if built_here:  # never leave a cache entry behind that cannot be read
             shutil.rmtree(folder, ignore_errors=True)
         raise
+
+
+def _empty_split_shards(built: datasets.Dataset | datasets.DatasetDict) -> dict:
+    """``save_to_disk`` arguments giving an empty split one shard: by default ``datasets`` writes it as zero
+    shards, which ``load_from_disk`` cannot read back (an IndexError)."""
+    if isinstance(built, datasets.DatasetDict):
+        empty = {name: 1 for name, split in built.items() if len(split) == 0}
+        return {"num_shards": empty} if empty else {}
+    return {"num_shards": 1} if len(built) == 0 else {}
 
 
 def numpy_format(dataset):

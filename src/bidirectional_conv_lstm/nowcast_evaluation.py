@@ -1,0 +1,382 @@
+"""Score nowcasts (the model and the baselines) on rain-rate windows, the way weather services verify them.
+
+Every method goes through the same code: each batch of windows (the ``rain_rate`` column of the
+:mod:`.data.rain_storage` schema) is decoded to mm/h once, split into the observed frames and the future, every
+forecaster is called as ``forecaster(observed, valid=observed_valid, num_output_frames=T_out)`` (the signature
+of :mod:`.nowcasting_baselines`; a model is wrapped in a callable with that signature) and its forecast goes to
+its own :class:`~.verification.NowcastVerifier` with the future's no-data mask. Scores are therefore pooled
+over the same windows and the same valid pixels for every method.
+
+Results are a plain dict (written as ``metrics.json``)::
+
+    {"num_windows": N, "num_input_frames": 4, "num_output_frames": 12, "timestep_minutes": 5 | None,
+     "thresholds": [...], "fss_windows": [...],
+     "methods": {name: {"overall": {"csi@1": ..., "fss@1/16": ..., "mae": ...},
+                        "per_lead_time": {...}, "seconds_per_window": ...}}}
+
+and as a Markdown table (methods as rows; CSI at each threshold, CSI-M, FSS at 1 mm/h per window, MAE, MSE),
+overall or at one lead time.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .data.rain_storage import decode_rain_rate
+from .nowcasting_baselines import get_baseline
+
+__all__ = [
+    "decode_windows",
+    "evaluate_nowcasts",
+    "format_scores_table",
+    "nowcast_report",
+    "resolve_forecasters",
+    "results_from_verifiers",
+    "score_nowcasts",
+    "score_value",
+    "write_nowcast_evaluation",
+]
+
+Forecaster = Callable[..., object]
+
+
+def resolve_forecasters(methods) -> dict[str, Forecaster]:
+    """``methods`` as ``{name: forecaster}``.
+
+    Args:
+        methods: baseline names (``["persistence", "extrapolation", "sprog"]``), or a mapping from a name to a
+            baseline name or to a callable ``forecaster(observed, valid=None, *, num_output_frames)`` returning
+            mm/h (B, T_out, H, W) (numpy or torch), e.g. ``{"model": model_forecaster, "persistence":
+            "persistence"}``.
+    """
+    if isinstance(methods, str):
+        methods = [methods]
+    if not isinstance(methods, Mapping):
+        if not isinstance(methods, Iterable):
+            raise TypeError(f"methods must be names or a mapping of name -> forecaster, got {methods!r}")
+        methods = {name: name for name in methods}
+    if not methods:
+        raise ValueError("methods is empty; expected at least one forecaster")
+    forecasters = {}
+    for name, method in methods.items():
+        if isinstance(method, str):
+            forecasters[str(name)] = get_baseline(method)
+        elif callable(method):
+            forecasters[str(name)] = method
+        else:
+            raise TypeError(
+                f"method {name!r} must be a baseline name or a callable, got {type(method).__name__}"
+            )
+    return forecasters
+
+
+def decode_windows(stored, num_input_frames: int, num_output_frames: int):
+    """Stored windows (B, T, 1, H, W) (uint16 / int64, numpy or torch) -> observed and future mm/h with masks.
+
+    Returns:
+        ``(observed, observed_valid, future, future_valid)``: float32 (B, T_in, H, W), bool (B, T_in, H, W),
+        float32 (B, T_out, H, W), bool (B, T_out, H, W), numpy or torch as the input. The first
+        ``num_input_frames`` frames are observed, the next ``num_output_frames`` the future.
+    """
+    if stored.ndim != 5 or stored.shape[2] != 1:
+        raise ValueError(f"rain_rate windows must be (B, T, 1, H, W), got shape {tuple(stored.shape)}")
+    needed = num_input_frames + num_output_frames
+    if stored.shape[1] < needed:
+        raise ValueError(
+            f"windows have {stored.shape[1]} frames, fewer than num_input_frames + num_output_frames = {needed}"
+        )
+    rain, valid = decode_rain_rate(stored[:, :needed, 0])
+    split = num_input_frames
+    return rain[:, :split], valid[:, :split], rain[:, split:], valid[:, split:]
+
+
+def _collate(rows: list[Mapping]) -> torch.Tensor:
+    return torch.stack([torch.as_tensor(np.asarray(row["rain_rate"])) for row in rows])
+
+
+def _check_frames(name: str, value) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+    return int(value)
+
+
+def score_nowcasts(
+    windows,
+    methods,
+    *,
+    num_input_frames: int,
+    num_output_frames: int,
+    thresholds: Iterable[float] = (0.5, 1, 2, 5, 10),
+    fss_windows: Iterable[int] = (1, 4, 16),
+    batch_size: int = 8,
+    accelerator=None,
+    max_windows: int | None = None,
+    progress: bool = False,
+) -> tuple[dict, dict[str, float], int]:
+    """Stream ``windows`` through every forecaster into one :class:`NowcastVerifier` per method.
+
+    Args:
+        windows: a map-style dataset of rows with ``rain_rate`` (T, 1, H, W) in the stored uint16 form (a
+            ``datasets.Dataset`` in the :mod:`.data.rain_storage` schema, any other torch-style dataset).
+        methods: see :func:`resolve_forecasters`.
+        num_input_frames, num_output_frames: frames given to the forecasters and frames scored.
+        thresholds, fss_windows: rain-rate thresholds (mm/h) and FSS window sizes (pixels) of the verifiers.
+        batch_size: windows per forecaster call.
+        accelerator: optional ``accelerate.Accelerator``: windows are shared out over its processes and the
+            verifiers gather them (every process ends with the same scores).
+        max_windows: score only the first windows.
+        progress: a progress bar (main process).
+
+    Returns:
+        ``({name: NowcastVerifier}, {name: seconds in the forecaster per window}, number of windows scored)``;
+        the seconds are this process's.
+    """
+    from torch.utils.data import DataLoader, Subset
+
+    from .verification import NowcastVerifier
+
+    num_input_frames = _check_frames("num_input_frames", num_input_frames)
+    num_output_frames = _check_frames("num_output_frames", num_output_frames)
+    batch_size = _check_frames("batch_size", batch_size)
+    forecasters = resolve_forecasters(methods)
+    if len(windows) == 0:
+        raise ValueError("windows is empty; expected at least one rain-rate window")
+    if hasattr(windows, "with_format"):  # a datasets.Dataset: hand out arrays, not nested lists
+        windows = windows.with_format("numpy", columns=["rain_rate"])
+    first = np.asarray(windows[0]["rain_rate"])[None]
+    decode_windows(first, num_input_frames, num_output_frames)  # shape check before any heavy work
+    if max_windows is not None:
+        windows = Subset(windows, range(min(_check_frames("max_windows", max_windows), len(windows))))
+    verifiers = {
+        name: NowcastVerifier(
+            thresholds=tuple(thresholds), fss_windows=tuple(fss_windows), gather=accelerator
+        )
+        for name in forecasters
+    }
+    seconds = dict.fromkeys(forecasters, 0.0)
+    loader = DataLoader(windows, batch_size=batch_size, collate_fn=_collate)
+    if accelerator is not None:
+        loader = accelerator.prepare(loader)
+    show = progress and (accelerator is None or accelerator.is_main_process)
+    if show:
+        from tqdm.auto import tqdm
+
+        loader = tqdm(loader, desc="nowcasts", unit="batch")
+    count = 0
+    for stored in loader:
+        observed, observed_valid, future, future_valid = decode_windows(
+            stored.cpu(), num_input_frames, num_output_frames
+        )
+        count += observed.shape[0]
+        for name, forecaster in forecasters.items():
+            start = time.perf_counter()
+            forecast = forecaster(observed, valid=observed_valid, num_output_frames=num_output_frames)
+            seconds[name] += time.perf_counter() - start
+            if tuple(forecast.shape) != tuple(future.shape):
+                raise ValueError(
+                    f"forecaster {name!r} returned shape {tuple(forecast.shape)}, expected {tuple(future.shape)}"
+                )
+            if isinstance(forecast, torch.Tensor):
+                forecast = forecast.detach().float().cpu()
+            verifiers[name].update(forecast, future, future_valid)
+    return verifiers, {name: value / max(count, 1) for name, value in seconds.items()}, len(windows)
+
+
+def evaluate_nowcasts(
+    windows,
+    methods,
+    *,
+    num_input_frames: int,
+    num_output_frames: int,
+    thresholds: Iterable[float] = (0.5, 1, 2, 5, 10),
+    fss_windows: Iterable[int] = (1, 4, 16),
+    timestep_minutes: float | None = None,
+    batch_size: int = 8,
+    accelerator=None,
+    max_windows: int | None = None,
+    output_dir: str | os.PathLike | None = None,
+    progress: bool = False,
+) -> dict:
+    """Score every method on ``windows`` (see :func:`score_nowcasts`) and, with ``output_dir``, write
+    metrics.json, metrics.md and scores_by_lead_time.png (main process).
+
+    Returns:
+        the results dict described in the module docstring.
+    """
+    thresholds, fss_windows = tuple(thresholds), tuple(fss_windows)
+    verifiers, seconds, num_windows = score_nowcasts(
+        windows,
+        methods,
+        num_input_frames=num_input_frames,
+        num_output_frames=num_output_frames,
+        thresholds=thresholds,
+        fss_windows=fss_windows,
+        batch_size=batch_size,
+        accelerator=accelerator,
+        max_windows=max_windows,
+        progress=progress,
+    )
+    results = results_from_verifiers(
+        verifiers,
+        num_windows=num_windows,
+        num_input_frames=num_input_frames,
+        num_output_frames=num_output_frames,
+        thresholds=thresholds,
+        fss_windows=fss_windows,
+        timestep_minutes=timestep_minutes,
+        seconds_per_window=seconds,
+    )
+    if output_dir is not None and (accelerator is None or accelerator.is_main_process):
+        write_nowcast_evaluation(results, output_dir)
+    return results
+
+
+def results_from_verifiers(
+    verifiers: Mapping,
+    *,
+    num_windows: int,
+    num_input_frames: int,
+    num_output_frames: int,
+    thresholds,
+    fss_windows,
+    timestep_minutes: float | None = None,
+    seconds_per_window: Mapping[str, float] | None = None,
+) -> dict:
+    """The results dict (module docstring) from ``{name: NowcastVerifier}`` (e.g. merged over events)."""
+    methods = {}
+    for name, verifier in verifiers.items():
+        scores = verifier.compute()
+        methods[name] = {"overall": scores["overall"], "per_lead_time": scores["per_lead_time"]}
+        if seconds_per_window is not None and name in seconds_per_window:
+            methods[name]["seconds_per_window"] = seconds_per_window[name]
+    return {
+        "num_windows": num_windows,
+        "num_input_frames": num_input_frames,
+        "num_output_frames": num_output_frames,
+        "timestep_minutes": timestep_minutes,
+        "thresholds": [float(t) for t in thresholds],
+        "fss_windows": [int(w) for w in fss_windows],
+        "methods": methods,
+    }
+
+
+def score_value(scores: Mapping, key: str, lead_time: int | None = None) -> float:
+    """One score of a method's results: overall, or at ``lead_time`` (1-based, in frames).
+
+    ``scores`` is ``results["methods"][name]``; its ``per_lead_time`` may be ``{key: [one per lead time]}`` or
+    ``[{key: value} per lead time]``.
+    """
+    if lead_time is None:
+        return float(scores["overall"][key])
+    per_lead_time = scores["per_lead_time"]
+    if isinstance(per_lead_time, Mapping):
+        series = per_lead_time[key]
+        return float(series[lead_time - 1])
+    return float(per_lead_time[lead_time - 1][key])
+
+
+def _score_keys(overall: Mapping) -> tuple[list[tuple[float, str]], list[tuple[float, int, str]]]:
+    """CSI keys ``csi@T`` as (T, key) and FSS keys ``fss@T/W`` as (T, W, key), sorted."""
+    csi, fss = [], []
+    for key in overall:
+        if match := re.fullmatch(r"csi@([0-9.eE+-]+)", key):
+            csi.append((float(match.group(1)), key))
+        elif match := re.fullmatch(r"fss@([0-9.eE+-]+)/([0-9]+)", key):
+            fss.append((float(match.group(1)), int(match.group(2)), key))
+    return sorted(csi), sorted(fss)
+
+
+def format_scores_table(
+    results: Mapping,
+    *,
+    lead_time: int | None = None,
+    csi_thresholds: Iterable[float] | None = None,
+    fss_threshold: float = 1.0,
+    fss_windows: Iterable[int] | None = None,
+    errors: bool = True,
+) -> str:
+    """A Markdown table: one row per method; CSI at each threshold, CSI-M, FSS at ``fss_threshold`` mm/h for each
+    window, MAE and MSE (mm/h, mm²/h²).
+
+    Args:
+        results: the dict of :func:`evaluate_nowcasts`.
+        lead_time: a lead time (1-based frame index) instead of the overall (all lead times pooled) scores.
+        csi_thresholds: the CSI columns (default: every threshold scored).
+        fss_threshold: the threshold of the FSS columns.
+        fss_windows: the FSS windows shown (default: every window scored).
+        errors: include CSI-M, MAE and MSE.
+    """
+    methods = results["methods"]
+    if not methods:
+        raise ValueError("results has no methods to tabulate")
+    csi_keys, fss_keys = _score_keys(next(iter(methods.values()))["overall"])
+    if csi_thresholds is not None:
+        wanted = [float(t) for t in csi_thresholds]
+        csi_keys = [(t, key) for t, key in csi_keys if any(np.isclose(t, w) for w in wanted)]
+    fss_keys = [(t, w, key) for t, w, key in fss_keys if np.isclose(t, fss_threshold)]
+    if fss_windows is not None:
+        fss_keys = [(t, w, key) for t, w, key in fss_keys if w in {int(x) for x in fss_windows}]
+    columns = [(f"CSI {t:g}", key) for t, key in csi_keys]
+    if errors:
+        columns.append(("CSI-M", "csi_m"))
+    columns += [(f"FSS {t:g} ({w} px)", key) for t, w, key in fss_keys]
+    if errors:
+        columns += [("MAE", "mae"), ("MSE", "mse")]
+    header = "| method | " + " | ".join(title for title, _ in columns) + " |"
+    lines = [header, "|---" * (len(columns) + 1) + "|"]
+    for name, scores in methods.items():
+        cells = []
+        for _, key in columns:
+            value = score_value(scores, key, lead_time)
+            cells.append("n/a" if not np.isfinite(value) else f"{value:.3f}")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _describe(results: Mapping, lead_time: int | None) -> str:
+    step = results.get("timestep_minutes")
+    if lead_time is None:
+        return "all lead times pooled"
+    return f"+{lead_time * step:g} min" if step else f"lead time {lead_time} (frames)"
+
+
+def nowcast_report(results: Mapping, *, lead_times: Iterable[int] = ()) -> str:
+    """Markdown: the overall table, then one table per requested lead time (1-based frames)."""
+    step = results.get("timestep_minutes")
+    text = [
+        f"{results['num_windows']} windows, {results['num_input_frames']} observed -> "
+        f"{results['num_output_frames']} forecast frames"
+        + (f" of {step:g} min" if step else "")
+        + "; thresholds in mm/h, FSS windows in pixels; contingency counts pooled over windows and pixels.",
+    ]
+    for lead_time in (None, *lead_times):
+        text.append(f"\n**{_describe(results, lead_time)}**\n")
+        text.append(format_scores_table(results, lead_time=lead_time))
+    return "\n".join(text)
+
+
+def write_nowcast_evaluation(
+    results: Mapping, output_dir: str | os.PathLike, *, lead_times: Iterable[int] = ()
+) -> dict[str, Path]:
+    """Write ``metrics.json``, ``metrics.md`` (:func:`nowcast_report`) and ``scores_by_lead_time.png``."""
+    from .visualize_radar import plot_scores_by_lead_time
+
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    paths = {
+        "json": output_dir / "metrics.json",
+        "table": output_dir / "metrics.md",
+        "plot": output_dir / "scores_by_lead_time.png",
+    }
+    paths["json"].write_text(json.dumps(results, indent=2, default=float))
+    paths["table"].write_text(nowcast_report(results, lead_times=lead_times) + "\n")
+    plot_scores_by_lead_time(results, paths["plot"])
+    return paths

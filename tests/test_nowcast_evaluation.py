@@ -1,0 +1,134 @@
+"""Nowcast evaluation: windows in the rain_storage schema -> every method through NowcastVerifier -> tables."""
+
+from __future__ import annotations
+
+import json
+
+import datasets
+import numpy as np
+import pytest
+from test_nowcasting_baselines import translated_rain
+
+from bidirectional_conv_lstm.data.rain_storage import encode_rain_rate, rain_window_features
+from bidirectional_conv_lstm.nowcast_evaluation import (
+    decode_windows,
+    evaluate_nowcasts,
+    format_scores_table,
+    score_value,
+)
+from bidirectional_conv_lstm.nowcasting_baselines import persistence_forecast
+from bidirectional_conv_lstm.verification import NowcastVerifier
+
+T_IN, T_OUT, SIZE = 3, 4, 48
+CORNER = (slice(None), slice(0, 6), slice(0, 6))  # no radar data there, in every frame
+
+
+@pytest.fixture(scope="module")
+def windows() -> datasets.Dataset:
+    rows = []
+    for seed in range(4):
+        rain = translated_rain(T_IN + T_OUT + 1, SIZE, seed)  # one frame more than needed: it is ignored
+        valid = np.ones(rain.shape, dtype=bool)
+        valid[CORNER] = False
+        rows.append(
+            {"rain_rate": encode_rain_rate(rain, valid)[:, None], "event": f"e{seed}", "origin": "", "y": 0, "x": 0}
+        )
+    return datasets.Dataset.from_list(rows, features=rain_window_features(T_IN + T_OUT + 1, SIZE, SIZE))
+
+
+def persistence_by_hand(observed, valid=None, *, num_output_frames):
+    return persistence_forecast(observed, valid, num_output_frames=num_output_frames)
+
+
+def test_every_method_is_scored_the_same_way(windows, tmp_path):
+    pytest.importorskip("pysteps")
+    results = evaluate_nowcasts(
+        windows,
+        {"persistence": "persistence", "extrapolation": "lucas_kanade", "callable": persistence_by_hand},
+        num_input_frames=T_IN,
+        num_output_frames=T_OUT,
+        timestep_minutes=5,
+        batch_size=3,  # a full batch and a partial one
+        output_dir=tmp_path,
+    )
+    methods = results["methods"]
+    assert results["num_windows"] == 4 and list(methods) == ["persistence", "extrapolation", "callable"]
+    assert methods["callable"]["overall"] == methods["persistence"]["overall"]
+    # The evaluation's persistence scores are those of a verifier fed the decoded windows directly.
+    observed, observed_valid, future, future_valid = decode_windows(
+        windows.with_format("numpy")[:]["rain_rate"], T_IN, T_OUT
+    )
+    verifier = NowcastVerifier()
+    verifier.update(persistence_forecast(observed, observed_valid, num_output_frames=T_OUT), future, future_valid)
+    reference = verifier.compute()["overall"]
+    for key, value in methods["persistence"]["overall"].items():
+        assert value == pytest.approx(reference[key], rel=1e-9, abs=1e-12, nan_ok=True), key
+    # The rain moves, so extrapolation wins by a wide margin.
+    assert score_value(methods["extrapolation"], "csi@1") > score_value(methods["persistence"], "csi@1") + 0.2
+    assert score_value(methods["extrapolation"], "mae") < 0.5 * score_value(methods["persistence"], "mae")
+    for lead_time in range(1, T_OUT + 1):
+        assert 0 <= score_value(methods["extrapolation"], "csi@0.5", lead_time) <= 1
+    assert json.loads((tmp_path / "metrics.json").read_text())["methods"].keys() == methods.keys()
+    table = (tmp_path / "metrics.md").read_text()
+    assert all(f"| {name} |" in table for name in methods) and "CSI-M" in table and "FSS 1 (16 px)" in table
+    assert (tmp_path / "scores_by_lead_time.png").stat().st_size > 10_000
+
+
+def test_no_data_pixels_are_not_scored(windows):
+    def noisy_where_no_data(observed, valid=None, *, num_output_frames):
+        forecast = persistence_forecast(observed, valid, num_output_frames=num_output_frames)
+        forecast[(slice(None), *CORNER)] = 500.0  # the truth has no data there: must not count
+        return forecast
+
+    results = evaluate_nowcasts(
+        windows,
+        {"persistence": "persistence", "noisy": noisy_where_no_data},
+        num_input_frames=T_IN,
+        num_output_frames=T_OUT,
+    )
+    assert results["methods"]["noisy"]["overall"] == results["methods"]["persistence"]["overall"]
+
+
+def test_the_accelerator_path_gives_the_same_scores(windows):
+    from accelerate import Accelerator
+
+    kwargs = {"num_input_frames": T_IN, "num_output_frames": T_OUT, "batch_size": 3}
+    alone = evaluate_nowcasts(windows, ["persistence"], **kwargs)
+    accelerated = evaluate_nowcasts(windows, ["persistence"], accelerator=Accelerator(cpu=True), **kwargs)
+    assert accelerated["methods"]["persistence"]["overall"] == pytest.approx(
+        alone["methods"]["persistence"]["overall"], nan_ok=True
+    )
+
+
+def test_tables_overall_and_at_one_lead_time(windows):
+    results = evaluate_nowcasts(windows, ["persistence"], num_input_frames=T_IN, num_output_frames=T_OUT)
+    table = format_scores_table(results, lead_time=T_OUT, csi_thresholds=[0.5, 2], fss_windows=[16], errors=False)
+    header, _, row = table.splitlines()
+    assert header == "| method | CSI 0.5 | CSI 2 | FSS 1 (16 px) |"
+    expected = score_value(results["methods"]["persistence"], "csi@2", T_OUT)
+    assert row.split("|")[3].strip() == f"{expected:.3f}"
+    overall = format_scores_table(results).splitlines()[0]
+    assert overall.count("CSI ") == 5 and "MAE" in overall and "MSE" in overall
+
+
+def test_bad_arguments_fail_before_any_forecast(windows):
+    calls = []
+
+    def spy(observed, valid=None, *, num_output_frames):
+        calls.append(1)
+        return persistence_forecast(observed, valid, num_output_frames=num_output_frames)
+
+    with pytest.raises(ValueError, match="fewer than num_input_frames"):
+        evaluate_nowcasts(windows, {"spy": spy}, num_input_frames=6, num_output_frames=6)
+    with pytest.raises(ValueError, match="unknown baseline 'rover'"):
+        evaluate_nowcasts(windows, ["rover"], num_input_frames=T_IN, num_output_frames=T_OUT)
+    with pytest.raises(ValueError, match="num_output_frames"):
+        evaluate_nowcasts(windows, {"spy": spy}, num_input_frames=T_IN, num_output_frames=0)
+    assert not calls
+    with pytest.raises(ValueError, match="'short' returned shape"):
+        evaluate_nowcasts(
+            windows,
+            {"short": lambda observed, valid=None, *, num_output_frames: observed[:, :1]},
+            num_input_frames=T_IN,
+            num_output_frames=T_OUT,
+        )
