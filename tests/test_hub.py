@@ -20,7 +20,12 @@ import torch
 from huggingface_hub import ModelCard
 from safetensors.torch import save_file
 
-from bidirectional_conv_lstm import ConvLSTMConfig, ConvLSTMForFramePrediction, hub
+from bidirectional_conv_lstm import (
+    ConvLSTMConfig,
+    ConvLSTMForFramePrediction,
+    hub,
+    save_frame_prediction_model,
+)
 from bidirectional_conv_lstm.hub import MODEL_ID_PLACEHOLDER, create_model_card, save_model_card
 from hub_server import card_metadata_problems
 
@@ -110,7 +115,7 @@ def saved_model(tmp_path_factory) -> dict:
     config = ConvLSTMConfig(**TINY)
     model = ConvLSTMForFramePrediction(config).eval()
     output_dir = root / "output"
-    model.save_pretrained(output_dir)
+    save_frame_prediction_model(model, output_dir)  # what training saves: model, processor, pipeline
     save_model_card(output_dir, config=config, results=RESULTS, training_config={"seed": 1234, "data": {}})
     (output_dir / "eval").mkdir()
     (output_dir / "eval" / "metrics.json").write_text(json.dumps({"mse": RESULTS["mse"]}))
@@ -233,7 +238,9 @@ def test_model_card_parses_back_with_results_and_training_config(tmp_path):
     assert card_metadata_problems(str(card))[1] == []  # the Hub stand-in's metadata validation accepts it
     text = card.text
     assert 'AutoModel.from_pretrained("someone/convlstm-tiny", trust_remote_code=True)' in text
-    assert "frames = torch.rand(1, 3, 1, 64, 64)" in text and "num_output_frames=2" in text
+    assert 'AutoImageProcessor.from_pretrained("someone/convlstm-tiny", trust_remote_code=True)' in text
+    assert 'pipeline("frame-prediction", model="someone/convlstm-tiny", trust_remote_code=True)' in text
+    assert "np.random.randint(0, 256, (3, 64, 64), dtype=np.uint8)" in text and "num_output_frames=2" in text
     assert "| MSE | 12.5 | 30 |" in text and "| PSNR | inf |" in text  # model beside the copy_last baseline
     assert "seed: 1234" in text and "learning_rate: 0.001" in text
     assert "hf_secret" not in text and "hub_token: <redacted>" in text
@@ -339,16 +346,19 @@ def test_upload_folder_sends_the_model_files_in_one_commit(local_hub, pushed, sa
     assert pushed["folder"]["repo_id"] == FOLDER_REPO  # "convlstm-tiny" went to the token's user
     assert local_hub.head(FOLDER_REPO) == pushed["folder"]["oid"]
     files = local_hub.files(FOLDER_REPO)
-    assert sorted(files) == [
-        ".gitattributes",
-        "README.md",
-        "config.json",
-        "configuration_convlstm.py",
-        "convlstm.py",
-        "eval/metrics.json",
-        "model.safetensors",
-        "modeling_convlstm.py",
-    ]  # checkpoints/ stays home
+    code_files = sorted(path.name for path in saved_model["dir"].glob("*.py"))
+    assert {"modeling_convlstm.py", "processing_convlstm.py", "pipeline_convlstm.py"} <= set(code_files)
+    assert sorted(files) == sorted(
+        [
+            ".gitattributes",
+            "README.md",
+            "config.json",
+            "eval/metrics.json",
+            "model.safetensors",
+            "preprocessor_config.json",
+            *code_files,
+        ]
+    )  # checkpoints/ stays home
     stored = local_hub.repos[("model", FOLDER_REPO)].commits[pushed["folder"]["oid"]].files
     assert stored["model.safetensors"].sha256 is not None  # went through the LFS batch API and storage
     assert files["model.safetensors"] == (saved_model["dir"] / "model.safetensors").read_bytes()
@@ -404,15 +414,31 @@ def test_remote_code_load_without_the_package_and_the_card_snippet_runs(
         from transformers import AutoModel
         model = AutoModel.from_pretrained({FOLDER_REPO!r}, trust_remote_code=True).eval()
         check_predictions(model, {saved_model["reference"]!r})
-        snippet = re.search(r"```python\\n(.*?)```", ModelCard.load({FOLDER_REPO!r}).text, re.DOTALL).group(1)
-        namespace = {{}}
-        exec(snippet, namespace)  # the card's usage example, verbatim
+        import numpy as np
+        from safetensors.torch import load_file
+        snippets = re.findall(r"```python\\n(.*?)```", ModelCard.load({FOLDER_REPO!r}).text, re.DOTALL)
+        processor_and_model, with_pipeline = {{}}, {{}}
+        exec(snippets[0], processor_and_model)  # the card's usage examples, verbatim
+        exec(snippets[1], with_pipeline)
+        predictor = with_pipeline["predictor"]
+        reference = load_file({saved_model["reference"]!r})
+        frames = reference["frames"][0].numpy()  # (T, 1, H, W) floats in [0, 1]
+        again = predictor(frames, output_type="float")["predictions"]
+        difference = float(np.abs(again - reference["predictions"][0].numpy()).max())
         assert "bidirectional_conv_lstm" not in sys.modules
-        print(json.dumps({{"module": type(model).__module__, "shape": list(namespace["predictions"].shape)}}))
+        print(json.dumps({{
+            "modules": [type(x).__module__ for x in (model, processor_and_model["processor"], predictor)],
+            "snippet_shapes": [list(processor_and_model["predicted"].shape), list(with_pipeline["result"]["predictions"].shape)],
+            "gif": with_pipeline["result"]["gif"][:4].decode(),
+            "pipeline_difference": difference,
+        }}))
         """,
         tmp_path / "hf_home",
         block_package=True,
     )
-    assert out["module"].startswith("transformers_modules.")  # the repo's code, not the (blocked) package
-    assert out["shape"] == [1, TINY["num_output_frames"], 1, 64, 64]
+    # The repo's code (model, processor, pipeline), not the (blocked) package.
+    assert all(module.startswith("transformers_modules.") for module in out["modules"]), out["modules"]
+    assert out["snippet_shapes"] == [[TINY["num_output_frames"], 64, 64]] * 2
+    assert out["gif"] == "GIF8"
+    assert out["pipeline_difference"] < 1e-5  # the pipeline predicts what the model predicts
     assert local_hub.unhandled == []

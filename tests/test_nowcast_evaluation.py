@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import runpy
+import sys
+from pathlib import Path
 
 import datasets
 import numpy as np
 import pytest
-from test_nowcasting_baselines import translated_rain
+from bidirectional_conv_lstm.verification import NowcastVerifier
 
 from bidirectional_conv_lstm.data.rain_storage import encode_rain_rate, rain_window_features
 from bidirectional_conv_lstm.nowcast_evaluation import (
@@ -17,7 +20,7 @@ from bidirectional_conv_lstm.nowcast_evaluation import (
     score_value,
 )
 from bidirectional_conv_lstm.nowcasting_baselines import persistence_forecast
-from bidirectional_conv_lstm.verification import NowcastVerifier
+from test_nowcasting_baselines import translated_rain
 
 T_IN, T_OUT, SIZE = 3, 4, 48
 CORNER = (slice(None), slice(0, 6), slice(0, 6))  # no radar data there, in every frame
@@ -31,7 +34,13 @@ def windows() -> datasets.Dataset:
         valid = np.ones(rain.shape, dtype=bool)
         valid[CORNER] = False
         rows.append(
-            {"rain_rate": encode_rain_rate(rain, valid)[:, None], "event": f"e{seed}", "origin": "", "y": 0, "x": 0}
+            {
+                "rain_rate": encode_rain_rate(rain, valid)[:, None],
+                "event": f"e{seed}",
+                "origin": "",
+                "y": 0,
+                "x": 0,
+            }
         )
     return datasets.Dataset.from_list(rows, features=rain_window_features(T_IN + T_OUT + 1, SIZE, SIZE))
 
@@ -59,7 +68,9 @@ def test_every_method_is_scored_the_same_way(windows, tmp_path):
         windows.with_format("numpy")[:]["rain_rate"], T_IN, T_OUT
     )
     verifier = NowcastVerifier()
-    verifier.update(persistence_forecast(observed, observed_valid, num_output_frames=T_OUT), future, future_valid)
+    verifier.update(
+        persistence_forecast(observed, observed_valid, num_output_frames=T_OUT), future, future_valid
+    )
     reference = verifier.compute()["overall"]
     for key, value in methods["persistence"]["overall"].items():
         assert value == pytest.approx(reference[key], rel=1e-9, abs=1e-12, nan_ok=True), key
@@ -102,7 +113,9 @@ def test_the_accelerator_path_gives_the_same_scores(windows):
 
 def test_tables_overall_and_at_one_lead_time(windows):
     results = evaluate_nowcasts(windows, ["persistence"], num_input_frames=T_IN, num_output_frames=T_OUT)
-    table = format_scores_table(results, lead_time=T_OUT, csi_thresholds=[0.5, 2], fss_windows=[16], errors=False)
+    table = format_scores_table(
+        results, lead_time=T_OUT, csi_thresholds=[0.5, 2], fss_windows=[16], errors=False
+    )
     header, _, row = table.splitlines()
     assert header == "| method | CSI 0.5 | CSI 2 | FSS 1 (16 px) |"
     expected = score_value(results["methods"]["persistence"], "csi@2", T_OUT)
@@ -132,3 +145,37 @@ def test_bad_arguments_fail_before_any_forecast(windows):
             num_input_frames=T_IN,
             num_output_frames=T_OUT,
         )
+
+
+def run_evaluate_script(monkeypatch, *argv: str) -> None:
+    main = runpy.run_path(str(Path(__file__).parents[1] / "scripts" / "evaluate.py"), run_name="evaluate")[
+        "main"
+    ]
+    monkeypatch.setattr(sys, "argv", ["evaluate.py", *argv])
+    main()
+
+
+def test_evaluate_script_scores_baselines_on_rain_data(monkeypatch, tmp_path, capsys):
+    data = {
+        "num_train": 1,
+        "num_validation": 1,
+        "num_test": 2,
+        "size": 32,
+        "num_frames": 8,
+        "cache_dir": str(tmp_path),
+    }
+    run_evaluate_script(
+        monkeypatch,
+        *("--dataset", "synthetic_rain", "--data", json.dumps(data), "--baselines", "persistence"),
+        *("--num_input_frames", "3", "--num_output_frames", "5", "--output_dir", str(tmp_path / "eval")),
+    )
+    results = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert results["num_windows"] == 2 and list(results["methods"]) == ["persistence"]
+    assert "| persistence |" in capsys.readouterr().out
+    for argv in (
+        ["--dataset", "moving_mnist", "--baselines", "sprog", "--model", "x"],
+        ["--dataset", "moving_mnist"],
+    ):
+        with pytest.raises(SystemExit):
+            run_evaluate_script(monkeypatch, *argv)
+    assert "--baselines applies to rain-rate datasets" in capsys.readouterr().err

@@ -9,10 +9,12 @@ import pytest
 import torch
 from scipy.ndimage import gaussian_filter
 
+from bidirectional_conv_lstm import nowcasting_baselines
 from bidirectional_conv_lstm.nowcasting_baselines import (
     BASELINE_NAMES,
     extrapolation_forecast,
     get_baseline,
+    get_baselines,
     lucas_kanade_motion,
     persistence_forecast,
     sprog_forecast,
@@ -114,3 +116,25 @@ def test_sprog_returns_nonnegative_mm_h_of_the_right_shape():
     assert 0.2 < wet.mean() < 0.9  # the rain area survives the first step
     with pytest.raises(ValueError, match="at least 3"):
         sprog_forecast(rain[:, :2], num_output_frames=1)
+
+
+def test_baselines_named_together_share_one_motion_field(monkeypatch):
+    pytest.importorskip("pysteps")
+    calls = []
+    original = nowcasting_baselines.lucas_kanade_motion
+    monkeypatch.setattr(
+        nowcasting_baselines,
+        "lucas_kanade_motion",
+        lambda *args, **kwargs: calls.append(1) or original(*args, **kwargs),
+    )
+    observed = translated_rain(4, 32)[None]
+    forecasters = get_baselines(["persistence", "lucas_kanade", "sprog"])
+    assert list(forecasters) == ["persistence", "lucas_kanade", "sprog"]
+    forecasts = {name: forecaster(observed, num_output_frames=2) for name, forecaster in forecasters.items()}
+    assert len(calls) == 1
+    np.testing.assert_array_equal(
+        forecasts["lucas_kanade"], extrapolation_forecast(observed, num_output_frames=2)
+    )
+    np.testing.assert_array_equal(forecasts["sprog"], sprog_forecast(observed, num_output_frames=2))
+    forecasters["sprog"](observed.copy(), num_output_frames=2)  # another batch: a new motion field
+    assert len(calls) == 2

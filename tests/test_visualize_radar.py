@@ -69,9 +69,14 @@ def test_strip_rows_pixels_and_legend():
     assert tuple(pixels[row_top[3] + 5, left]) == colour_20
     assert tuple(pixels[row_top[3] + 5, right]) == NO_DATA_COLOR  # the truth's no data masks forecasts too
     # The legend, right of the frames, shows every class colour (plus no data and above 100 mm/h).
-    legend = Image.fromarray(pixels[:, 84 + 4 * (32 + 2) :])
+    legend = Image.fromarray(pixels[:, 84 + 4 * (32 + 2) + 6 :])
     found = colours_in(legend)
     assert {rgb(color) for color in RAIN_RATE_COLORS} | {NO_DATA_COLOR, rgb(ABOVE_COLOR)} <= found
+    # Only the chosen lead times: two future frames per row, labelled +10 and +20 min.
+    narrow = radar_strip(observed, truth, forecasts, timestep_minutes=5, lead_times=(2, 4), scale=2)
+    assert narrow.width == sheet.width - (32 + 2) and narrow.height == sheet.height
+    with pytest.raises(ValueError, match="lead_times"):
+        radar_strip(observed, truth, forecasts, lead_times=(5,))
     with pytest.raises(ValueError, match="observed"):
         radar_strip(np.zeros((2, 3, 4, 5)), None, {})
 

@@ -1,6 +1,6 @@
 """bidirectional-conv-lstm: a fast, correct bidirectional Convolutional LSTM on the Hugging Face stack."""
 
-from transformers import AutoConfig, AutoModel
+from transformers import AutoConfig, AutoImageProcessor, AutoModel
 
 from .configuration_convlstm import ConvLSTMConfig
 from .convlstm import ConvGate, ConvLSTM, ConvLSTMCell
@@ -11,6 +11,8 @@ from .modeling_convlstm import (
     ConvLSTMPreTrainedModel,
     FramePredictionOutput,
 )
+from .pipeline_convlstm import FramePredictionPipeline, save_frame_prediction_model
+from .processing_convlstm import ConvLSTMImageProcessor
 
 __version__ = "0.1.0"
 
@@ -18,6 +20,11 @@ __version__ = "0.1.0"
 # the auto_map and code files that save_pretrained writes) with trust_remote_code=True where this package is absent.
 AutoConfig.register(ConvLSTMConfig.model_type, ConvLSTMConfig, exist_ok=True)
 AutoModel.register(ConvLSTMConfig, ConvLSTMForFramePrediction, exist_ok=True)
+# The processor is numpy-based (transformers' "pil" backend: no torchvision). Importing pipeline_convlstm registered
+# the "frame-prediction" pipeline.
+AutoImageProcessor.register(
+    ConvLSTMConfig, image_processor_classes={"pil": ConvLSTMImageProcessor}, exist_ok=True
+)
 
 __all__ = [
     "ConvGate",
@@ -25,9 +32,12 @@ __all__ = [
     "ConvLSTMCell",
     "ConvLSTMConfig",
     "ConvLSTMForFramePrediction",
+    "ConvLSTMImageProcessor",
     "ConvLSTMModel",
     "ConvLSTMModelOutput",
     "ConvLSTMPreTrainedModel",
     "FramePredictionOutput",
+    "FramePredictionPipeline",
     "__version__",
+    "save_frame_prediction_model",
 ]

@@ -6,6 +6,7 @@ its sibling ``rain_rate.py`` (numpy + torch, relatively), so ``trust_remote_code
 """
 
 import math
+import sys
 
 from transformers import PreTrainedConfig
 
@@ -94,6 +95,11 @@ class ConvLSTMConfig(PreTrainedConfig):
             `logit(prediction_prior)`, in `(0, 1)`. Set it to the data's mean pixel value (about 0.05 for Moving
             MNIST) to skip the early phase in which a sigmoid output trained with MSE only learns that the background
             is dark.
+        advection (`bool`, *optional*, defaults to `False`):
+            Whether the forecaster moves the previous frame along a motion field it predicts (a backward warp at full
+            resolution) and blends it, pixel by pixel through a learned gate, with the frame it draws. Extrapolation
+            moves rain without blurring it; a ConvLSTM drawing every pixel from patch-level states blurs it. The
+            untrained head moves nothing (the model starts close to persistence). See `advection_convlstm.py`.
         rain_rate_transform (`dict`, *optional*):
             For rain-rate models, the transform between rain rate in mm/h and the model's `[0, 1]`-ish space, as
             `RainRateTransform.to_dict()` writes it (e.g. `{"kind": "dbr", ...}`); `pixel_values`, `labels` and
@@ -140,6 +146,7 @@ class ConvLSTMConfig(PreTrainedConfig):
     init_method: str = "pytorch"
     prediction_prior: float = 0.5
     output_threshold: float = 0.0
+    advection: bool = False
     rain_rate_transform: dict | None = None
     loss_thresholds: list[float] | tuple[float, ...] = (2.0, 5.0, 10.0, 30.0)
     loss_weights: list[float] | tuple[float, ...] = (1.0, 2.0, 5.0, 10.0, 30.0)
@@ -158,6 +165,19 @@ class ConvLSTMConfig(PreTrainedConfig):
                 setattr(self, name, list(getattr(self, name)))  # what config.json gives back
         super().__post_init__(**kwargs)
         check_config(self)
+
+    @property
+    def custom_pipelines(self) -> dict:
+        """`config.json`'s `custom_pipelines` (task -> the pipeline class saved with the model, which `pipeline()` runs
+        only with `trust_remote_code=True`), less the tasks whose pipeline is installed here: with
+        `bidirectional_conv_lstm` imported, `pipeline("frame-prediction", model=repo)` then runs the installed
+        pipeline without remote code, as `AutoModel` runs the installed model. config.json keeps them all."""
+        saved = self.__dict__.get("custom_pipelines") or {}
+        return {task: spec for task, spec in saved.items() if not _pipeline_installed(task, spec)}
+
+    @custom_pipelines.setter
+    def custom_pipelines(self, value: dict) -> None:
+        self.__dict__["custom_pipelines"] = value  # serialised as is by to_dict()
 
 
 def _positive_int(config, name: str) -> None:
@@ -200,6 +220,7 @@ def check_config(config: ConvLSTMConfig) -> None:
         )
     _boolean(config, "bidirectional")
     _boolean(config, "peephole")
+    _boolean(config, "advection")
     _choice(config, "norm", NORMS)
     if config.norm == "group" and any(size % config.norm_groups for size in sizes):
         raise ValueError(
@@ -276,6 +297,20 @@ def _check_rain_rate_options(config: ConvLSTMConfig) -> None:
             f"loss_weights must be a list of len(loss_thresholds) + 1 = {len(thresholds) + 1} positive weights "
             f"(one below the first threshold, one per threshold), got {weights!r}"
         )
+
+
+def _pipeline_installed(task: str, spec) -> bool:
+    """Whether transformers' pipeline registry holds, for `task`, the class `spec` names from installed code (not
+    from a repo's remote code, which `trust_remote_code` guards)."""
+    pipelines = sys.modules.get("transformers.pipelines")  # not imported: nothing registered
+    if pipelines is None or not isinstance(spec, dict):
+        return False
+    registered = pipelines.PIPELINE_REGISTRY.supported_tasks.get(task, {}).get("impl")
+    return (
+        registered is not None
+        and not registered.__module__.startswith("transformers_modules")
+        and str(spec.get("impl", "")).rsplit(".", 1)[-1] == registered.__name__
+    )
 
 
 ConvLSTMConfig.register_for_auto_class()

@@ -46,6 +46,7 @@ MODEL_ID_PLACEHOLDER = "<model-id>"
 DEFAULT_UPLOAD_PATTERNS = (
     "config.json",
     "generation_config.json",
+    "preprocessor_config.json",
     "*.safetensors",
     "model.safetensors.index.json",
     "*.py",
@@ -412,12 +413,16 @@ def push_to_hub(
     token: str | None = None,
     commit_message: str = "Upload ConvLSTM frame-prediction model",
     revision: str | None = None,
+    image_processor=None,
 ) -> CommitInfo:
     """Save `model` (``save_pretrained``: config, safetensors weights, modeling code) and its card to a temporary
     folder and upload it to `repo_id` with :func:`upload_folder_to_hub`.
 
     Unlike ``model.push_to_hub`` (which keeps the repo's old card or writes a generic one), the card carries the
     results, the dataset and the training configuration given here; see :func:`create_model_card` for those.
+    A `ConvLSTMForFramePrediction` goes with its processor (`image_processor`, by default the one matching its
+    config) and the ``frame-prediction`` pipeline (:func:`~bidirectional_conv_lstm.save_frame_prediction_model`),
+    so `AutoImageProcessor` and `pipeline("frame-prediction", ...)` load from the repo as remote code.
 
     Returns:
         The `huggingface_hub.CommitInfo` of the upload.
@@ -432,7 +437,15 @@ def push_to_hub(
             f"model must be a ConvLSTMForFramePrediction (or another ConvLSTM model), got {type(model).__name__}"
         )
     with tempfile.TemporaryDirectory(prefix="convlstm-push-") as staging:
-        model.save_pretrained(staging)
+        from .modeling_convlstm import ConvLSTMForFramePrediction
+
+        if isinstance(model, ConvLSTMForFramePrediction):
+            from .pipeline_convlstm import save_frame_prediction_model
+
+            # + the processor and the frame-prediction pipeline, so both load from the repo as remote code.
+            save_frame_prediction_model(model, staging, image_processor=image_processor)
+        else:
+            model.save_pretrained(staging)
         save_model_card(
             staging,
             config=model.config,

@@ -14,7 +14,9 @@ from pathlib import Path
 
 __all__ = ["check_model_name_or_path", "load_pretrained_model"]
 
-_WHAT_TO_GIVE = "give a folder written by save_pretrained (e.g. a training run's output_dir) or a Hub model repo id"
+_WHAT_TO_GIVE = (
+    "give a folder written by save_pretrained (e.g. a training run's output_dir) or a Hub model repo id"
+)
 
 
 def _looks_like_path(value: str) -> bool:
@@ -54,9 +56,7 @@ def check_model_name_or_path(model_name_or_path, *, argument: str = "model") -> 
     path = Path(value).expanduser()
     if path.is_dir():
         if not (path / "config.json").is_file():
-            raise FileNotFoundError(
-                f"{argument}={value!r} is a folder without config.json; {_WHAT_TO_GIVE}"
-            )
+            raise FileNotFoundError(f"{argument}={value!r} is a folder without config.json; {_WHAT_TO_GIVE}")
         return path
     if path.exists():
         raise FileNotFoundError(f"{argument}={value!r} is a file, not a model folder; {_WHAT_TO_GIVE}")
@@ -104,7 +104,9 @@ def _snapshot_folder(repo_id: str, revision: str | None) -> Path | None:
     return Path(cached).parent if isinstance(cached, str) else None
 
 
-def _explain(error: BaseException, value: str, argument: str, folder: Path | None, revision) -> Exception | None:
+def _explain(
+    error: BaseException, value: str, argument: str, folder: Path | None, revision
+) -> Exception | None:
     """The clear error for what `from_pretrained` raised, or None when it is not one we know."""
     import httpx
     from huggingface_hub import constants
@@ -153,7 +155,9 @@ def _explain(error: BaseException, value: str, argument: str, folder: Path | Non
     return None
 
 
-def load_pretrained_model(model_name_or_path, *, argument: str = "model", revision: str | None = None, **kwargs):
+def load_pretrained_model(
+    model_name_or_path, *, argument: str = "model", revision: str | None = None, **kwargs
+):
     """`ConvLSTMForFramePrediction.from_pretrained`, with errors that say what is wrong and what to give.
 
     Args:

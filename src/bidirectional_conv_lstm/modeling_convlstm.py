@@ -30,6 +30,7 @@ from torch.utils.checkpoint import checkpoint
 from transformers import PreTrainedModel
 from transformers.utils import ModelOutput
 
+from .advection_convlstm import AdvectionHead
 from .configuration_convlstm import ConvLSTMConfig, check_config
 from .convlstm import ConvGate, ConvLSTM, ConvLSTMCell, State, _state_dtype
 from .forecasting_convlstm import forecast_rain_rate
@@ -159,7 +160,7 @@ class ConvLSTMPreTrainedModel(PreTrainedModel):
         # transformers skips custom-code modules without parameters of their own; a ConvGate has none, yet it
         # owns the forget-gate bias held by its convolution or norm (the forecaster: its head's bias), so they
         # must always be visited.
-        if isinstance(module, (ConvGate, ConvLSTMForecaster)):
+        if isinstance(module, (ConvGate, ConvLSTMForecaster, AdvectionHead)):
             is_custom_code = False
         super()._initialize_weights(module, is_custom_code)
 
@@ -197,6 +198,11 @@ class ConvLSTMPreTrainedModel(PreTrainedModel):
         elif isinstance(module, ConvLSTMForecaster):
             prior = float(self.config.prediction_prior)
             init.constant_(module.head.bias, math.log(prior / (1 - prior)))
+        elif isinstance(module, AdvectionHead):
+            # No motion and a fixed gate until trained: the model starts close to persistence.
+            init.zeros_(module.conv.weight)
+            init.zeros_(module.conv.bias[:2])
+            init.constant_(module.conv.bias[2:], module.gate_bias)
 
 
 class ConvLSTMModel(ConvLSTMPreTrainedModel):
@@ -285,8 +291,9 @@ class ConvLSTMForecaster(nn.Module):
     `(h, c)` (`2 C_l`). Each step feeds layer 0 the previous frame (the last observed one first, then the model's own
     prediction, or the ground truth under teacher forcing), layer `l > 0` the new hidden state of layer `l - 1`, and
     the head (a 1x1 convolution over all layers' hidden states concatenated, as in Shi et al. 2015, then a sigmoid)
-    predicts the next frame's patches. Cells are stepped directly (`cell.step(cell.gate.input_gates(x), state)`)
-    because layers interleave within a time step.
+    predicts the next frame's patches. With `config.advection`, an [`AdvectionHead`] blends that frame with the
+    previous frame moved along a predicted motion field. Cells are stepped directly
+    (`cell.step(cell.gate.input_gates(x), state)`) because layers interleave within a time step.
     """
 
     def __init__(self, config: ConvLSTMConfig):
@@ -309,6 +316,11 @@ class ConvLSTMForecaster(nn.Module):
         else:
             self.state_bridges = None
         self.head = nn.Conv2d(sum(config.hidden_sizes), patch_channels, 1)
+        self.advection = (
+            AdvectionHead(sum(config.hidden_sizes), config.num_channels, config.patch_size)
+            if config.advection
+            else None
+        )
         self.gradient_checkpointing = False
 
     def initial_states(
@@ -330,7 +342,7 @@ class ConvLSTMForecaster(nn.Module):
     def step(self, frame: torch.Tensor, *flat_states: torch.Tensor):
         """One time step: `frame` are the previous frame's patches `(B, C*p*p, h, w)`, `flat_states` is
         `h_0, c_0, h_1, c_1, ...`. Returns `(next frame's patch logits, h_0, c_0, h_1, c_1, ...)`; the sigmoid of the
-        logits is the predicted frame.
+        logits is the predicted frame. With an advection head, the first output is the predicted frame itself.
 
         Hidden states are float32 when the weights are half precision (the cell keeps its state in float32), so
         they are cast to the weights' dtype before each convolution; a no-op for float32 weights and autocast.
@@ -348,7 +360,10 @@ class ConvLSTMForecaster(nn.Module):
             new_states += [hidden, cell_state]
             x = hidden
         features = hiddens[0] if len(hiddens) == 1 else torch.cat(hiddens, dim=1)
-        return (self.head(features.to(self.head.weight.dtype)), *new_states)
+        logits = self.head(features.to(self.head.weight.dtype))
+        if self.advection is not None:
+            return (self.advection(features, frame, torch.sigmoid(logits)), *new_states)
+        return (logits, *new_states)
 
     def forward(
         self,
@@ -363,7 +378,8 @@ class ConvLSTMForecaster(nn.Module):
 
         `truth` `(T_out, B, C*p*p, h, w)` replaces the fed-back prediction of step `k` by the true frame `k` with
         probability `teacher_forcing_ratio`, drawn per sample and step. Returns `(predictions (T_out, B, C*p*p, h,
-        w) in [0, 1], per-layer hidden states (T_out, B, C_l, h, w) or None, logits of the predictions)`.
+        w) in [0, 1], per-layer hidden states (T_out, B, C_l, h, w) or None, logits of the predictions)`; the
+        logits are None with an advection head (its predictions are not a sigmoid of anything).
         """
         flat_states = [tensor for state in states for tensor in state]
         use_checkpoint = self.gradient_checkpointing and self.training and torch.is_grad_enabled()
@@ -386,15 +402,17 @@ class ConvLSTMForecaster(nn.Module):
                         frame = torch.where(
                             keep_truth.view(-1, 1, 1, 1), truth[index - 1].to(frame.dtype), frame
                         )
-            logit, *flat_states = step(frame, *flat_states)
-            logits.append(logit)
-            predictions.append(torch.sigmoid(logit))
+            output, *flat_states = step(frame, *flat_states)
+            if self.advection is None:
+                logits.append(output)
+                output = torch.sigmoid(output)
+            predictions.append(output)
             if output_hidden_states:
                 hiddens.append(flat_states[0::2])
         per_layer = None
         if output_hidden_states:
             per_layer = tuple(torch.stack(layer) for layer in zip(*hiddens))
-        return torch.stack(predictions), per_layer, torch.stack(logits)
+        return torch.stack(predictions), per_layer, (torch.stack(logits) if logits else None)
 
 
 class ConvLSTMForFramePrediction(ConvLSTMPreTrainedModel):
@@ -606,7 +624,8 @@ class ConvLSTMForFramePrediction(ConvLSTMPreTrainedModel):
             predictions = predictions.masked_fill(predictions < self.config.output_threshold, 0.0)
         loss = None
         if labels is not None:
-            logits = F.pixel_shuffle(logits.transpose(0, 1), patch) if self.config.loss == "bce" else None
+            use_logits = self.config.loss == "bce" and logits is not None
+            logits = F.pixel_shuffle(logits.transpose(0, 1), patch) if use_logits else None
             loss = self.compute_loss(predictions, labels, logits=logits, labels_mask=labels_mask)
 
         def batch_first(states):

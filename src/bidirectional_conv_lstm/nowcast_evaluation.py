@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import time
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
@@ -31,11 +30,13 @@ import numpy as np
 import torch
 
 from .data.rain_storage import decode_rain_rate
-from .nowcasting_baselines import get_baseline
+from .nowcast_tables import format_scores_table, nowcast_report, score_value
+from .nowcasting_baselines import get_baselines
 
 __all__ = [
     "decode_windows",
     "evaluate_nowcasts",
+    "evaluate_rain_dataset",
     "format_scores_table",
     "nowcast_report",
     "resolve_forecasters",
@@ -65,10 +66,12 @@ def resolve_forecasters(methods) -> dict[str, Forecaster]:
         methods = {name: name for name in methods}
     if not methods:
         raise ValueError("methods is empty; expected at least one forecaster")
+    # Baselines named together share one Lucas-Kanade motion field per batch (same forecasts, less time).
+    baselines = get_baselines(dict.fromkeys(m for m in methods.values() if isinstance(m, str)))
     forecasters = {}
     for name, method in methods.items():
         if isinstance(method, str):
-            forecasters[str(name)] = get_baseline(method)
+            forecasters[str(name)] = baselines[method]
         elif callable(method):
             forecasters[str(name)] = method
         else:
@@ -239,6 +242,85 @@ def evaluate_nowcasts(
     return results
 
 
+def evaluate_rain_dataset(
+    dataset: str,
+    *,
+    data: Mapping | None = None,
+    split: str = "test",
+    baselines: Iterable[str] = (),
+    model_name_or_path: str | None = None,
+    num_input_frames: int | None = None,
+    num_output_frames: int | None = None,
+    batch_size: int = 8,
+    max_samples: int | None = None,
+    output_dir: str | os.PathLike | None = None,
+    mixed_precision: str = "no",
+) -> dict:
+    """Score a saved rain-rate model and/or baselines on a split of ``"synthetic_rain"`` or ``"radar"`` windows.
+
+    Args:
+        dataset: ``"synthetic_rain"`` or ``"radar"``; ``data`` holds their options as in a training config
+            (see :func:`~.nowcast_training.load_rain_datasets`: e.g. ``root``, ``events``, ``test_events``).
+        split: train / validation / test.
+        baselines: baseline names (:func:`~.nowcasting_baselines.get_baseline`).
+        model_name_or_path: a saved rain-rate model (folder or Hub id), scored as ``"model"``.
+        num_input_frames, num_output_frames: default to the model's, else 4 and 12.
+        batch_size, max_samples, output_dir, mixed_precision: as in :func:`.evaluation.evaluate`.
+
+    Returns:
+        the results dict of :func:`evaluate_nowcasts` (written to ``output_dir`` when given).
+    """
+    from accelerate import Accelerator
+
+    from .nowcast_training import _timestep_minutes, load_rain_datasets, model_forecaster
+    from .training_args import RAIN_RATE_DATASETS, TrainingArguments
+
+    if dataset not in RAIN_RATE_DATASETS:
+        raise ValueError(
+            f"dataset must be one of {RAIN_RATE_DATASETS} for nowcast evaluation, got {dataset!r}"
+        )
+    if split not in ("train", "validation", "test"):
+        raise ValueError(f"split must be 'train', 'validation' or 'test', got {split!r}")
+    methods: dict = {}
+    model = None
+    if model_name_or_path is not None:
+        from .modeling_convlstm import ConvLSTMForFramePrediction
+
+        model = ConvLSTMForFramePrediction.from_pretrained(model_name_or_path).eval()
+        num_input_frames = num_input_frames or model.config.num_input_frames
+        num_output_frames = num_output_frames or model.config.num_output_frames
+        methods["model"] = model_forecaster(model)
+    methods.update(resolve_forecasters(list(baselines)) if baselines else {})
+    if not methods:
+        raise ValueError("nothing to evaluate: give model_name_or_path and/or baselines")
+    # The data options are read as a training run reads them; a run without a saved model must name a rain-rate
+    # transform for its (here unused) new model.
+    args = TrainingArguments(
+        dataset=dataset,
+        data=dict(data or {}),
+        model_name_or_path=model_name_or_path,
+        model={} if model_name_or_path else {"rain_rate_transform": {"kind": "dbr"}},
+        num_input_frames=num_input_frames or 4,
+        num_output_frames=num_output_frames or 12,
+    )
+    windows = load_rain_datasets(args)[split]
+    accelerator = Accelerator(mixed_precision=mixed_precision)
+    if model is not None:
+        model.to(accelerator.device)
+    return evaluate_nowcasts(
+        windows,
+        methods,
+        num_input_frames=args.num_input_frames,
+        num_output_frames=args.num_output_frames,
+        timestep_minutes=_timestep_minutes(args),
+        batch_size=batch_size,
+        accelerator=accelerator,
+        max_windows=max_samples,
+        output_dir=output_dir,
+        progress=True,
+    )
+
+
 def results_from_verifiers(
     verifiers: Mapping,
     *,
@@ -266,101 +348,6 @@ def results_from_verifiers(
         "fss_windows": [int(w) for w in fss_windows],
         "methods": methods,
     }
-
-
-def score_value(scores: Mapping, key: str, lead_time: int | None = None) -> float:
-    """One score of a method's results: overall, or at ``lead_time`` (1-based, in frames).
-
-    ``scores`` is ``results["methods"][name]``; its ``per_lead_time`` may be ``{key: [one per lead time]}`` or
-    ``[{key: value} per lead time]``.
-    """
-    if lead_time is None:
-        return float(scores["overall"][key])
-    per_lead_time = scores["per_lead_time"]
-    if isinstance(per_lead_time, Mapping):
-        series = per_lead_time[key]
-        return float(series[lead_time - 1])
-    return float(per_lead_time[lead_time - 1][key])
-
-
-def _score_keys(overall: Mapping) -> tuple[list[tuple[float, str]], list[tuple[float, int, str]]]:
-    """CSI keys ``csi@T`` as (T, key) and FSS keys ``fss@T/W`` as (T, W, key), sorted."""
-    csi, fss = [], []
-    for key in overall:
-        if match := re.fullmatch(r"csi@([0-9.eE+-]+)", key):
-            csi.append((float(match.group(1)), key))
-        elif match := re.fullmatch(r"fss@([0-9.eE+-]+)/([0-9]+)", key):
-            fss.append((float(match.group(1)), int(match.group(2)), key))
-    return sorted(csi), sorted(fss)
-
-
-def format_scores_table(
-    results: Mapping,
-    *,
-    lead_time: int | None = None,
-    csi_thresholds: Iterable[float] | None = None,
-    fss_threshold: float = 1.0,
-    fss_windows: Iterable[int] | None = None,
-    errors: bool = True,
-) -> str:
-    """A Markdown table: one row per method; CSI at each threshold, CSI-M, FSS at ``fss_threshold`` mm/h for each
-    window, MAE and MSE (mm/h, mm²/h²).
-
-    Args:
-        results: the dict of :func:`evaluate_nowcasts`.
-        lead_time: a lead time (1-based frame index) instead of the overall (all lead times pooled) scores.
-        csi_thresholds: the CSI columns (default: every threshold scored).
-        fss_threshold: the threshold of the FSS columns.
-        fss_windows: the FSS windows shown (default: every window scored).
-        errors: include CSI-M, MAE and MSE.
-    """
-    methods = results["methods"]
-    if not methods:
-        raise ValueError("results has no methods to tabulate")
-    csi_keys, fss_keys = _score_keys(next(iter(methods.values()))["overall"])
-    if csi_thresholds is not None:
-        wanted = [float(t) for t in csi_thresholds]
-        csi_keys = [(t, key) for t, key in csi_keys if any(np.isclose(t, w) for w in wanted)]
-    fss_keys = [(t, w, key) for t, w, key in fss_keys if np.isclose(t, fss_threshold)]
-    if fss_windows is not None:
-        fss_keys = [(t, w, key) for t, w, key in fss_keys if w in {int(x) for x in fss_windows}]
-    columns = [(f"CSI {t:g}", key) for t, key in csi_keys]
-    if errors:
-        columns.append(("CSI-M", "csi_m"))
-    columns += [(f"FSS {t:g} ({w} px)", key) for t, w, key in fss_keys]
-    if errors:
-        columns += [("MAE", "mae"), ("MSE", "mse")]
-    header = "| method | " + " | ".join(title for title, _ in columns) + " |"
-    lines = [header, "|---" * (len(columns) + 1) + "|"]
-    for name, scores in methods.items():
-        cells = []
-        for _, key in columns:
-            value = score_value(scores, key, lead_time)
-            cells.append("n/a" if not np.isfinite(value) else f"{value:.3f}")
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
-def _describe(results: Mapping, lead_time: int | None) -> str:
-    step = results.get("timestep_minutes")
-    if lead_time is None:
-        return "all lead times pooled"
-    return f"+{lead_time * step:g} min" if step else f"lead time {lead_time} (frames)"
-
-
-def nowcast_report(results: Mapping, *, lead_times: Iterable[int] = ()) -> str:
-    """Markdown: the overall table, then one table per requested lead time (1-based frames)."""
-    step = results.get("timestep_minutes")
-    text = [
-        f"{results['num_windows']} windows, {results['num_input_frames']} observed -> "
-        f"{results['num_output_frames']} forecast frames"
-        + (f" of {step:g} min" if step else "")
-        + "; thresholds in mm/h, FSS windows in pixels; contingency counts pooled over windows and pixels.",
-    ]
-    for lead_time in (None, *lead_times):
-        text.append(f"\n**{_describe(results, lead_time)}**\n")
-        text.append(format_scores_table(results, lead_time=lead_time))
-    return "\n".join(text)
 
 
 def write_nowcast_evaluation(

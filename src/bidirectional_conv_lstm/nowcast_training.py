@@ -58,9 +58,9 @@ def _source_config(args: TrainingArguments):
     """The data source's config object built from ``args.data`` (checked by its own constructor)."""
     fields, _ = _split_options(args)
     if args.dataset == "synthetic_rain":
-        from .data.synthetic_rain import SyntheticRainConfig as config_class
+        from .data import SyntheticRainConfig as config_class
     else:
-        from .data.radar_windows import RadarWindowsConfig as config_class
+        from .data import RadarWindowsConfig as config_class
     known = {field.name for field in dataclasses.fields(config_class)}
     own = DATA_OPTIONS + (RADAR_OPTIONS if args.dataset == "radar" else ())
     unknown = sorted(set(fields) - known)
@@ -132,7 +132,7 @@ def _names(args: TrainingArguments, key: str) -> list[str]:
 
 def _event_configs(args: TrainingArguments) -> dict:
     """``{event name: RadarWindowsConfig}`` of a radar run (see :func:`load_rain_datasets`)."""
-    from .data.radar_sources import example_radar_sources
+    from .data import example_radar_sources
 
     _, options = _split_options(args)
     known = sorted(example_radar_sources(Path(options["root"]).expanduser()))
@@ -208,7 +208,7 @@ def load_rain_datasets(args: TrainingArguments) -> dict:
     _, options = _split_options(args)
     cache_dir = options.get("cache_dir")
     if args.dataset == "synthetic_rain":
-        from .data.synthetic_rain import load_synthetic_rain
+        from .data import load_synthetic_rain
 
         splits = load_synthetic_rain(_source_config(args), cache_dir=cache_dir)
         splits = {name: splits[name] for name in ("train", "validation", "test")}
@@ -216,8 +216,8 @@ def load_rain_datasets(args: TrainingArguments) -> dict:
         return splits
     import datasets
 
-    from .data.radar_sources import example_radar_sources
-    from .data.radar_windows import load_radar_windows, radar_windows_info
+    from .data import example_radar_sources
+    from .data import load_radar_windows, radar_windows_info
 
     sources = example_radar_sources(Path(options["root"]).expanduser())
     parts = {name: [] for name in ("train", "validation", "test")}

@@ -30,8 +30,9 @@ batch is a loop over samples.
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import numpy as np
 import torch
@@ -40,6 +41,7 @@ __all__ = [
     "BASELINE_NAMES",
     "extrapolation_forecast",
     "get_baseline",
+    "get_baselines",
     "lucas_kanade_motion",
     "persistence_forecast",
     "sprog_forecast",
@@ -254,3 +256,47 @@ def get_baseline(name: str) -> Callable[..., np.ndarray]:
         names = ", ".join(repr(n) for n in (*BASELINE_NAMES, *_ALIASES))
         raise ValueError(f"unknown baseline {name!r}; expected one of {names}")
     return functions[key]
+
+
+class _SharedMotion:
+    """The Lucas-Kanade motion of the last ``(observed, valid)`` pair seen (compared by identity), so that the
+    optical-flow baselines called one after the other on the same batch compute it once."""
+
+    def __init__(self):
+        self._key: tuple = (None, None)
+        self._motion = None
+
+    def __call__(self, observed, valid) -> np.ndarray:
+        if self._key[0] is not observed or self._key[1] is not valid:
+            self._motion = lucas_kanade_motion(observed, valid)
+            self._key = (observed, valid)  # holding the arrays keeps their identities from being reused
+        return self._motion
+
+
+def _with_motion(function, shared: _SharedMotion):
+    @functools.wraps(function)
+    def forecaster(observed, valid=None, *, num_output_frames: int, **kwargs):
+        if "motion" not in kwargs:
+            _prepare(
+                observed, valid, num_output_frames, min_input_frames=2
+            )  # errors name the forecaster's input
+            kwargs["motion"] = shared(observed, valid)
+        return function(observed, valid, num_output_frames=num_output_frames, **kwargs)
+
+    return forecaster
+
+
+def get_baselines(names: Iterable[str], *, share_motion: bool = True) -> dict[str, Callable[..., np.ndarray]]:
+    """``{name: forecaster}`` for several baselines (see :func:`get_baseline`).
+
+    With ``share_motion`` the optical-flow ones (extrapolation, S-PROG) compute the Lucas-Kanade motion field of
+    a batch once between them: called in turn on the same ``observed`` object (as the evaluation does), the
+    second reuses the first's field. Forecasts are unchanged; only the time differs.
+    """
+    names = [names] if isinstance(names, str) else list(names)
+    functions = {name: get_baseline(name) for name in names}  # unknown names fail here
+    flow = [name for name, function in functions.items() if function is not persistence_forecast]
+    if share_motion and len(flow) > 1:
+        shared = _SharedMotion()
+        functions.update({name: _with_motion(functions[name], shared) for name in flow})
+    return functions

@@ -60,7 +60,9 @@ def read_video(path, num_channels: int = 1) -> list[Image.Image] | np.ndarray:
     if path.is_dir():
         files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
         if not files:
-            raise FileNotFoundError(f"inputs folder {os.fspath(path)!r} holds no image frames ({IMAGE_SUFFIXES})")
+            raise FileNotFoundError(
+                f"inputs folder {os.fspath(path)!r} holds no image frames ({IMAGE_SUFFIXES})"
+            )
         frames = []
         for file in files:
             with Image.open(file) as image:
@@ -75,7 +77,9 @@ def read_video(path, num_channels: int = 1) -> list[Image.Image] | np.ndarray:
     if suffix == ".npz":
         with np.load(path, allow_pickle=False) as archive:
             if len(archive.files) != 1:
-                raise ValueError(f"inputs {os.fspath(path)!r} must hold exactly one array, has {archive.files}")
+                raise ValueError(
+                    f"inputs {os.fspath(path)!r} must hold exactly one array, has {archive.files}"
+                )
             return archive[archive.files[0]]
     raise ValueError(
         f"inputs {os.fspath(path)!r} must be a .gif, a .npy/.npz file or a folder of image frames, got a "
@@ -89,7 +93,9 @@ def frames_to_gif(frames: np.ndarray, duration_ms: int = 200) -> bytes:
         frames = frames[..., 0]
     images = [Image.fromarray(frame) for frame in frames]
     buffer = io.BytesIO()
-    images[0].save(buffer, format="GIF", save_all=True, append_images=images[1:], duration=duration_ms, loop=0)
+    images[0].save(
+        buffer, format="GIF", save_all=True, append_images=images[1:], duration=duration_ms, loop=0
+    )
     return buffer.getvalue()
 
 
@@ -197,24 +203,35 @@ class FramePredictionPipeline(Pipeline):
     def _forward(self, model_inputs, num_output_frames=None):
         pixel_values = model_inputs["pixel_values"].to(self.model.dtype)
         outputs = self.model(pixel_values=pixel_values, num_output_frames=num_output_frames)
+        passed_on = ("original_sizes", "data_format", "last_frame_valid")
         return {
             "predictions": outputs.predictions,
-            "original_sizes": model_inputs["original_sizes"],
-            "data_format": model_inputs["data_format"],
+            **{k: model_inputs[k] for k in passed_on if k in model_inputs},
         }
 
-    def postprocess(self, model_outputs, output_type=None, data_format=None, return_gif=False, gif_duration=200):
+    def postprocess(
+        self, model_outputs, output_type=None, data_format=None, return_gif=False, gif_duration=200
+    ):
         post_process = self.image_processor.post_process_frame_prediction
         predictions, sizes = model_outputs["predictions"], model_outputs["original_sizes"]
         layout = data_format or model_outputs["data_format"]
-        result = {"predictions": post_process(predictions, sizes, output_type=output_type, data_format=layout)[0]}
+        frames = post_process(
+            predictions,
+            sizes,
+            output_type=output_type,
+            data_format=layout,
+            last_frame_valid=model_outputs.get("last_frame_valid"),
+        )
+        result = {"predictions": frames[0]}
         if return_gif:
             frames = post_process(predictions, sizes, output_type="uint8", data_format="channels_last")[0]
             result["gif"] = frames_to_gif(frames, gif_duration)
         return result
 
 
-PIPELINE_REGISTRY.register_pipeline(TASK, pipeline_class=FramePredictionPipeline, pt_model=AutoModel, type="video")
+PIPELINE_REGISTRY.register_pipeline(
+    TASK, pipeline_class=FramePredictionPipeline, pt_model=AutoModel, type="video"
+)
 
 
 def save_frame_prediction_model(model, save_directory, image_processor=None, **save_kwargs) -> None:

@@ -22,7 +22,9 @@ _LUMA = (0.299, 0.587, 0.114)
 _USUAL_CHANNELS = (1, 3, 4)
 
 
-def to_channels_first(array: np.ndarray, *, num_channels: int | None = None, name: str = "frames") -> np.ndarray:
+def to_channels_first(
+    array: np.ndarray, *, num_channels: int | None = None, name: str = "frames"
+) -> np.ndarray:
     """Put the channel axis of a frame stack third from the end: ``(..., C, H, W)``.
 
     Args:

@@ -105,7 +105,7 @@ class ConvLSTMImageProcessor(BaseImageProcessor):
             BT.601 luma, as PIL's `convert("L")`, alpha dropped) instead of being refused.
         rain_rate_transform (`dict`, *optional*):
             For radar models, the model's rain-rate transform (`RainRateTransform.to_dict()`, as in
-            `config.rain_rate_transform`): the input is then a rain rate in mm/h (floats >= 0, no NaN), and
+            `config.rain_rate_transform`): the input is then a rain rate in mm/h (>= 0; NaN = no data), and
             post-processing returns mm/h by default. `None` for image models.
 
     Inputs (`__call__` / `preprocess`): one video as a numpy array or torch tensor `(T, H, W)`, `(T, H, W, C)` or
@@ -119,7 +119,10 @@ class ConvLSTMImageProcessor(BaseImageProcessor):
           multiple of `patch_size`;
         - `original_sizes`: `(B, 2)` int64, each video's `(H, W)` before padding;
         - `data_format`: one of `"channels_first"`, `"channels_last"`, `"none"` per video: its channel layout, for
-          `post_process_frame_prediction`.
+          `post_process_frame_prediction`;
+        - radar models only, `last_frame_valid`: `(B, H', W')` bool, False where the last frame had no data (NaN).
+          No-data pixels are filled with 0 mm/h for the model (as the training data was); post-processing puts
+          `no_data_value` (NaN) back where the last observed frame had none, as `model.forecast_rain_rate` does.
 
     Example:
 
@@ -222,7 +225,7 @@ class ConvLSTMImageProcessor(BaseImageProcessor):
         Raises:
             TypeError: `videos` is not arrays, tensors or PIL images, or holds non-numbers.
             ValueError: a shape the model cannot take (named with the video's index), values outside `[0, 1]` /
-                negative or NaN rain rates, videos of different lengths in one batch.
+                negative rain rates, NaN in image frames, videos of different lengths in one batch.
         """
         do_rescale = self.do_rescale if do_rescale is None else _boolean("do_rescale", do_rescale)
         rescale_factor = (
@@ -239,12 +242,17 @@ class ConvLSTMImageProcessor(BaseImageProcessor):
 
         videos = self._split_videos(videos)
         transform = self.transform
-        arrays, formats = [], []
+        arrays, formats, last_valid = [], [], []
         for index, video in enumerate(videos):
             name = "videos" if len(videos) == 1 else f"videos[{index}]"
             array = self._video_array(video, name)
             integer = np.issubdtype(array.dtype, np.integer)
             array, data_format = self._channels_first(array, name, convert)
+            if transform is not None:
+                # No data (NaN) becomes 0 mm/h, as the training data filled it; its mask goes to post-processing.
+                valid = ~np.isnan(array)
+                last_valid.append(valid[-1].all(axis=0))
+                array = np.where(valid, array, np.float32(0.0))
             arrays.append(self._scale(array, name, integer, transform, do_rescale, rescale_factor))
             formats.append(data_format)
         steps = {array.shape[0] for array in arrays}
@@ -271,6 +279,11 @@ class ConvLSTMImageProcessor(BaseImageProcessor):
         for index, array in enumerate(arrays):
             pixel_values[index, :, :, : array.shape[-2], : array.shape[-1]] = array
         data = {"pixel_values": pixel_values, "original_sizes": sizes, "data_format": formats}
+        if transform is not None:
+            valid_mask = np.ones((len(arrays), height, width), dtype=bool)
+            for index, valid in enumerate(last_valid):
+                valid_mask[index, : valid.shape[0], : valid.shape[1]] = valid
+            data["last_frame_valid"] = valid_mask
         return BatchFeature(data=data, tensor_type=return_tensors)
 
     def _split_videos(self, videos) -> list:
@@ -371,7 +384,8 @@ class ConvLSTMImageProcessor(BaseImageProcessor):
         """Input units to model space: `[0, 1]` for images, the rain-rate transform for radar."""
         if not np.isfinite(array).all():
             raise ValueError(
-                f"{name} contains NaN or infinite values; fill or mask missing data (no data) before predicting"
+                f"{name} contains NaN or infinite values; image frames must be complete (only a radar model's "
+                "rain rate may have NaN for no data)"
             )
         low, high = float(array.min()), float(array.max())
         if transform is not None:
@@ -398,6 +412,8 @@ class ConvLSTMImageProcessor(BaseImageProcessor):
         original_sizes=None,
         output_type: str | None = None,
         data_format=CHANNELS_FIRST,
+        last_frame_valid=None,
+        no_data_value: float = float("nan"),
     ) -> list[np.ndarray]:
         """The model's predictions as frames: cropped to each video's size, in uint8, model space or mm/h.
 
@@ -412,6 +428,10 @@ class ConvLSTMImageProcessor(BaseImageProcessor):
             data_format: the layout of each returned video, one for all or one per video (the `data_format` of
                 `preprocess`'s output gives each video its input's layout): `"channels_first"` `(T, C, H, W)`,
                 `"channels_last"` `(T, H, W, C)` or `"none"` `(T, H, W)` (single-channel models only).
+            last_frame_valid: radar models: `(B, H', W')` bool, False where the last observed frame had no data (the
+                `last_frame_valid` of `preprocess`'s output); those pixels get `no_data_value` at every lead time
+                in `"rain_rate"` and `"float"` output (the model has nothing to say where the radar saw nothing).
+            no_data_value: see `last_frame_valid`; NaN by default.
 
         Returns:
             A list of `B` numpy arrays, one per video.
@@ -461,14 +481,27 @@ class ConvLSTMImageProcessor(BaseImageProcessor):
                 f"data_format='none' drops the channel axis, which needs 1 channel, got {channels}"
             )
 
+        if last_frame_valid is not None:
+            if isinstance(last_frame_valid, torch.Tensor):
+                last_frame_valid = _tensor_to_numpy(last_frame_valid)
+            last_frame_valid = np.asarray(last_frame_valid, dtype=bool)
+            if last_frame_valid.shape != (batch, height, width):
+                raise ValueError(
+                    f"last_frame_valid must have shape (B, H, W) = {(batch, height, width)}, got "
+                    f"{last_frame_valid.shape}"
+                )
+
         transform = self.transform
         frames = []
-        for video, (h, w), layout in zip(predictions, sizes, formats):
+        for index, (video, (h, w), layout) in enumerate(zip(predictions, sizes, formats)):
             video = video[..., :h, :w]
             if output_type == "uint8":
                 video = np.round(np.clip(video, 0.0, 1.0) * 255.0).astype(np.uint8)
-            elif output_type == "rain_rate":
-                video = np.asarray(transform.inverse(video), dtype=np.float32)
+            else:
+                if output_type == "rain_rate":
+                    video = np.asarray(transform.inverse(video), dtype=np.float32)
+                if last_frame_valid is not None:
+                    video = np.where(last_frame_valid[index, :h, :w], video, np.float32(no_data_value))
             if layout == CHANNELS_LAST:
                 video = np.moveaxis(video, 1, -1)
             elif layout == NO_CHANNELS:

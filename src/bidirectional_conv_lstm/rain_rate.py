@@ -85,7 +85,9 @@ class RainRateTransform:
 
     def __init__(self, kind: str = "dbr", **params):
         if not isinstance(kind, str) or kind not in RAIN_RATE_TRANSFORM_KINDS:
-            raise ValueError(f"RainRateTransform: kind must be one of {RAIN_RATE_TRANSFORM_KINDS}, got {kind!r}")
+            raise ValueError(
+                f"RainRateTransform: kind must be one of {RAIN_RATE_TRANSFORM_KINDS}, got {kind!r}"
+            )
         unknown = sorted(set(params) - set(_PARAMETERS[kind]))
         if unknown:
             raise TypeError(

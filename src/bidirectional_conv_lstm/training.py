@@ -171,7 +171,9 @@ class FramePredictionTask:
             )
         best_kind = min(baselines, key=lambda kind: baselines[kind]["mse"])
         metrics["mse_vs_best_baseline"] = metrics["mse"] / baselines[best_kind]["mse"]
-        accelerator.log({f"validation/{k}": v for k, v in metrics.items() if not isinstance(v, list)}, step=step)
+        accelerator.log(
+            {f"validation/{k}": v for k, v in metrics.items() if not isinstance(v, list)}, step=step
+        )
         accelerator.print(
             f"step {step}: validation mse {metrics['mse']:.2f} ({metrics['mse_vs_best_baseline']:.3f}x "
             f"the {best_kind} baseline) ssim {metrics['ssim']:.4f}"
@@ -200,7 +202,9 @@ class FramePredictionTask:
             write_evaluation(test_metrics, output_dir / "eval")
             sample = collator([splits["test"][i] for i in range(min(4, len(splits["test"])))])
             with torch.no_grad():
-                prediction = model(pixel_values=sample["pixel_values"].to(accelerator.device)).predictions.cpu()
+                prediction = model(
+                    pixel_values=sample["pixel_values"].to(accelerator.device)
+                ).predictions.cpu()
             save_prediction_strip(
                 sample["pixel_values"], sample["labels"], prediction, output_dir / "prediction.png"
             )
@@ -396,7 +400,9 @@ def train(args: TrainingArguments) -> dict:
                 if args.report_to != "none" and accelerator.is_main_process:
                     _log_pictures(accelerator, unwrapped_model, picture_batch, step)
                 value, best = metrics[args.metric_for_best_model], state["best_metric"]
-                higher_is_better = {**BEST_MODEL_METRICS, **RAIN_BEST_MODEL_METRICS}[args.metric_for_best_model]
+                higher_is_better = {**BEST_MODEL_METRICS, **RAIN_BEST_MODEL_METRICS}[
+                    args.metric_for_best_model
+                ]
                 if best is None or (value > best if higher_is_better else value < best):
                     state["best_metric"], state["best_step"] = value, step
                     _save_model(accelerator, model, output_dir)
@@ -467,9 +473,13 @@ def _log_pictures(accelerator: Accelerator, model, batch: dict, step: int) -> No
 
 
 def _save_model(accelerator: Accelerator, model, output_dir: Path) -> None:
+    from .pipeline_convlstm import save_frame_prediction_model
+
     accelerator.wait_for_everyone()
     unwrapped = accelerator.unwrap_model(model)
-    unwrapped.save_pretrained(
+    # With its processor (from the model's config: channels, patch size, rain-rate transform) and the pipeline.
+    save_frame_prediction_model(
+        unwrapped,
         output_dir,
         is_main_process=accelerator.is_main_process,
         save_function=accelerator.save,

@@ -41,7 +41,9 @@ def check_thresholds(thresholds, name: str = "thresholds") -> tuple[float, ...]:
         if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
             raise ValueError(f"{name} must be positive numbers (mm/h), got {value!r} in {thresholds!r}")
         if not math.isfinite(float(value)) or float(value) <= 0:
-            raise ValueError(f"{name} must be positive finite numbers (mm/h), got {value!r} in {thresholds!r}")
+            raise ValueError(
+                f"{name} must be positive finite numbers (mm/h), got {value!r} in {thresholds!r}"
+            )
         values.append(float(value))
     if len(set(values)) != len(values):
         raise ValueError(f"{name} must be distinct, got {thresholds!r}")
@@ -83,8 +85,8 @@ def to_fields(forecast, observed, valid=None) -> tuple[torch.Tensor, torch.Tenso
             radar domain, or ``labels_mask`` (B, T, 1, H, W)); False marks no-data pixels.
 
     Returns:
-        ``forecast`` and ``observed`` of one floating dtype on ``observed``'s device, and ``valid`` (bool,
-        (B, T, H, W)) with the non-finite pixels of either field removed, or None when every pixel is valid.
+        ``forecast`` and ``observed`` (B, T, H, W) of one floating dtype on ``observed``'s device, and ``valid``
+        (None, or bool broadcast to (B, T, H, W), maybe a view); non-finite values are found while scoring.
 
     Raises:
         TypeError: non-numeric fields, or a non-bool ``valid``.
@@ -98,7 +100,9 @@ def to_fields(forecast, observed, valid=None) -> tuple[torch.Tensor, torch.Tenso
         if tensor.ndim == 5 and tensor.shape[2] == 1:
             tensor = tensor[:, :, 0]
         if tensor.ndim != 4:
-            raise ValueError(f"{name} must be (B, T, H, W) or (B, T, 1, H, W), got shape {tuple(tensor.shape)}")
+            raise ValueError(
+                f"{name} must be (B, T, H, W) or (B, T, 1, H, W), got shape {tuple(tensor.shape)}"
+            )
         fields.append(tensor)
     forecast, observed = fields
     if forecast.shape != observed.shape:
@@ -110,7 +114,6 @@ def to_fields(forecast, observed, valid=None) -> tuple[torch.Tensor, torch.Tenso
     device = observed.device
     forecast = forecast.to(device=device, dtype=dtype)
     observed = observed.to(device=device, dtype=dtype)
-    finite = torch.isfinite(forecast) & torch.isfinite(observed)
     if valid is not None:
         valid = _as_tensor(valid, "valid")
         if valid.dtype != torch.bool:
@@ -123,33 +126,28 @@ def to_fields(forecast, observed, valid=None) -> tuple[torch.Tensor, torch.Tenso
             raise ValueError(
                 f"valid must broadcast to the fields' shape {tuple(forecast.shape)}, got {tuple(valid.shape)}"
             ) from error
-        finite = finite & valid
-    return forecast, observed, (None if bool(finite.all()) else finite)
+    return forecast, observed, valid
 
 
-def _widen(tensor: torch.Tensor, largest: int) -> torch.Tensor:
-    """``tensor`` in an integer dtype that holds ``largest`` (window sums start as uint8 to move few bytes)."""
-    if tensor.is_floating_point():
-        return tensor
-    limits = ((torch.uint8, 255), (torch.int16, 32_767), (torch.int32, 2**31 - 1))
-    for dtype, limit in limits:
-        if largest <= limit:
-            return tensor if torch.iinfo(tensor.dtype).max >= largest else tensor.to(dtype)
-    return tensor.to(torch.int64)
+def _widen(tensor: torch.Tensor, largest: int, wide: torch.dtype) -> torch.Tensor:
+    """``tensor`` as uint8 while it holds ``largest``, else as ``wide`` (window sums move few bytes)."""
+    if tensor.dtype == torch.uint8 and largest > 255:
+        return tensor.to(wide)
+    return tensor
 
 
-def _window_sums(tensor: torch.Tensor, sizes: Iterable[int], dim: int, bound: int) -> dict[int, torch.Tensor]:
+def _window_sums(tensor, sizes, dim: int, bound: int, wide: torch.dtype) -> dict[int, torch.Tensor]:
     """Sums of ``n`` consecutive entries along ``dim`` for each ``n`` in ``sizes``: ``{n: out}`` with
     ``out[j] = tensor[j] + ... + tensor[j + n - 1]`` (length ``L - n + 1``), for entries in ``[0, bound]``.
 
-    Sums of 2, 4, 8, ... entries are built by doubling and shared between the sizes; a size is the sum of the
-    powers of two of its binary digits, placed end to end.
+    Sums of 2, 4, 8, ... entries are built by doubling and shared by all sizes; a size is the sum of the powers
+    of two of its binary digits, placed end to end. uint8 sums turn ``wide`` before they could overflow.
     """
     sizes = sorted(set(sizes))
     powers = {1: tensor}
     power = 1
     while 2 * power <= sizes[-1]:
-        previous = _widen(powers[power], 2 * power * bound)
+        previous = _widen(powers[power], 2 * power * bound, wide)
         length = previous.shape[dim] - power
         powers[2 * power] = previous.narrow(dim, 0, length) + previous.narrow(dim, power, length)
         power *= 2
@@ -159,26 +157,27 @@ def _window_sums(tensor: torch.Tensor, sizes: Iterable[int], dim: int, bound: in
         total, offset = None, 0
         for bit in sorted((p for p in powers if size & p), reverse=True):
             piece = powers[bit].narrow(dim, offset, length)
-            total = piece if total is None else _widen(total, size * bound) + piece
+            total = piece if total is None else _widen(total, size * bound, wide) + piece
             offset += bit
         sums[size] = total
     return sums
 
 
-def _gram_sums(fractions: torch.Tensor) -> torch.Tensor:
-    """``(sum f*f, sum f*o, sum o*o)`` over pixels for ``fractions`` (N, K, 2, H, W) -> float64 (N, K, 3).
+def _gram_sums(fractions: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """``(sum f*f, sum f*o, sum o*o)`` over pixels of ``fractions`` (N, K, H, 2, W) -> float64 (N, K, 3).
 
-    A batched matrix product in float64: exact for integer window counts (they stay far below 2**53), and
-    never downgraded by reduced-precision float32 matmul settings (TF32, bf16).
+    One 2 x 2 matrix product per image row in ``dtype``, rows then summed in float64. float32 is exact for
+    integer window counts while a row's sums stay below 2**24, and also under reduced-precision matmul
+    settings (TF32, bf16) while the counts stay <= 256 (windows up to 16): the callers choose float64 otherwise.
     """
-    frames, thresholds = fractions.shape[:2]
-    flat = fractions.reshape(frames * thresholds, 2, -1).to(torch.float64)
-    gram = torch.bmm(flat, flat.transpose(1, 2)).reshape(frames, thresholds, 4)
-    return gram[..., [0, 1, 3]]
+    frames, thresholds, height, _, width = fractions.shape
+    rows = fractions.reshape(-1, 2, width).to(dtype)
+    gram = torch.bmm(rows, rows.transpose(1, 2)).view(frames, thresholds, height, 4)
+    return gram[..., [0, 1, 3]].to(torch.float64).sum(2)
 
 
 def _contingency(events: torch.Tensor, thresholds: tuple[float, ...], num_valid: torch.Tensor) -> torch.Tensor:
-    """Hits, false alarms, misses, correct negatives (N, K, 4) float64 from ``events`` uint8 (N, K, 2, H, W).
+    """Hits, false alarms, misses, correct negatives (N, K, 4) float64 from ``events`` uint8 (N, K, H, 2, W).
 
     Counted through each pixel's pair of levels (how many thresholds the forecast and the observation reach):
     events are nested over thresholds, so one histogram of (K + 1) x (K + 1) level pairs per frame holds the
@@ -186,9 +185,9 @@ def _contingency(events: torch.Tensor, thresholds: tuple[float, ...], num_valid:
     """
     frames, count = events.shape[:2]
     bins = count + 1
-    levels = events.sum(1, dtype=torch.uint8).to(torch.int64)  # (N, 2, H, W)
-    offsets = torch.arange(frames, device=events.device).view(-1, 1, 1) * (bins * bins)
-    pairs = (levels[:, 0] * bins + levels[:, 1] + offsets).flatten()
+    levels = events.sum(1, dtype=torch.uint8).to(torch.int32)  # (N, H, 2, W)
+    offsets = torch.arange(frames, device=events.device, dtype=torch.int32).view(-1, 1, 1) * (bins * bins)
+    pairs = (levels[:, :, 0] * bins + levels[:, :, 1] + offsets).flatten()
     joint = torch.bincount(pairs, minlength=frames * bins * bins).view(frames, bins, bins).to(torch.float64)
     # reached[n, a, b]: pixels whose forecast reaches at least level a and the observation at least level b.
     reached = joint.flip((1, 2)).cumsum(1).cumsum(2).flip((1, 2))
@@ -203,58 +202,64 @@ def _contingency(events: torch.Tensor, thresholds: tuple[float, ...], num_valid:
 def _chunk_statistics(forecast, observed, valid, thresholds, windows) -> dict[str, torch.Tensor]:
     frames, height, width = observed.shape
     device = observed.device
-    stats: dict[str, torch.Tensor] = {}
-    error = observed.to(torch.float64) - forecast.to(torch.float64)
+    error = observed - forecast
+    absolute = error.abs()
+    known = absolute < math.inf  # False where either field is NaN or infinite: no-data
     if valid is not None:
+        known &= valid
+    valid = None if bool(known.all()) else known
+    if valid is None:
+        num_valid = torch.full((frames,), float(height * width), dtype=torch.float64, device=device)
+    else:
+        num_valid = valid.sum((-1, -2)).to(torch.float64)
         error = error.masked_fill(~valid, 0.0)
-    num_valid = (
-        torch.full((frames,), float(height * width), dtype=torch.float64, device=device)
-        if valid is None
-        else valid.sum((-1, -2)).to(torch.float64)
-    )
-    stats["errors"] = torch.stack(
-        [(error * error).sum((-1, -2)), error.abs().sum((-1, -2)), num_valid], dim=-1
-    )  # (N, 3)
+        absolute = absolute.masked_fill(~valid, 0.0)
+    squared = (error * error).sum((-1, -2)).to(torch.float64)
+    stats = {"errors": torch.stack([squared, absolute.sum((-1, -2)).to(torch.float64), num_valid], dim=-1)}
     if not thresholds:
         return stats
-    both = torch.stack([forecast, observed], dim=1)  # (N, 2, H, W)
+    both = torch.stack([forecast, observed], dim=2)  # (N, H, 2, W): rows of both fields side by side
     if valid is not None:
-        both = both.masked_fill(~valid[:, None], -math.inf)  # no-data is never an event
+        both = both.masked_fill(~valid[:, :, None], -math.inf)  # no-data is never an event
     largest = max((1, *windows))
     low, high = largest // 2, largest - 1 - largest // 2
-    # Events of every threshold and both fields in one zero-padded uint8 tensor (N, K, 2, H + n - 1, W + n - 1).
+    # Events of every threshold and both fields, zero-padded as pysteps pads: uint8 (N, K, H', 2, W').
     events = torch.zeros(
-        (frames, len(thresholds), 2, height + low + high, width + low + high), dtype=torch.bool, device=device
+        (frames, len(thresholds), height + low + high, 2, width + low + high), dtype=torch.bool, device=device
     )
     levels = torch.tensor(thresholds, dtype=both.dtype, device=device).view(1, -1, 1, 1, 1)
-    torch.ge(both[:, None], levels, out=events[..., low : low + height, low : low + width])
+    torch.ge(both[:, None], levels, out=events[:, :, low : low + height, :, low : low + width])
     events = events.view(torch.uint8)
-    stats["contingency"] = _contingency(events[..., low : low + height, low : low + width], thresholds, num_valid)
+    inner = events[:, :, low : low + height, :, low : low + width]
+    stats["contingency"] = _contingency(inner, thresholds, num_valid)
     if not windows:
         return stats
-    along_width = _window_sums(events, [w for w in windows if w > 1] or [1], dim=-1, bound=1)
+    wide = [window for window in windows if window > 1] or [1]
+    along_width = _window_sums(events, wide, dim=-1, bound=1, wide=torch.int32)
     if valid is not None:
         # Pixels that count in a window's fractions: valid ones, and the outside of the field (pysteps' zeros).
-        known = torch.ones((frames, 1, 1) + events.shape[-2:], dtype=torch.uint8, device=device)
-        known[..., low : low + height, low : low + width] = valid[:, None, None]
-        known_width = _window_sums(known, [w for w in windows if w > 1] or [1], dim=-1, bound=1)
+        counted = torch.ones((frames, 1, events.shape[2], 1, events.shape[4]), dtype=torch.uint8, device=device)
+        counted[:, :, low : low + height, :, low : low + width] = valid[:, None, :, None]
+        counted_width = _window_sums(counted, wide, dim=-1, bound=1, wide=torch.int32)
     fss = []
     for window in windows:
-        if window == 1:  # fractions are the events: the contingency counts give the sums
+        if window == 1:  # the fractions are the events themselves: the contingency counts give the sums
             hits, false_alarms, misses = stats["contingency"].unbind(-1)[:3]
             fss.append(torch.stack([hits + false_alarms, hits, hits + misses], dim=-1))
             continue
         start = low - window // 2  # pysteps' (uniform_filter's) window placement in the padded field
-        rows = along_width[window].narrow(-1, start, width).narrow(-2, start, height + window - 1)
-        sums = _window_sums(rows, (window,), dim=-2, bound=window)[window]
+        rows = along_width[window].narrow(-1, start, width).narrow(2, start, height + window - 1)
+        counts = _window_sums(rows, (window,), dim=2, bound=window, wide=torch.float32)[window]
         if valid is None:
-            fss.append(_gram_sums(sums) / float(window) ** 4)
+            exact = window * window <= 256 and width * window**4 < 2**24
+            sums = _gram_sums(counts, torch.float32 if exact else torch.float64)
+            fss.append(sums / float(window) ** 4)
             continue
-        known_rows = known_width[window].narrow(-1, start, width).narrow(-2, start, height + window - 1)
-        known_sums = _window_sums(known_rows, (window,), dim=-2, bound=window)[window].to(torch.float64)
-        # Fractions over the known pixels of each window; windows centred on no-data pixels are left out.
-        scale = valid[:, None, None].to(torch.float64) / known_sums.clamp(min=1)
-        fss.append(_gram_sums(sums.to(torch.float64) * scale))
+        known_rows = counted_width[window].narrow(-1, start, width).narrow(2, start, height + window - 1)
+        known_counts = _window_sums(known_rows, (window,), dim=2, bound=window, wide=torch.float32)[window]
+        # Fractions over the counted pixels of each window; windows centred on no-data pixels are left out.
+        scale = valid[:, None, :, None].to(torch.float64) / known_counts.to(torch.float64).clamp(min=1)
+        fss.append(_gram_sums(counts.to(torch.float64) * scale, torch.float64))
     stats["fss"] = torch.stack(fss, dim=2)  # (N, K, W, 3)
     return stats
 
@@ -265,7 +270,8 @@ def frame_statistics(forecast, observed, valid, thresholds, windows) -> dict[str
     Args:
         forecast: float (B, T, H, W) rain rate in mm/h.
         observed: the same shape, dtype and device.
-        valid: None or bool (B, T, H, W); False marks no-data pixels (not events, left out of every sum).
+        valid: None or bool broadcastable to (B, T, H, W); False marks no-data pixels, as do non-finite values
+            of either field (not events, left out of every sum).
         thresholds: tuple of K positive floats (mm/h); events are ``value >= threshold`` in the fields' dtype.
         windows: tuple of positive ints, FSS window sizes in pixels (empty: no FSS sums).
 
@@ -273,21 +279,29 @@ def frame_statistics(forecast, observed, valid, thresholds, windows) -> dict[str
         float64 tensors on the fields' device: ``"errors"`` (B, T, 3) = sum of squared errors, sum of absolute
         errors, valid pixels; ``"contingency"`` (B, T, K, 4) = hits, false alarms, misses, correct negatives
         (when K > 0); ``"fss"`` (B, T, K, len(windows), 3) = sum S_f**2, sum S_f * S_o, sum S_o**2 (when
-        windows are given).
+        thresholds and windows are given).
     """
     batch, steps, height, width = observed.shape
-    flat = [forecast.reshape(-1, height, width), observed.reshape(-1, height, width)]
-    flat_valid = None if valid is None else valid.reshape(-1, height, width)
+    if observed.device.type == "mps":  # no float64 there: count on the CPU
+        forecast, observed = forecast.cpu(), observed.cpu()
+        valid = None if valid is None else valid.cpu()
+    flat_forecast = forecast.reshape(-1, height, width)
+    flat_observed = observed.reshape(-1, height, width)
+    flat_valid = None if valid is None else valid.expand(observed.shape).reshape(-1, height, width)
     largest = max((1, *windows))
     per_frame = max(1, len(thresholds)) * 2 * (height + largest) * (width + largest)
     budget = _CPU_CHUNK_ELEMENTS if observed.device.type == "cpu" else _GPU_CHUNK_ELEMENTS
     chunk = max(1, budget // per_frame)
     pieces = []
-    for start in range(0, flat[0].shape[0], chunk):
+    for start in range(0, flat_observed.shape[0], chunk):
         part = slice(start, start + chunk)
         pieces.append(
             _chunk_statistics(
-                flat[0][part], flat[1][part], None if flat_valid is None else flat_valid[part], thresholds, windows
+                flat_forecast[part],
+                flat_observed[part],
+                None if flat_valid is None else flat_valid[part],
+                thresholds,
+                windows,
             )
         )
     result = {}

@@ -119,13 +119,15 @@ def _frames(array, name: str) -> np.ndarray:
 
 
 def _tile(frames: np.ndarray, valid, scale: int) -> Image.Image:
+    """Frames (T, H, W) side by side, each pixel ``scale`` x ``scale``, ``_GAP`` white columns between them."""
     rgb = rain_rate_to_rgb(frames, valid)
+    if scale != 1:
+        rgb = rgb.repeat(scale, axis=1).repeat(scale, axis=2)
     count, height, width, _ = rgb.shape
     canvas = np.full((height, count * (width + _GAP) - _GAP, 3), 255, dtype=np.uint8)
     for index, frame in enumerate(rgb):
         canvas[:, index * (width + _GAP) : index * (width + _GAP) + width] = frame
-    image = Image.fromarray(canvas)
-    return image.resize((image.width * scale, image.height * scale), Image.NEAREST) if scale != 1 else image
+    return Image.fromarray(canvas)
 
 
 def _lead_label(step: int, timestep_minutes: float | None) -> str:
@@ -140,6 +142,7 @@ def radar_strip(
     observed_valid=None,
     truth_valid=None,
     timestep_minutes: float | None = None,
+    lead_times: Iterable[int] | None = None,
     scale: int = 1,
 ) -> Image.Image:
     """One sample as an RGB sheet: a row of observed frames, a row of the true future (when known) and one row
@@ -152,32 +155,32 @@ def radar_strip(
         observed_valid, truth_valid: optional bool masks; the truth's no-data pixels are grey in every
             forecast row too (they are not scored).
         timestep_minutes: frame step, to label lead times in minutes.
+        lead_times: the future frames shown (1-based, e.g. ``(3, 6, 9, 12)``); default all.
         scale: enlarge every pixel ``scale`` times.
     """
     observed = _frames(observed, "observed")
-    rows: list[tuple[str, Image.Image]] = [("observed", _tile(observed, observed_valid, scale))]
     mask = None if truth_valid is None else _frames(truth_valid, "truth_valid")
-    if truth is not None:
-        rows.append(("truth", _tile(_frames(truth, "truth"), mask, scale)))
-    for name, forecast in forecasts.items():
-        forecast = _frames(forecast, f"forecasts[{name!r}]")
-        rows.append((name, _tile(forecast, None if mask is None else mask[: len(forecast)], scale)))
+    future = {"truth": _frames(truth, "truth")} if truth is not None else {}
+    future.update({name: _frames(forecast, f"forecasts[{name!r}]") for name, forecast in forecasts.items()})
+    num_future = min((len(frames) for frames in future.values()), default=0)
+    steps = list(range(1, num_future + 1)) if lead_times is None else [int(step) for step in lead_times]
+    if any(not 1 <= step <= num_future for step in steps):
+        raise ValueError(f"lead_times must be in 1..{num_future} (the future frames), got {steps}")
+    index = np.array(steps, dtype=np.int64) - 1
+    rows = [("observed", list(range(1 - len(observed), 1)), _tile(observed, observed_valid, scale))]
+    for name, frames in future.items():
+        rows.append((name, steps, _tile(frames[index], None if mask is None else mask[index], scale)))
     frame_width = observed.shape[-1] * scale + _GAP
-    width = _LABEL_WIDTH + max(image.width for _, image in rows)
-    height = sum(_HEADER + image.height + _GAP for _, image in rows)
+    width = _LABEL_WIDTH + max(image.width for *_, image in rows)
+    height = sum(_HEADER + image.height + _GAP for *_, image in rows)
     legend = legend_image(height)
     sheet = Image.new("RGB", (width + _GAP * 4 + legend.width, max(height, legend.height)), "white")
     draw = ImageDraw.Draw(sheet)
     top = 0
-    for row_index, (label, image) in enumerate(rows):
-        count = (image.width + _GAP) // frame_width
-        for index in range(count):
-            step = index - count + 1 if row_index == 0 else index + 1
-            draw.text(
-                (_LABEL_WIDTH + index * frame_width, top + 1),
-                _lead_label(step, timestep_minutes),
-                fill="black",
-            )
+    for label, labels, image in rows:
+        for column, step in enumerate(labels):
+            text = _lead_label(step, timestep_minutes)
+            draw.text((_LABEL_WIDTH + column * frame_width, top + 1), text, fill="black")
         sheet.paste(image, (_LABEL_WIDTH, top + _HEADER))
         draw.text((2, top + _HEADER + image.height // 2 - 6), label[:13], fill="black")
         top += _HEADER + image.height + _GAP
@@ -311,11 +314,11 @@ def plot_scores_by_lead_time(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .nowcast_evaluation import _score_keys, score_value
+    from .nowcast_tables import score_keys, score_value
 
     methods = results["methods"]
     if scores is None:
-        csi_keys, fss_keys = _score_keys(next(iter(methods.values()))["overall"])
+        csi_keys, fss_keys = score_keys(next(iter(methods.values()))["overall"])
         scores = [key for threshold, key in csi_keys if threshold <= 2] or [key for _, key in csi_keys[:1]]
         scores += [key for threshold, _, key in fss_keys if np.isclose(threshold, 1.0)][-1:]
     scores = list(scores)

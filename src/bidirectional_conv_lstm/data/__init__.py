@@ -16,22 +16,48 @@ from .moving_mnist import (
     load_moving_mnist,
     moving_mnist_trajectories,
 )
+from .radar import RadarSequence, read_radar_archive
+from .radar_collate import RainRateCollator, rain_rate_and_mask
+from .radar_examples import EXAMPLE_EVENTS, example_radar_sources
+from .radar_sources import RadarSource, list_radar_files
+from .radar_windows import RadarWindowsConfig, load_radar_windows, radar_windows_info
 from .statistics import mean_pixel_value
+from .synthetic_rain import (
+    SyntheticRainConfig,
+    generate_synthetic_rain,
+    iter_synthetic_rain,
+    load_synthetic_rain,
+)
 
 __all__ = [
+    "EXAMPLE_EVENTS",
     "FramePredictionCollator",
     "MovingMNISTConfig",
+    "RadarSequence",
+    "RadarSource",
+    "RadarWindowsConfig",
+    "RainRateCollator",
+    "SyntheticRainConfig",
     "default_cache_dir",
+    "example_radar_sources",
     "frames_to_float",
     "generate_moving_mnist",
+    "generate_synthetic_rain",
     "iter_moving_mnist",
+    "iter_synthetic_rain",
     "load_bundled_digits",
     "load_digit_pools",
     "load_frames_dataset",
     "load_frames_folder",
     "load_moving_mnist",
+    "list_radar_files",
     "load_moving_mnist_test_file",
+    "load_radar_windows",
+    "load_synthetic_rain",
     "mean_pixel_value",
     "moving_mnist_trajectories",
+    "radar_windows_info",
+    "rain_rate_and_mask",
+    "read_radar_archive",
     "read_idx_images",
 ]

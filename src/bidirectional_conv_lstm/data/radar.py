@@ -38,9 +38,15 @@ NOWCASTING_INSTALL = (
 )
 # CF / common spellings of the units a stack may declare.
 _UNIT_ALIASES = {
-    "mm/h": "mm/h", "mm h-1": "mm/h", "mm/hr": "mm/h", "mm hr-1": "mm/h", "kg m-2 h-1": "mm/h",
-    "mm": "mm", "kg m-2": "mm", "dbz": "dBZ",
-}  # fmt: skip
+    "mm/h": "mm/h",
+    "mm h-1": "mm/h",
+    "mm/hr": "mm/h",
+    "mm hr-1": "mm/h",
+    "kg m-2 h-1": "mm/h",
+    "mm": "mm",
+    "kg m-2": "mm",
+    "dbz": "dBZ",
+}
 
 
 @dataclasses.dataclass

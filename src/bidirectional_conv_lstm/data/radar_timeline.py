@@ -94,8 +94,15 @@ def build_timeline(
                 "(give RadarSource(timestamps=...))"
             )
         index = np.arange(num_frames)
-        return Timeline(None, native_timestep, native_timestep, index, index, np.zeros(num_frames, np.float32),
-                        np.ones(num_frames, bool))  # fmt: skip
+        return Timeline(
+            None,
+            native_timestep,
+            native_timestep,
+            index,
+            index,
+            np.zeros(num_frames, np.float32),
+            np.ones(num_frames, bool),
+        )
     if len(timestamps) == 1 or native_timestep is None:
         native_timestep = native_timestep or timestep or 1.0
     native = timedelta(minutes=native_timestep)
@@ -105,8 +112,9 @@ def build_timeline(
         position = {when: index for index, when in enumerate(timestamps)}
         left = np.array([position.get(when, 0) for when in times], dtype=np.int64)
         present = np.array([when in position for when in times], dtype=bool)
-        return Timeline(times, native_timestep, native_timestep, left, left.copy(), np.zeros(count, np.float32),
-                        present)  # fmt: skip
+        return Timeline(
+            times, native_timestep, native_timestep, left, left.copy(), np.zeros(count, np.float32), present
+        )
     step = timedelta(minutes=timestep)
     midnight = datetime.combine(timestamps[0].date(), datetime.min.time())
     first = midnight + math.ceil((timestamps[0] - midnight) / step - 1e-9) * step

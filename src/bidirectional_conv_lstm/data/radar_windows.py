@@ -15,6 +15,7 @@ import dataclasses
 import functools
 import json
 import os
+import warnings
 import zlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -210,6 +211,11 @@ def load_radar_windows(
     config = config if config is not None else RadarWindowsConfig()
     if not isinstance(config, RadarWindowsConfig):
         raise TypeError(f"config must be a RadarWindowsConfig or None, got {type(config).__name__}")
+    known = {field.name for field in dataclasses.fields(RadarWindowsConfig)}
+    if set(overrides) - known:
+        raise TypeError(
+            f"load_radar_windows got unknown parameters {sorted(set(overrides) - known)}; known: {sorted(known)}"
+        )
     config = dataclasses.replace(config, **overrides) if overrides else config
     sources = _as_source_list(sources)
     names = [source.name for source in sources]
@@ -314,6 +320,17 @@ def _split_of_windows(
         return [split] * len(starts)
     train, validation, _ = config.time_block_fractions
     bounds = np.array([round(train * length), round((train + validation) * length)])
+    blocks = np.diff([0, *bounds, length])
+    short = [
+        f"{split} ({size} frames)" for split, size in zip(SPLITS, blocks) if 0 < size < config.num_frames
+    ]
+    if short:
+        warnings.warn(
+            f"event {name!r} ({length} frames): the time blocks {', '.join(short)} are shorter than a window of "
+            f"{config.num_frames} frames and get no windows; use longer events, other time_block_fractions or "
+            "split='event'",
+            stacklevel=6,  # the caller of load_radar_windows
+        )
     first = np.searchsorted(bounds, starts, side="right")
     last = np.searchsorted(bounds, np.asarray(starts) + config.num_frames - 1, side="right")
     return [SPLITS[a] if a == b else None for a, b in zip(first, last)]

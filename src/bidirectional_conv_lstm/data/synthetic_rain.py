@@ -29,19 +29,23 @@ are generated with it.
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from statistics import NormalDist
 
 import datasets
 import numpy as np
-import scipy.fft
 import torch
-import torch.nn.functional as F
 
 from ._cache import cached_build, numpy_format, write_arrow
+from ._synthetic_rain_fields import (
+    RainFieldParameters,
+    advected_gaussian_fields,
+    check_int,
+    noise_grid_size,
+    rain_from_gaussian,
+    sequence_draws,
+)
 from .rain_storage import encode_rain_rate, rain_window_features
 
 __all__ = ["SyntheticRainConfig", "generate_synthetic_rain", "iter_synthetic_rain", "load_synthetic_rain"]
@@ -50,200 +54,6 @@ __all__ = ["SyntheticRainConfig", "generate_synthetic_rain", "iter_synthetic_rai
 GENERATOR_VERSION = 1
 SPLITS = ("train", "validation", "test")
 _CHUNK_SIZE = 50
-_COARSE_STEP = 8  # pixels between the points where back-trajectories are integrated
-_LIFETIME_WAVELENGTH = 64.0  # pixels: the wavelength whose e-folding time is `lifetime`
-# The stream function uses the wavevectors with 1 <= |k| <= 2 (one of each +-k pair), in cycles per noise grid.
-_MOTION_MODES = ((1, 0), (0, 1), (1, 1), (1, -1), (2, 0), (0, 2))
-
-
-@dataclasses.dataclass(frozen=True)
-class _FieldParameters:
-    num_frames: int = 20
-    size: int = 128
-    wet_fraction: float = 0.25
-    spectral_slope: float = -3.0
-    lifetime: float = 40.0
-    speed_range: tuple[float, float] = (0.5, 3.0)
-    motion_perturbation: float = 0.25
-    median_rain_rate: float = 1.0
-    log_std_rain_rate: float = 1.0
-    max_rain_rate: float = 200.0
-
-    def __post_init__(self) -> None:
-        _check_int("num_frames", self.num_frames, minimum=1)
-        _check_int("size", self.size, minimum=8)
-        _check_number("wet_fraction", self.wet_fraction, low=0.0, high=1.0, closed=False)
-        _check_number("spectral_slope", self.spectral_slope, high=0.0, closed=False)
-        _check_number("lifetime", self.lifetime, low=0.0, closed=False)
-        _check_number("motion_perturbation", self.motion_perturbation, low=0.0)
-        _check_number("median_rain_rate", self.median_rain_rate, low=0.0, closed=False)
-        _check_number("log_std_rain_rate", self.log_std_rain_rate, low=0.0, closed=False)
-        _check_number("max_rain_rate", self.max_rain_rate, low=0.0, high=655.34, closed=False)
-        speeds = tuple(self.speed_range) if isinstance(self.speed_range, (tuple, list)) else ()
-        if len(speeds) != 2:
-            raise ValueError(f"speed_range must be (min, max) in pixels per frame, got {self.speed_range!r}")
-        for speed in speeds:
-            _check_number("speed_range", speed, low=0.0)
-        if speeds[0] > speeds[1]:
-            raise ValueError(f"speed_range must be (min, max) with min <= max, got {self.speed_range!r}")
-        if self.max_rain_rate <= self.median_rain_rate:
-            raise ValueError(
-                f"max_rain_rate ({self.max_rain_rate}) must exceed median_rain_rate ({self.median_rain_rate})"
-            )
-
-
-def _check_int(name: str, value, *, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an int, got {value!r} ({type(value).__name__})")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-
-
-def _check_number(name, value, *, low=-math.inf, high=math.inf, closed=True) -> None:
-    is_number = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
-    inside = is_number and math.isfinite(value) and (low <= value <= high if closed else low < value < high)
-    if not inside:
-        brackets = "[]" if closed else "()"
-        raise ValueError(
-            f"{name} must be a finite number in {brackets[0]}{low}, {high}{brackets[1]}, got {value!r}"
-        )
-
-
-def _fft_size(n: int) -> int:
-    """The smallest 2^a 3^b 5^c >= n (fast FFT sizes)."""
-    while True:
-        m = n
-        for p in (2, 3, 5):
-            while m % p == 0:
-                m //= p
-        if m == 1:
-            return n
-        n += 1
-
-
-def _noise_size(params: _FieldParameters) -> int:
-    # A back-trajectory moves at most about (1 + 2 x motion_perturbation) x speed x (T - 1) pixels along an axis
-    # (1.50 at the defaults over 2,000 sequences); a noise grid that much larger than the frame keeps rain that
-    # left the frame from wrapping around into it (past the bound, a thin strip would).
-    reach = params.speed_range[1] * (1 + 2 * params.motion_perturbation) * (params.num_frames - 1)
-    return _fft_size(params.size + math.ceil(reach) + 2)
-
-
-def _sequence_draws(seed: int, index: int, params: _FieldParameters) -> tuple:
-    """One sequence's motion parameters and the torch generator of its Fourier innovations."""
-    rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(index,)))
-    speed = rng.uniform(*params.speed_range)
-    direction = rng.uniform(0, 2 * math.pi)
-    mode_amplitudes = rng.standard_normal(len(_MOTION_MODES))
-    mode_phases = rng.uniform(0, 2 * math.pi, len(_MOTION_MODES))
-    generator = torch.Generator().manual_seed(int(rng.integers(0, 2**62)))
-    return speed, direction, mode_amplitudes, mode_phases, generator
-
-
-def _spectral_filters(params: _FieldParameters, noise_size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """On the rfft2 grid (S, S // 2 + 1), float32: the AR(1) coefficient ``phi``, the innovation weight
-    ``|k|^(slope/2) sqrt(1 - phi^2)`` and the initial weight ``|k|^(slope/2)`` (0 at k = 0)."""
-    ky = torch.fft.fftfreq(noise_size, d=1.0 / noise_size, dtype=torch.float64)[:, None]
-    kx = torch.fft.rfftfreq(noise_size, d=1.0 / noise_size, dtype=torch.float64)[None, :]
-    radius = torch.sqrt(kx**2 + ky**2)
-    safe = radius.clamp(min=1.0)
-    amplitude = torch.where(radius > 0, safe ** (params.spectral_slope / 2), 0.0)
-    wavelength = noise_size / safe
-    phi = torch.exp(-_LIFETIME_WAVELENGTH / (params.lifetime * wavelength))
-    return phi.float(), (amplitude * torch.sqrt(1 - phi**2)).float(), amplitude.float()
-
-
-def _motion_fields(draws, params: _FieldParameters, noise_size: int) -> tuple[np.ndarray, ...]:
-    """Per sequence: uniform velocity (n, 2), stream-function amplitudes and phases (n, M), float64."""
-    speeds = np.array([d[0] for d in draws])
-    directions = np.array([d[1] for d in draws])
-    amplitudes = np.stack([d[2] for d in draws])
-    phases = np.stack([d[3] for d in draws])
-    uniform = np.stack([speeds * np.cos(directions), speeds * np.sin(directions)], 1)
-    # RMS of the perturbation speed = motion_perturbation x speed (each mode contributes a^2 |k|^2 / 2).
-    wave_norms = np.hypot(*np.array(_MOTION_MODES, dtype=np.float64).T) * (2 * math.pi / noise_size)
-    rms = np.sqrt(((amplitudes * wave_norms) ** 2).sum(1) / 2)
-    amplitudes = amplitudes * (params.motion_perturbation * speeds / np.maximum(rms, 1e-12))[:, None]
-    return uniform, amplitudes, phases
-
-
-def _velocity(positions: np.ndarray, motion: tuple[np.ndarray, ...], noise_size: int) -> np.ndarray:
-    """Velocity (pixels per frame) at positions (n, 2, P) (x, y): the uniform part + the curl of the stream
-    function ``psi = sum_m a_m cos(k_m . x + phase_m)``, ``V = (d psi / dy, -d psi / dx)`` (divergence-free)."""
-    uniform, amplitudes, phases = motion
-    waves = np.array(_MOTION_MODES, dtype=np.float64) * (2 * math.pi / noise_size)  # (M, 2): (kx, ky)
-    angle = np.einsum("mc,ncp->nmp", waves, positions) + phases[:, :, None]  # (n, M, P)
-    weight = -amplitudes[:, :, None] * np.sin(angle)
-    velocity = np.stack(
-        [np.einsum("nmp,m->np", weight, waves[:, 1]), -np.einsum("nmp,m->np", weight, waves[:, 0])], 1
-    )
-    return velocity + uniform[:, :, None]
-
-
-def _back_trajectories(motion, params: _FieldParameters, noise_size: int) -> torch.Tensor:
-    """Positions x_t of every frame pixel's back-trajectory: float32 (n, T, 2, size, size) (x, y), not wrapped.
-
-    Integrated on a coarse grid (every ``_COARSE_STEP`` pixels; the motion is smooth) and interpolated
-    bilinearly to every pixel.
-    """
-    size, n = params.size, len(motion[0])
-    count = max(2, math.ceil((size - 1) / _COARSE_STEP) + 1)
-    axis = np.linspace(0, size - 1, count)
-    grid_y, grid_x = np.meshgrid(axis, axis, indexing="ij")
-    position = np.broadcast_to(np.stack([grid_x.ravel(), grid_y.ravel()]), (n, 2, count * count))
-    positions = [position]
-    for _ in range(1, params.num_frames):
-        midpoint = position - _velocity(position, motion, noise_size) / 2
-        position = position - _velocity(midpoint, motion, noise_size)
-        positions.append(position)
-    coarse = torch.from_numpy(np.stack(positions, 1).astype(np.float32))  # (n, T, 2, count^2)
-    coarse = coarse.view(n * params.num_frames, 2, count, count)
-    fine = F.interpolate(coarse, size=(size, size), mode="bilinear", align_corners=True)
-    return fine.view(n, params.num_frames, 2, size, size)
-
-
-def _gaussian_fields(draws, params: _FieldParameters, noise_size: int) -> torch.Tensor:
-    """The advected Gaussian fields, standardised per sequence: float32 (n, T, size, size)."""
-    phi, innovation_weight, initial_weight = _spectral_filters(params, noise_size)
-    trajectories = _back_trajectories(_motion_fields(draws, params, noise_size), params, noise_size)
-    generators = [d[4] for d in draws]
-    n = len(draws)
-    innovations = torch.empty((n, noise_size, noise_size // 2 + 1), dtype=torch.complex64)
-    fields = torch.empty((n, params.num_frames, params.size, params.size), dtype=torch.float32)
-    # The recursion runs on the amplitude-weighted coefficients G_t = |k|^(slope/2) F_t (same AR(1), weighted
-    # innovations), multiplied through real views: complex x real would first promote the real factor.
-    coefficients = torch.empty_like(innovations)
-    for t in range(params.num_frames):
-        for index, generator in enumerate(generators):
-            innovations[index].normal_(generator=generator)
-        if t == 0:
-            torch.mul(torch.view_as_real(innovations), initial_weight[..., None], out=torch.view_as_real(coefficients))
-        else:
-            real = torch.view_as_real(coefficients)
-            real.mul_(phi[..., None]).addcmul_(torch.view_as_real(innovations), innovation_weight[..., None])
-        # scipy's pocketfft is about twice as fast as torch's CPU FFT at these sizes; both are zero-copy here.
-        noise = torch.from_numpy(
-            scipy.fft.irfft2(coefficients.numpy(), s=(noise_size, noise_size), workers=torch.get_num_threads())
-        )
-        # One extra row and column (periodic copies) so bilinear sampling of wrapped positions never clips.
-        noise = F.pad(noise[:, None], (0, 1, 0, 1), mode="circular")
-        wrapped = torch.remainder(trajectories[:, t], noise_size).mul_(2.0 / noise_size).sub_(1.0)
-        fields[:, t] = F.grid_sample(noise, wrapped.permute(0, 2, 3, 1), mode="bilinear", align_corners=True)[:, 0]
-    std, mean = torch.std_mean(fields, dim=(1, 2, 3), keepdim=True)
-    return fields.sub_(mean).div_(std.clamp_(min=1e-12))
-
-
-def _rain_from_gaussian(fields: torch.Tensor, params: _FieldParameters) -> torch.Tensor:
-    """Threshold at the wet fraction and map the wet tail to log-normal rates: float32 mm/h, same shape."""
-    wet = fields > NormalDist().inv_cdf(1 - params.wet_fraction)
-    # Over the wet pixels P(X > E) / wet_fraction is uniform on (0, 1), so its ndtri is N(0, 1) and
-    # ln R = ln(median) - sigma * ndtri(...) is normal. The upper tail keeps float32 precision at the cores; the
-    # clamp keeps the rain at the edge of a wet area > 0 (about median x exp(-4.75 sigma)).
-    tail = torch.special.ndtr(-fields[wet]).div_(params.wet_fraction).clamp_(min=1e-30, max=1 - 1e-6)
-    rates = torch.special.ndtri(tail).mul_(-params.log_std_rain_rate).add_(math.log(params.median_rain_rate))
-    rain = torch.zeros_like(fields)
-    rain[wet] = rates.exp_().clamp_(max=params.max_rain_rate)
-    return rain
 
 
 def iter_synthetic_rain(
@@ -264,19 +74,29 @@ def iter_synthetic_rain(
         float32 arrays (n, T, H, W) in mm/h with n <= chunk_size (with ``return_noise``, pairs
         ``(rain, noise)``, ``noise`` the standardised advected Gaussian field the rain was thresholded from).
     """
-    _check_int("num_sequences", num_sequences, minimum=0)
-    _check_int("seed", seed, minimum=0)
-    _check_int("start_index", start_index, minimum=0)
-    _check_int("chunk_size", chunk_size, minimum=1)
-    params = _FieldParameters(**field_parameters)
-    noise_size = _noise_size(params)
-    with torch.inference_mode():
-        for start in range(0, num_sequences, chunk_size):
-            indices = range(start_index + start, start_index + min(start + chunk_size, num_sequences))
-            draws = [_sequence_draws(seed, index, params) for index in indices]
-            fields = _gaussian_fields(draws, params, noise_size)
-            rain = _rain_from_gaussian(fields, params).numpy()
-            yield (rain, fields.numpy()) if return_noise else rain
+    check_int("num_sequences", num_sequences, minimum=0)
+    check_int("seed", seed, minimum=0)
+    check_int("start_index", start_index, minimum=0)
+    check_int("chunk_size", chunk_size, minimum=1)
+    known = {field.name for field in dataclasses.fields(RainFieldParameters)}
+    unknown = sorted(set(field_parameters) - known)
+    if unknown:
+        raise TypeError(f"iter_synthetic_rain got unknown parameters {unknown}; known: {sorted(known)}")
+    params = RainFieldParameters(**field_parameters)
+    # Checked above, generated lazily below: bad arguments raise at the call, not at the first chunk.
+    return _chunks(num_sequences, seed, start_index, chunk_size, return_noise, params)
+
+
+def _chunks(num_sequences, seed, start_index, chunk_size, return_noise, params):
+    noise_size = noise_grid_size(params)
+    for start in range(0, num_sequences, chunk_size):
+        indices = range(start_index + start, start_index + min(start + chunk_size, num_sequences))
+        # Not around the yield: the caller's code between chunks must not run in inference mode.
+        with torch.inference_mode():
+            draws = [sequence_draws(seed, index, params) for index in indices]
+            fields = advected_gaussian_fields(draws, params, noise_size)
+            rain = rain_from_gaussian(fields, params).numpy()
+        yield (rain, fields.numpy()) if return_noise else rain
 
 
 def generate_synthetic_rain(
@@ -300,26 +120,27 @@ def generate_synthetic_rain(
     Args:
         num_sequences: N.
         num_frames: T, frames per sequence.
-        size: H = W, frame side in pixels (>= 8).
-        seed: the same seed and arguments give the same sequences; sequence ``i`` depends only on
-            ``(seed, i)`` and the other arguments, not on ``num_sequences``.
-        wet_fraction: the share of raining pixels, in (0, 1) (per sequence, over all its frames, about).
+        size: H = W, the frame side in pixels (>= 8).
+        seed: the same seed and arguments give the same sequences; sequence ``i`` depends only on ``(seed, i)``
+            and the other arguments, not on ``num_sequences``.
+        wet_fraction: the share of raining pixels, in (0, 1) (over each sequence's frames, approximately).
         spectral_slope: exponent of the noise's power spectrum ``P(k) ~ |k|^slope``, < 0 (radar rain: about -3).
         lifetime: e-folding time in frames of 64-pixel structures (> 0); proportional to the wavelength.
         speed_range: (min, max) speed of the uniform motion, pixels per frame.
-        motion_perturbation: RMS of the divergence-free perturbation of the motion, as a fraction of the speed.
+        motion_perturbation: RMS of the divergence-free part of the motion, as a fraction of the speed.
         median_rain_rate: median rate of the wet pixels, mm/h.
         log_std_rain_rate: standard deviation of ``ln R`` over the wet pixels.
-        max_rain_rate: cap in mm/h (< 655.34, the storage limit).
-        return_noise: also return the standardised advected Gaussian field (N, T, H, W) float32.
+        max_rain_rate: the cap in mm/h (< 655.34, the storage limit).
+        return_noise: also return the standardised advected Gaussian field the rain was thresholded from.
 
     Returns:
-        float32 array (N, T, H, W) in mm/h: 0 where dry, > 0 where wet; or ``(rain, noise)``.
+        float32 array (N, T, H, W) in mm/h: 0 where dry, > 0 where wet; with ``return_noise``, ``(rain, noise)``,
+        both float32 (N, T, H, W).
 
     Raises:
         TypeError / ValueError: an argument of the wrong type or out of range (named in the message).
     """
-    field_parameters = {
+    params = {
         "num_frames": num_frames,
         "size": size,
         "wet_fraction": wet_fraction,
@@ -331,13 +152,145 @@ def generate_synthetic_rain(
         "log_std_rain_rate": log_std_rain_rate,
         "max_rain_rate": max_rain_rate,
     }
-    chunks = list(
-        iter_synthetic_rain(num_sequences, seed=seed, return_noise=return_noise, **field_parameters)
-    )
-    empty = np.zeros((0, num_frames, size, size), dtype=np.float32)
-    if not return_noise:
-        return np.concatenate(chunks) if chunks else empty
-    if not chunks:
-        return empty, empty.copy()
-    return np.concatenate([c[0] for c in chunks]), np.concatenate([c[1] for c in chunks])
+    chunks = iter_synthetic_rain(num_sequences, seed=seed, return_noise=True, **params)
+    rain = np.empty((num_sequences, num_frames, size, size), dtype=np.float32)
+    noise = np.empty_like(rain) if return_noise else None
+    start = 0
+    for rain_chunk, noise_chunk in chunks:
+        rain[start : start + len(rain_chunk)] = rain_chunk
+        if noise is not None:
+            noise[start : start + len(noise_chunk)] = noise_chunk
+        start += len(rain_chunk)
+    return (rain, noise) if return_noise else rain
 
+
+@dataclasses.dataclass(frozen=True)
+class SyntheticRainConfig(RainFieldParameters):
+    """Parameters of the synthetic rain dataset (train / validation / test): the generator's
+    (:func:`generate_synthetic_rain`, same names and defaults) plus the split sizes and the seed.
+
+    Args:
+        num_frames (`int`, *optional*, defaults to 20): frames per window.
+        size (`int`, *optional*, defaults to 128): frame side in pixels.
+        wet_fraction (`float`, *optional*, defaults to 0.25): share of raining pixels.
+        spectral_slope (`float`, *optional*, defaults to -3.0): power-spectrum exponent of the noise.
+        lifetime (`float`, *optional*, defaults to 40.0): e-folding time in frames of 64-pixel structures.
+        speed_range (`tuple[float, float]`, *optional*, defaults to ``(0.5, 3.0)``): pixels per frame.
+        motion_perturbation (`float`, *optional*, defaults to 0.25): RMS of the motion's divergence-free part
+            as a fraction of the speed.
+        median_rain_rate (`float`, *optional*, defaults to 1.0): mm/h, over wet pixels.
+        log_std_rain_rate (`float`, *optional*, defaults to 1.0): standard deviation of ``ln R`` over wet pixels.
+        max_rain_rate (`float`, *optional*, defaults to 200.0): cap in mm/h.
+        num_train (`int`, *optional*, defaults to 1000): training windows.
+        num_validation (`int`, *optional*, defaults to 100): validation windows.
+        num_test (`int`, *optional*, defaults to 200): test windows.
+        seed (`int`, *optional*, defaults to 0): each split has its own stream derived from it, so the
+            validation and test windows do not change with ``num_train``.
+
+    Example:
+        ```python
+        >>> from bidirectional_conv_lstm.data import SyntheticRainConfig, load_synthetic_rain
+        >>> splits = load_synthetic_rain(SyntheticRainConfig(num_train=200, size=64), cache_dir="data_cache")
+        >>> splits["train"][0]["rain_rate"].shape  # (T, 1, H, W), uint16 in 0.01 mm/h (read as int64)
+        (20, 1, 64, 64)
+        ```
+    """
+
+    num_train: int = 1000
+    num_validation: int = 100
+    num_test: int = 200
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for name in ("num_train", "num_validation", "num_test"):
+            check_int(name, getattr(self, name), minimum=1)
+        check_int("seed", self.seed, minimum=0)
+        # Plain Python values, so equal configs hash (and cache) alike whatever types they were given in.
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if field.name == "speed_range":
+                value = tuple(float(speed) for speed in value)
+            else:
+                value = int(value) if field.type in ("int", int) else float(value)
+            object.__setattr__(self, field.name, value)
+
+    def split_sizes(self) -> dict[str, int]:
+        """``{"train": num_train, "validation": num_validation, "test": num_test}``."""
+        return {"train": self.num_train, "validation": self.num_validation, "test": self.num_test}
+
+    def field_parameters(self) -> dict:
+        """The keyword arguments of :func:`iter_synthetic_rain` / :func:`generate_synthetic_rain` (no seed)."""
+        return {field.name: getattr(self, field.name) for field in dataclasses.fields(RainFieldParameters)}
+
+    def to_dict(self) -> dict:
+        """The fields as JSON-friendly values."""
+        values = dataclasses.asdict(self)
+        values["speed_range"] = list(self.speed_range)
+        return values
+
+
+def load_synthetic_rain(
+    config: SyntheticRainConfig | None = None, cache_dir: str | os.PathLike | None = None, **overrides
+) -> datasets.DatasetDict:
+    """The synthetic rain windows as a ``DatasetDict`` (train / validation / test), cached on disk.
+
+    The first call generates the splits (each with its own seed stream) and saves them with ``save_to_disk``
+    under ``<cache_dir>/synthetic_rain/<hash of the parameters>/``; later calls with the same parameters load that
+    folder (memory-mapped) instead.
+
+    Args:
+        config: the parameters; None for the defaults.
+        cache_dir: the cache root; None for ``$BCL_CACHE`` or ``~/.cache/bidirectional_conv_lstm``.
+        **overrides: fields of :class:`SyntheticRainConfig` replacing the config's (e.g. ``num_train=200``).
+
+    Returns:
+        ``DatasetDict`` with splits ``train``, ``validation``, ``test`` in the rain-window schema of
+        :mod:`~bidirectional_conv_lstm.data.rain_storage`: ``rain_rate`` (T, 1, H, W) uint16 in 0.01 mm/h
+        (no no-data pixels here), ``event`` ``"synthetic-<index>"`` (indices unique over the three splits: train
+        first, then validation, then test), ``origin`` ``""``, ``y = x = 0``; numpy formatted (``rain_rate``
+        reads as int64; :func:`~bidirectional_conv_lstm.data.rain_storage.decode_rain_rate` gives mm/h).
+
+    Raises:
+        TypeError: a config of the wrong type or an unknown override. ValueError: a field out of range.
+    """
+    config = config if config is not None else SyntheticRainConfig()
+    if not isinstance(config, SyntheticRainConfig):
+        raise TypeError(f"config must be a SyntheticRainConfig or None, got {type(config).__name__}")
+    known = {field.name for field in dataclasses.fields(SyntheticRainConfig)}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise TypeError(f"load_synthetic_rain got unknown parameters {unknown}; known: {sorted(known)}")
+    config = dataclasses.replace(config, **overrides)
+    params = {"generator_version": GENERATOR_VERSION, "config": config.to_dict()}
+
+    def build(scratch: Path) -> datasets.DatasetDict:
+        features = rain_window_features(config.num_frames, config.size, config.size)
+        splits, first_event = {}, 0
+        for split_index, split in enumerate(SPLITS):
+            count = config.split_sizes()[split]
+            chunks = iter_synthetic_rain(
+                count,
+                seed=int(np.random.SeedSequence([config.seed, split_index]).generate_state(1)[0]),
+                **config.field_parameters(),
+            )
+            splits[split] = write_arrow(scratch / f"{split}.arrow", features, _rows(chunks, first_event))
+            first_event += count
+        return datasets.DatasetDict(splits)
+
+    return numpy_format(cached_build("synthetic_rain", params, build, cache_dir))
+
+
+def _rows(chunks: Iterator[np.ndarray], first_event: int) -> Iterator[dict]:
+    """Column batches of the rain-window schema from chunks of float32 (n, T, H, W) mm/h."""
+    event = first_event
+    for rain in chunks:
+        n = len(rain)
+        yield {
+            "rain_rate": encode_rain_rate(rain[:, :, None]),
+            "event": [f"synthetic-{event + i}" for i in range(n)],
+            "origin": [""] * n,
+            "y": np.zeros(n, dtype=np.int32),
+            "x": np.zeros(n, dtype=np.int32),
+        }
+        event += n

@@ -1,0 +1,79 @@
+"""The advection head of the ConvLSTM forecaster (``config.advection``): each predicted frame is the previous frame
+moved along a motion field the network predicts, blended with the frame the network draws.
+
+Optical-flow extrapolation beats a plain ConvLSTM on radar because it moves rain without blurring it; a ConvLSTM
+that must *draw* every future pixel from patch-level states blurs it. This head lets the network move rain the way
+extrapolation does (a backward, semi-Lagrangian warp of the full-resolution previous frame, ``grid_sample``) and keep
+its own frame only where it does better (growth, decay, new cells), with a per-pixel gate:
+
+    prediction = gate * drawn + (1 - gate) * warp(previous, motion)
+
+The motion field (pixels per frame step, x then y) and the gate come from a 1x1 convolution of the forecaster's
+hidden states at patch resolution; the motion is upsampled bilinearly to full resolution, the gate is un-patched
+like the frame. The convolution starts at zero weights, so an untrained model moves nothing and keeps
+``sigmoid(gate_bias)`` of its drawn frame: it starts as (mostly) persistence and learns the motion.
+
+This file travels with ``push_to_hub`` as remote code (``modeling_convlstm.py`` imports it relatively): it imports
+only torch.
+"""
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["AdvectionHead", "advect"]
+
+
+def advect(frames: torch.Tensor, motion: torch.Tensor) -> torch.Tensor:
+    """Move `frames` along `motion` by one backward (semi-Lagrangian) step: `out(x) = frames(x - motion(x))`.
+
+    Args:
+        frames: `(B, C, H, W)`.
+        motion: `(B, 2, H, W)`, displacement in pixels per step, x (columns) then y (rows).
+
+    Returns:
+        `(B, C, H, W)`, bilinearly interpolated; what comes from outside the frame is 0.
+    """
+    batch, _, height, width = frames.shape
+    rows = torch.arange(height, device=frames.device, dtype=motion.dtype)
+    cols = torch.arange(width, device=frames.device, dtype=motion.dtype)
+    grid_y, grid_x = torch.meshgrid(rows, cols, indexing="ij")
+    source_x = grid_x - motion[:, 0]
+    source_y = grid_y - motion[:, 1]
+    # grid_sample's normalised coordinates with align_corners=True: -1 and 1 are the first and last pixel centres.
+    grid = torch.stack((2 * source_x / max(width - 1, 1) - 1, 2 * source_y / max(height - 1, 1) - 1), dim=-1)
+    return F.grid_sample(
+        frames, grid.to(frames.dtype), mode="bilinear", padding_mode="zeros", align_corners=True
+    )
+
+
+class AdvectionHead(nn.Module):
+    """Predicts a motion field and a gate from the forecaster's features and blends the advected previous frame with
+    the drawn one (see the module docstring).
+
+    Args:
+        in_channels: channels of the forecaster's features (all layers' hidden states).
+        num_channels: channels of a frame.
+        patch_size: the space-to-depth factor of the model.
+        gate_bias: the initial gate logit: `sigmoid(gate_bias)` is the share of the drawn frame before training.
+
+    Inputs: `features (B, in_channels, h, w)`, `previous (B, C*p*p, h, w)` and `drawn (B, C*p*p, h, w)` patches in
+    `[0, 1]`. Output: the blended frame's patches `(B, C*p*p, h, w)` in `[0, 1]`.
+    """
+
+    def __init__(self, in_channels: int, num_channels: int, patch_size: int, gate_bias: float = -2.0):
+        super().__init__()
+        self.patch_size = patch_size
+        self.gate_bias = gate_bias
+        self.conv = nn.Conv2d(in_channels, 2 + num_channels * patch_size**2, 1)
+
+    def forward(self, features: torch.Tensor, previous: torch.Tensor, drawn: torch.Tensor) -> torch.Tensor:
+        patch = self.patch_size
+        out = self.conv(features.to(self.conv.weight.dtype)).float()
+        motion = out[:, :2]
+        if patch > 1:
+            motion = F.interpolate(motion, scale_factor=patch, mode="bilinear", align_corners=False)
+        gate = torch.sigmoid(F.pixel_shuffle(out[:, 2:], patch))
+        warped = advect(F.pixel_shuffle(previous.float(), patch), motion)
+        blended = gate * F.pixel_shuffle(drawn.float(), patch) + (1 - gate) * warped
+        return F.pixel_unshuffle(blended, patch).to(drawn.dtype)
