@@ -22,10 +22,17 @@ def main(argv: list[str]) -> None:
         raise SystemExit(f"train.py: error: {error}") from None
     results = train(args)
     test = results["test"]
-    summary = {k: test[k] for k in ("mse", "mae", "ssim", "psnr")}
-    summary["baselines"] = {
-        kind: {k: v[k] for k in ("mse", "ssim")} for kind, v in test.get("baselines", {}).items()
-    }
+    if "methods" in test:  # rain rate: nowcast scores of the model and the baselines (eval/metrics.md has all)
+        keys = ("csi@0.5", "csi@1", "csi@2", "fss@1/16", "mae")
+        summary = {
+            name: {k: scores["overall"][k] for k in keys if k in scores["overall"]}
+            for name, scores in test["methods"].items()
+        }
+    else:
+        summary = {k: test[k] for k in ("mse", "mae", "ssim", "psnr")}
+        summary["baselines"] = {
+            kind: {k: v[k] for k in ("mse", "ssim")} for kind, v in test.get("baselines", {}).items()
+        }
     print(
         json.dumps(
             {

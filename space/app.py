@@ -130,6 +130,7 @@ def change_figure(observed: np.ndarray, predicted: np.ndarray):
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     both = mean_absolute_change(np.concatenate([observed, predicted]))
     steps = np.arange(1, len(both) + 1) - (len(observed) - 1)  # 1 = the first predicted frame
@@ -138,6 +139,7 @@ def change_figure(observed: np.ndarray, predicted: np.ndarray):
     axes.plot(steps[:split], both[:split], "o-", color="tab:blue", label="observed")
     axes.plot(steps[split:], both[split:], "o-", color="tab:orange", label="predicted")
     axes.axvline(0.5, color="grey", linewidth=0.8, linestyle="--")
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes.set_xlabel("frame (1 = first predicted)")
     axes.set_ylabel("mean |frame - previous|")
     axes.legend(loc="best", fontsize="small")

@@ -388,7 +388,9 @@ class _Handler(BaseHTTPRequestHandler):
     hub: LocalHub
     role: str
     protocol_version = "HTTP/1.1"
-    _REPO = r"(?P<repo>[^/]+/[^/]+?)"
+    # "namespace/name", or a bare "name" (legacy repos such as "gpt2"): asked for one, the Hub answers
+    # RepoNotFound (or the repo), which clients turn into RepositoryNotFoundError.
+    _REPO = r"(?P<repo>(?:[^/]+/)?[^/]+?)"
     _API = r"/api/(?P<type>models|datasets)/" + _REPO
     _GIT = r"/(?P<prefix>datasets/)?" + _REPO
     ROUTES = {

@@ -123,7 +123,14 @@ def test_each_sample_event_reads_as_mm_per_hour_with_no_data_masked(radar_root, 
 
 
 def test_sample_sources_are_the_five_events_and_a_wrong_root_is_named(radar_root, tmp_path):
-    assert tuple(example_radar_sources(radar_root)) == EXAMPLE_EVENTS
+    sources = example_radar_sources(radar_root)
+    assert tuple(sources) == EXAMPLE_EVENTS
+    # pysteps' own pystepsrc entry for KNMI names the same archive.
+    from pysteps import rcparams
+
+    entry = {**rcparams["data_sources"]["knmi"], "root_path": str(radar_root / "KNMI")}
+    knmi = RadarSource.from_pystepsrc("knmi_20100826", entry, start="201008260000", end="2010-08-26 07:35")
+    assert list_radar_files(knmi) == list_radar_files(sources["knmi_20100826"])
     with pytest.raises(FileNotFoundError, match="nowhere"):
         example_radar_sources(tmp_path / "nowhere")
 
@@ -288,6 +295,24 @@ def test_crops_are_deterministic_by_seed_and_the_cache_is_reused(tmp_path, monke
     os.utime(source.path, (1, 1))  # the file changed: its identity (size, mtime) is part of the key
     with pytest.raises(AssertionError, match="cache should have been used"):
         load_radar_windows(source, config, cache_dir=tmp_path / "one")
+
+
+def test_decoded_events_can_be_cached(tmp_path, monkeypatch):
+    from bidirectional_conv_lstm.data import radar as radar_module
+
+    source = RadarSource(name="e", path=_stack(tmp_path, "e", 5, size=8))
+    first = read_radar_archive(source, cache_dir=tmp_path / "cache")
+    monkeypatch.setattr(
+        radar_module, "_read_stack", lambda *args: pytest.fail("the cached event was not used")
+    )
+    again = read_radar_archive(source, cache_dir=tmp_path / "cache")
+    np.testing.assert_array_equal(again.rain_rate, first.rain_rate)
+    assert again.timestamps == first.timestamps and again.metadata == first.metadata
+    config = RadarWindowsConfig(
+        num_input_frames=2, num_output_frames=1, tile_size=8, time_block_fractions=(1, 0, 0)
+    )
+    windows = load_radar_windows(source, config, cache_dir=tmp_path / "cache", cache_events=True)
+    assert len(windows["train"]) == 3  # built from the cached event: _read_stack was never called
 
 
 def test_training_crops_meet_the_wet_and_valid_fractions(tmp_path):

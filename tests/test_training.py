@@ -544,3 +544,24 @@ def test_push_to_hub_at_the_end_of_training(local_hub, tmp_path, cache_dir):
     assert not any(name.startswith("checkpoints/") for name in files)
     assert files["model.safetensors"] == (tmp_path / "pushed" / "model.safetensors").read_bytes()
     assert "test-user/tiny-convlstm" in files["README.md"].decode()
+
+
+def test_resume_from_a_folder_that_is_not_a_checkpoint_fails_before_training(tmp_path):
+    """A run's output folder (weights but no trainer_state.json) or an empty folder: named, with what a checkpoint
+    holds, instead of accelerate's FileNotFoundError on pytorch_model.bin after the data is built."""
+    from bidirectional_conv_lstm import training
+    from bidirectional_conv_lstm.training_args import CHECKPOINT_STATE_FILE
+
+    assert training.STATE_FILE == CHECKPOINT_STATE_FILE
+    config_path = _write_config(tmp_path / "run.yaml", tiny_config(tmp_path / "out", tmp_path / "cache"))
+    output = tmp_path / "a_run_output"
+    output.mkdir()
+    (output / "model.safetensors").write_bytes(b"weights")
+    for folder, missing in ((output, "no trainer_state.json."), (tmp_path / "out", "no trainer_state.json and no")):
+        folder.mkdir(exist_ok=True)
+        with pytest.raises(FileNotFoundError) as error:
+            parse_command_line(["--config", str(config_path), "--resume_from_checkpoint", str(folder)])
+        message = str(error.value)
+        assert f"resume_from_checkpoint={str(folder)!r} is not a training checkpoint" in message
+        assert missing in message and "model.safetensors, optimizer.bin" in message
+    assert not (tmp_path / "cache").exists()  # no data was generated

@@ -24,7 +24,14 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["CPU_FEATURES", "cpu_amx_bf16", "cpu_features", "describe_cpu", "onednn_isa", "resolve_mixed_precision"]
+__all__ = [
+    "CPU_FEATURES",
+    "cpu_amx_bf16",
+    "cpu_features",
+    "describe_cpu",
+    "onednn_isa",
+    "resolve_mixed_precision",
+]
 
 # The instruction sets that decide convolution speed, fastest first (names as torch.cpu.get_capabilities() spells
 # them; /proc/cpuinfo's spelling differs for a few, see _CPUINFO_NAMES).
@@ -137,7 +144,10 @@ def resolve_mixed_precision(requested: str, device: str | torch.device) -> tuple
     if device.type == "cuda":
         name = torch.cuda.get_device_name(device)
         if _cuda_native_bf16(device):
-            return "bf16", f"CUDA GPU {name} computes bf16 natively (tensor cores at twice the fp32/tf32 rate)"
+            return (
+                "bf16",
+                f"CUDA GPU {name} computes bf16 natively (tensor cores at twice the fp32/tf32 rate)",
+            )
         major, minor = torch.cuda.get_device_capability(device)
         return "no", f"CUDA GPU {name} (compute capability {major}.{minor} < 8.0) has no native bf16"
     if device.type == "cpu":
@@ -155,9 +165,7 @@ def onednn_isa() -> str | None:
     Runs one convolution in a child Python with ``ONEDNN_VERBOSE=1`` (the report is printed once per process, so it
     cannot be read back reliably from this one); about a second, for benchmark reports, not for training.
     """
-    code = (
-        "import torch; torch.nn.functional.conv2d(torch.randn(8, 64, 16, 16), torch.randn(64, 64, 3, 3))"
-    )
+    code = "import torch; torch.nn.functional.conv2d(torch.randn(8, 64, 16, 16), torch.randn(64, 64, 3, 3))"
     env = {**os.environ, "ONEDNN_VERBOSE": "1", "OMP_NUM_THREADS": "1"}
     try:
         completed = subprocess.run(
@@ -179,7 +187,12 @@ def describe_cpu(with_onednn: bool = True) -> dict:
         "onednn_isa": str | None, "amx_bf16": (bool, reason), "auto_precision": (precision, reason)}``.
     """
     features = cpu_features()
-    labels = (("AMX bf16", "amx_bf16"), ("avx512_bf16", "avx512_bf16"), ("AVX-512", "avx512_f"), ("AVX2", "avx2"))
+    labels = (
+        ("AMX bf16", "amx_bf16"),
+        ("avx512_bf16", "avx512_bf16"),
+        ("AVX-512", "avx512_f"),
+        ("AVX2", "avx2"),
+    )
     summary = "; ".join(f"{label}: {'yes' if features[name] else 'no'}" for label, name in labels)
     return {
         "features": features,

@@ -234,7 +234,13 @@ def create_model_card(
             f"frame_size must be two positive ints divisible by patch_size={patch}, got {frame_size!r}"
         )
 
-    is_local = os.sep in dataset_name or dataset_name.startswith(".") or Path(dataset_name).exists()
+    # "user/moving-mnist" is a Hub dataset id (named in the card's metadata), not a folder, unless it exists here.
+    is_local = (
+        dataset_name.startswith((".", "/", "~"))
+        or dataset_name.count("/") > 1
+        or (os.sep != "/" and os.sep in dataset_name)
+        or Path(dataset_name).expanduser().exists()
+    )
     hub_dataset = None if is_local or not _HUB_ID.fullmatch(dataset_name) else dataset_name
     pretty_dataset = DATASET_PRETTY_NAMES.get(
         dataset_name, Path(dataset_name).name if is_local else dataset_name
@@ -299,6 +305,18 @@ def create_model_card(
         model_config_yaml=_yaml_block(model_config),
         training_config_yaml=_yaml_block(training_config) if training_config else "",
     )
+
+
+def _card_function(config: ConvLSTMConfig | Mapping):
+    """The card renderer for a model: the nowcasting card for a rain-rate model, else :func:`create_model_card`."""
+    transform = (
+        config.get("rain_rate_transform") if isinstance(config, Mapping) else config.rain_rate_transform
+    )
+    if transform is not None:
+        from .nowcasting_card import create_nowcasting_model_card
+
+        return create_nowcasting_model_card
+    return create_model_card
 
 
 def save_model_card(save_directory: str | os.PathLike, **card_kwargs) -> Path:
@@ -386,7 +404,7 @@ def upload_folder_to_hub(
         card = (folder / "README.md").read_text(encoding="utf-8").replace(MODEL_ID_PLACEHOLDER, repo_id)
     else:
         config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
-        card = str(create_model_card(config, model_id=repo_id))
+        card = str(_card_function(config)(config, model_id=repo_id))
     operations.append(CommitOperationAdd(path_in_repo="README.md", path_or_fileobj=card.encode("utf-8")))
     try:
         return api.create_commit(repo_id, operations, commit_message=commit_message, revision=revision)
@@ -419,7 +437,10 @@ def push_to_hub(
     folder and upload it to `repo_id` with :func:`upload_folder_to_hub`.
 
     Unlike ``model.push_to_hub`` (which keeps the repo's old card or writes a generic one), the card carries the
-    results, the dataset and the training configuration given here; see :func:`create_model_card` for those.
+    results, the dataset and the training configuration given here; see :func:`create_model_card` for those. A
+    rain-rate model (``config.rain_rate_transform`` set) gets the nowcasting card
+    (:func:`~bidirectional_conv_lstm.nowcasting_card.create_nowcasting_model_card`): ``results`` is then the dict of
+    :func:`~bidirectional_conv_lstm.nowcast_evaluation.evaluate_nowcasts` and ``dataset_name`` is not used.
     A `ConvLSTMForFramePrediction` goes with its processor (`image_processor`, by default the one matching its
     config) and the ``frame-prediction`` pipeline (:func:`~bidirectional_conv_lstm.save_frame_prediction_model`),
     so `AutoImageProcessor` and `pipeline("frame-prediction", ...)` load from the repo as remote code.
@@ -446,17 +467,30 @@ def push_to_hub(
             save_frame_prediction_model(model, staging, image_processor=image_processor)
         else:
             model.save_pretrained(staging)
-        save_model_card(
-            staging,
-            config=model.config,
-            results=results,
-            dataset_name=dataset_name,
-            dataset_split=dataset_split,
-            training_config=training_config,
-            base_model=base_model,
-            frame_size=frame_size,
-            tags=tags,
-        )
+        if model.config.rain_rate_transform is not None:
+            from .nowcasting_card import save_nowcasting_card
+
+            save_nowcasting_card(
+                staging,
+                config=model.config,
+                results=results,
+                training_config=training_config,
+                base_model=base_model,
+                frame_size=frame_size,
+                tags=tags,
+            )
+        else:
+            save_model_card(
+                staging,
+                config=model.config,
+                results=results,
+                dataset_name=dataset_name,
+                dataset_split=dataset_split,
+                training_config=training_config,
+                base_model=base_model,
+                frame_size=frame_size,
+                tags=tags,
+            )
         return upload_folder_to_hub(
             staging, repo_id, private=private, token=token, commit_message=commit_message, revision=revision
         )

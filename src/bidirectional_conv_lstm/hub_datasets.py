@@ -62,8 +62,9 @@ def dataset_arguments(config_path: str | os.PathLike | None = None, overrides: M
         overrides: values on top, as ``scripts/train.py`` takes them (``{"data": {"num_train": 100}}``).
 
     Returns:
-        `TrainingArguments`. A rain-rate dataset without a model section gets a placeholder rain-rate
-        transform: the data does not depend on the model, but the training checks ask for one.
+        `TrainingArguments`. The data does not depend on the model or on how many frames it observes, but the
+        training checks do: frame counts that are not given are set to 1 (so sequences of any length pass), and a
+        rain-rate dataset without a model section gets a placeholder rain-rate transform.
 
     Raises:
         FileNotFoundError / ValueError / TypeError: a missing config file or a bad value, named.
@@ -72,8 +73,12 @@ def dataset_arguments(config_path: str | os.PathLike | None = None, overrides: M
     values = {}
     if config_path is not None and Path(config_path).is_file():
         values = yaml.safe_load(Path(config_path).read_text()) or {}
-    dataset = overrides.get("dataset", values.get("dataset") if isinstance(values, dict) else None)
-    has_model = bool(overrides.get("model") or (isinstance(values, dict) and values.get("model")))
+    values = values if isinstance(values, dict) else {}  # load_training_arguments names a bad file
+    dataset = overrides.get("dataset", values.get("dataset"))
+    for name in ("num_input_frames", "num_output_frames"):
+        if name not in overrides and name not in values:
+            overrides[name] = 1
+    has_model = bool(overrides.get("model") or values.get("model"))
     if dataset in RAIN_RATE_DATASETS and not has_model and "model_name_or_path" not in overrides:
         overrides["model"] = {"rain_rate_transform": {"kind": "dbr"}}
     return load_training_arguments(config_path, overrides)

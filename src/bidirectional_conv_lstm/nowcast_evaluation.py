@@ -187,9 +187,11 @@ def score_nowcasts(
                 raise ValueError(
                     f"forecaster {name!r} returned shape {tuple(forecast.shape)}, expected {tuple(future.shape)}"
                 )
-            if isinstance(forecast, torch.Tensor):
-                forecast = forecast.detach().float().cpu()
-            verifiers[name].update(forecast, future, future_valid)
+            # One kind of array for the verifier: CPU float32 tensors, as the decoded future.
+            forecast = torch.as_tensor(
+                forecast.detach().cpu() if isinstance(forecast, torch.Tensor) else forecast
+            )
+            verifiers[name].update(forecast.float(), future, future_valid)
     return verifiers, {name: value / max(count, 1) for name, value in seconds.items()}, len(windows)
 
 

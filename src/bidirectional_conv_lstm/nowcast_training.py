@@ -4,8 +4,8 @@
 :mod:`.data.rain_storage` schema) through :class:`RainRateTask`:
 
 - **data** (``args.data``): for ``"synthetic_rain"`` the fields of
-  :class:`~bidirectional_conv_lstm.data.synthetic_rain.SyntheticRainConfig`; for ``"radar"`` see
-  :func:`load_rain_datasets` (the fields of :class:`~bidirectional_conv_lstm.data.radar_windows.RadarWindowsConfig`
+  :class:`~bidirectional_conv_lstm.data.SyntheticRainConfig`; for ``"radar"`` see
+  :func:`load_rain_datasets` (the fields of :class:`~bidirectional_conv_lstm.data.RadarWindowsConfig`
   plus the archive folder, the events, whole held-out events and per-event overrides). Both take ``cache_dir``,
   and ``augment`` (random flips and quarter turns of each training window, default true: rain moves and grows
   the same way in every direction, and a few radar events hold few directions of motion);
@@ -70,6 +70,8 @@ def _source_config(args: TrainingArguments):
         )
     if args.dataset == "radar":  # whole held-out events are applied per event by _event_configs
         fields = {k: v for k, v in fields.items() if k not in ("split", "validation_events", "test_events")}
+        fields.setdefault("num_input_frames", args.num_input_frames)
+        fields.setdefault("num_output_frames", args.num_output_frames)
     try:
         return config_class(**fields)
     except (TypeError, ValueError) as error:
@@ -186,14 +188,14 @@ def _event_configs(args: TrainingArguments) -> dict:
 def load_rain_datasets(args: TrainingArguments) -> dict:
     """``{"train", "validation", "test"}`` rain-rate window datasets (the ``rain_storage`` schema), and ``"info"``:
     what they hold (``{"dataset", "events": {name: {"role", time steps, pixel size, window counts}}}`` for radar,
-    from :func:`~bidirectional_conv_lstm.data.radar_windows.radar_windows_info`), for the model card.
+    from :func:`~bidirectional_conv_lstm.data.radar_windows_info`), for the model card.
 
     For ``dataset: radar``, ``args.data`` holds the fields of
-    :class:`~bidirectional_conv_lstm.data.radar_windows.RadarWindowsConfig` (tile size, downsampling, time step,
+    :class:`~bidirectional_conv_lstm.data.RadarWindowsConfig` (tile size, downsampling, time step,
     stride, ...) and:
 
     - ``root``: the archive folder, laid out as the pysteps-data example events
-      (:func:`~bidirectional_conv_lstm.data.radar_sources.example_radar_sources`);
+      (:func:`~bidirectional_conv_lstm.data.example_radar_sources`);
     - ``events``: which of its events to use (all by default);
     - ``test_events``, ``validation_events``: whole events held out: every window of a test event is in the test
       split, none in training or validation;
@@ -224,7 +226,9 @@ def load_rain_datasets(args: TrainingArguments) -> dict:
     info = {"dataset": "radar", "events": {}}
     test, validation = _names(args, "test_events"), _names(args, "validation_events")
     for name, config in _event_configs(args).items():
-        event_splits = load_radar_windows([sources[name]], config, cache_dir=cache_dir)
+        # Two reader processes: reading the archive (once, then cached) is a good share of a short run.
+        workers = min(2, os.cpu_count() or 1)
+        event_splits = load_radar_windows([sources[name]], config, cache_dir=cache_dir, num_workers=workers)
         role = "test" if name in test else "validation" if name in validation else "train"
         info["events"][name] = {"role": role, **radar_windows_info(event_splits)["events"][name]}
         for split, rows in parts.items():

@@ -203,11 +203,16 @@ def predict_files(
             file, or frames the model cannot take, before anything is written.
     """
     from .loading import load_pretrained_model
+    from .processing_convlstm import ConvLSTMImageProcessor
     from .visualize import save_gif, save_prediction_strip
 
     if not Path(input_path).exists():
         raise FileNotFoundError(f"input {os.fspath(input_path)!r} does not exist; give a {FRAME_FILE_TYPES}")
     model = load_pretrained_model(model_name_or_path, argument="model").eval()
+    try:  # the model's saved processor; a model saved without one gets the one its config describes
+        processor = ConvLSTMImageProcessor.from_pretrained(model_name_or_path)
+    except OSError:
+        processor = ConvLSTMImageProcessor.from_model_config(model.config)
     frames = read_frames(input_path, num_channels=model.config.num_channels)
     num_input_frames = num_input_frames or model.config.num_input_frames
     num_output_frames = num_output_frames or model.config.num_output_frames
@@ -217,8 +222,13 @@ def predict_files(
             f"{num_input_frames} are needed"
         )
     observed = frames[:, -num_input_frames:]
+    inputs = processor(observed)  # pads the frames to a multiple of the patch size
     with torch.no_grad():
-        predictions = model(pixel_values=observed, num_output_frames=num_output_frames).predictions.float()
+        outputs = model(
+            pixel_values=inputs["pixel_values"].to(model.dtype), num_output_frames=num_output_frames
+        )
+    cropped = processor.post_process_frame_prediction(outputs, inputs["original_sizes"], output_type="float")
+    predictions = torch.from_numpy(np.stack(cropped))
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     paths = {"predictions": output_dir / "predictions.npy"}

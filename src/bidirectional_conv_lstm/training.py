@@ -16,26 +16,33 @@ Output folder::
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
 import shutil
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
-from accelerate import Accelerator
-from accelerate.utils import DataLoaderConfiguration, set_seed
+from accelerate import Accelerator, PartialState
+from accelerate.utils import DataLoaderConfiguration, broadcast, parse_flag_from_env, set_seed
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from .data import FramePredictionCollator
+from .hardware import resolve_mixed_precision
+from .schedules import RunProgress, learning_rate_factor
+from .threads import ThreadTuner
 from .training_args import BEST_MODEL_METRICS, RAIN_BEST_MODEL_METRICS, TrainingArguments
 
 __all__ = ["FramePredictionTask", "find_latest_checkpoint", "load_datasets", "make_task", "train"]
 
 STATE_FILE = "trainer_state.json"
+# The clock of the time budget (max_train_minutes); tests replace it with a fake one.
+_clock = time.perf_counter
 
 
 # --------------------------------------------------------------------------- data
@@ -236,13 +243,26 @@ def train(args: TrainingArguments) -> dict:
         ``{"global_step", "metric_for_best_model", "best_metric", "best_step", "train_minutes", "test": {metric: value, ..., "baselines": ...},
         "output_dir", "model"}``; ``model`` is the model after the last step (the best one is in ``output_dir``).
     """
+    if args.num_threads is not None:
+        torch.set_num_threads(args.num_threads)
+    precision_note = None
+    if args.mixed_precision == "auto":
+        # The choice depends on the device, which accelerate's process state knows before the Accelerator exists.
+        device = PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU")).device
+        precision, reason = resolve_mixed_precision("auto", device)
+        precision_note = f"mixed_precision: auto -> {precision!r} on {device.type}: {reason}"
+        args = dataclasses.replace(args, mixed_precision=precision)
     accelerator = Accelerator(
         mixed_precision=args.mixed_precision,
         gradient_accumulation_steps=args.gradient_accumulation_steps,
         log_with=None if args.report_to == "none" else args.report_to,
         project_dir=args.output_dir,
-        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=args.seed),
+        dataloader_config=DataLoaderConfiguration(
+            use_seedable_sampler=True, data_seed=args.seed, non_blocking=torch.cuda.is_available()
+        ),
     )
+    if precision_note is not None:
+        accelerator.print(precision_note)
     set_seed(args.seed)
     # Saturated sigmoids (a dark background pushed to exactly 0) produce denormal floats, which are ~100x slower
     # on x86 CPUs; flushing them to zero changes no result that matters.
@@ -250,25 +270,30 @@ def train(args: TrainingArguments) -> dict:
     output_dir = Path(args.output_dir)
     if accelerator.is_main_process:
         output_dir.mkdir(parents=True, exist_ok=True)
-        args.save(output_dir / "training_config.yaml")
+        args.save(output_dir / "training_config.yaml", comment=precision_note)
 
     with accelerator.main_process_first():
         splits = load_datasets(args)
     task = make_task(args, splits)
     collator = task.collator
+    # On a GPU, batches go from pinned memory without blocking; workers live across epochs and evaluations.
+    loader_options = dict(
+        collate_fn=collator,
+        num_workers=args.dataloader_num_workers,
+        pin_memory=accelerator.device.type == "cuda",
+        persistent_workers=args.dataloader_num_workers > 0,
+    )
     train_loader = DataLoader(
         splits["train"],
         batch_size=args.per_device_train_batch_size,
         shuffle=True,
-        collate_fn=collator,
-        num_workers=args.dataloader_num_workers,
         drop_last=True,
+        **loader_options,
     )
     eval_loader = DataLoader(
         _subset(splits["validation"], args.eval_num_samples),
         batch_size=args.per_device_eval_batch_size,
-        collate_fn=collator,
-        num_workers=args.dataloader_num_workers,
+        **loader_options,
     )
 
     model = build_model(args)
@@ -285,20 +310,23 @@ def train(args: TrainingArguments) -> dict:
         lr=args.learning_rate,
         betas=(args.adam_beta1, args.adam_beta2),
     )
-    from transformers import get_scheduler
-
     steps_per_epoch = math.ceil(
         len(train_loader) / accelerator.num_processes / args.gradient_accumulation_steps
     )
     max_steps = args.max_train_steps
     if args.num_train_epochs is not None:
         max_steps = min(max_steps, args.num_train_epochs * steps_per_epoch)
-    scheduler = get_scheduler(
-        args.lr_scheduler_type,
-        optimizer,
-        num_warmup_steps=args.warmup_steps * accelerator.num_processes,
-        num_training_steps=max_steps * accelerator.num_processes,
+    run_progress = RunProgress(
+        max_steps,
+        None if args.max_train_minutes is None else 60 * args.max_train_minutes,
+        follow_budget=args.schedules_follow_budget,
+        clock=_clock,
+        agree=_main_process_seconds(accelerator) if accelerator.num_processes > 1 else None,
     )
+    # transformers' schedule at the run's position (the step, or the share of the time budget spent), not at the
+    # scheduler's own counter, which accelerate advances once per process.
+    lr_factor = learning_rate_factor(args.lr_scheduler_type, args.learning_rate, args.warmup_steps, max_steps)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: lr_factor(run_progress.position))
     model, optimizer, train_loader, eval_loader, scheduler = accelerator.prepare(
         model, optimizer, train_loader, eval_loader, scheduler
     )
@@ -342,6 +370,11 @@ def train(args: TrainingArguments) -> dict:
         dynamic_ncols=True,
     )
     started = time.perf_counter()
+    run_progress.start(elapsed_before=state.get("train_seconds", 0.0))
+    run_progress.update(state["global_step"])
+    tuner, step_seconds = None, 0.0
+    if args.adapt_num_threads and accelerator.device.type == "cpu" and torch.get_num_threads() > 1:
+        tuner = ThreadTuner(log=progress.write if accelerator.is_local_main_process else None)
     window_start, window_samples = time.perf_counter(), 0
     step_loss = torch.zeros((), device=accelerator.device)
     stop = state["global_step"] >= max_steps
@@ -360,25 +393,33 @@ def train(args: TrainingArguments) -> dict:
             # global generator, and a resumed run creates one more of them).
             torch.manual_seed(_step_seed(args.seed, accelerator.process_index, state))
             state["batches_in_epoch"] += 1
-            unwrapped_model.auxiliary_loss_scale = args.auxiliary_loss_scale(state["global_step"])
+            unwrapped_model.auxiliary_loss_scale = args.auxiliary_loss_scale(run_progress.position)
+            step_started = time.perf_counter()
             with accelerator.accumulate(model):
                 outputs = model(
                     **task.model_inputs(batch),
-                    teacher_forcing_ratio=args.teacher_forcing_ratio(state["global_step"]),
+                    teacher_forcing_ratio=args.teacher_forcing_ratio(run_progress.position),
                 )
                 accelerator.backward(outputs.loss)
                 if accelerator.sync_gradients and args.max_grad_norm > 0:
                     accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm)
                 optimizer.step()
+                if accelerator.sync_gradients:  # the next step's position, which scheduler.step() reads
+                    run_progress.update(state["global_step"] + 1)
                 scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
+            step_seconds += time.perf_counter() - step_started
             step_loss += outputs.loss.detach() / args.gradient_accumulation_steps
             window_samples += batch["pixel_values"].shape[0] * accelerator.num_processes
             if not accelerator.sync_gradients:
                 continue
             state["global_step"] += 1
+            state["train_seconds"] = run_progress.elapsed  # a resumed run's budget goes on from here
             step = state["global_step"]
             progress.update(1)
+            if tuner is not None:
+                tuner.record(step_seconds)
+            step_seconds = 0.0
             if step % args.logging_steps == 0 or step == max_steps:
                 loss = accelerator.reduce(step_loss, reduction="mean").item()
                 rate = window_samples / max(time.perf_counter() - window_start, 1e-9)
@@ -394,9 +435,12 @@ def train(args: TrainingArguments) -> dict:
                 )
                 window_start, window_samples = time.perf_counter(), 0
             step_loss.zero_()
-            out_of_time = _out_of_time(accelerator, args, started)
+            out_of_time = run_progress.out_of_time
             if step % args.eval_steps == 0 or step >= max_steps or out_of_time:
+                progress.clear()  # the scores go on a line of their own, not after the progress bar
                 metrics = task.validate(unwrapped_model, eval_loader, accelerator, step)
+                sys.stdout.flush()  # now, also when stdout is a pipe (`make train | tee log`)
+                progress.refresh()
                 if args.report_to != "none" and accelerator.is_main_process:
                     _log_pictures(accelerator, unwrapped_model, picture_batch, step)
                 value, best = metrics[args.metric_for_best_model], state["best_metric"]
@@ -493,14 +537,15 @@ def _step_seed(seed: int, process_index: int, state: dict) -> int:
     ) % 2**63
 
 
-def _out_of_time(accelerator: Accelerator, args: TrainingArguments, started: float) -> bool:
-    """Whether the wall-clock budget is spent, decided by the main process for all processes."""
-    if args.max_train_minutes is None:
-        return False
-    spent = torch.tensor(
-        float(time.perf_counter() - started > 60 * args.max_train_minutes), device=accelerator.device
-    )
-    return bool(accelerator.reduce(spent, reduction="sum").item() > 0)
+def _main_process_seconds(accelerator: Accelerator):
+    """A function mapping this process's elapsed seconds to the main process's: every process then follows the
+    same schedules and stops at the same step."""
+
+    def agree(seconds: float) -> float:
+        value = torch.tensor([seconds], dtype=torch.float64, device=accelerator.device)
+        return float(broadcast(value, from_process=0).item())
+
+    return agree
 
 
 def _training_mean(dataset) -> float:

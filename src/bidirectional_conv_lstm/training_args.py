@@ -22,7 +22,7 @@ __all__ = [
     "parse_overrides",
 ]
 
-_MIXED_PRECISION = ("no", "fp16", "bf16")
+_MIXED_PRECISION = ("no", "fp16", "bf16", "auto")
 # Written into every checkpoint folder after accelerate's save_state has finished (training.STATE_FILE): a
 # folder without it is not a complete checkpoint.
 CHECKPOINT_STATE_FILE = "trainer_state.json"
@@ -60,9 +60,23 @@ class TrainingArguments:
         lr_scheduler_type (`str`, defaults to ``"cosine"``), warmup_steps (`int`): learning-rate schedule
             (transformers' ``get_scheduler``).
         max_train_steps (`int`): optimizer steps; ``num_train_epochs`` caps it too when set.
-        max_train_minutes (`float`, *optional*): stop early (and save) when this wall-clock budget is spent.
+        max_train_minutes (`float`, *optional*): stop early (and save) when this wall-clock budget is spent (time
+            spent before a resume counts).
+        schedules_follow_budget (`bool`, defaults to `True`): with ``max_train_minutes``, the learning rate,
+            teacher forcing and auxiliary-loss ramp advance by the larger of the share of ``max_train_steps`` taken
+            and the share of the budget spent (:class:`~bidirectional_conv_lstm.schedules.RunProgress`), so a
+            machine too slow for every step still finishes every schedule; ``false``: by steps only.
         gradient_accumulation_steps (`int`), max_grad_norm (`float`, 0 for no clipping).
-        mixed_precision (`str`): ``"no"``, ``"fp16"`` or ``"bf16"``.
+        mixed_precision (`str`): ``"no"``, ``"fp16"``, ``"bf16"``, or ``"auto"``: bf16 where the hardware runs it
+            fast (a CUDA GPU with native bf16, a CPU with AMX bf16), else fp32
+            (:func:`~bidirectional_conv_lstm.hardware.resolve_mixed_precision`); the choice and its reason are
+            printed and written into ``training_config.yaml``.
+        num_threads (`int`, *optional*): CPU threads for torch (``torch.set_num_threads``); torch's default
+            (one per core) when unset.
+        adapt_num_threads (`bool`, defaults to `False`): on CPU, let
+            :class:`~bidirectional_conv_lstm.threads.ThreadTuner` choose the thread count (at most ``num_threads``)
+            from measured step times while training, so a process busy on one of the cores slows training ~2x
+            instead of ~30x; runs whose thread counts differ are not bit-identical.
         teacher_forcing_start, teacher_forcing_end (`float`), teacher_forcing_steps (`int`): scheduled
             sampling: the probability of feeding the forecaster the true previous frame decays linearly from
             start to end over that many steps.
@@ -105,6 +119,9 @@ class TrainingArguments:
     gradient_accumulation_steps: int = 1
     max_grad_norm: float = 1.0
     mixed_precision: str = "no"
+    schedules_follow_budget: bool = True
+    num_threads: int | None = None
+    adapt_num_threads: bool = False
     teacher_forcing_start: float = 0.0
     teacher_forcing_end: float = 0.0
     teacher_forcing_steps: int = 0
@@ -149,7 +166,7 @@ class TrainingArguments:
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
-        for name in ("num_train_epochs", "test_num_samples", "max_train_minutes"):
+        for name in ("num_train_epochs", "test_num_samples", "max_train_minutes", "num_threads"):
             value = getattr(self, name)
             if value is not None and value <= 0:
                 raise ValueError(f"{name} must be > 0 or null, got {value!r}")
@@ -280,15 +297,16 @@ class TrainingArguments:
         except (TypeError, ValueError) as error:
             raise ValueError(f"model: {error}") from error
 
-    def teacher_forcing_ratio(self, step: int) -> float:
-        """Scheduled sampling: the chance of feeding the true previous frame at optimizer step ``step``."""
+    def teacher_forcing_ratio(self, step: float) -> float:
+        """Scheduled sampling: the chance of feeding the true previous frame at optimizer step ``step`` (a float
+        position on the schedules when the time budget drives them, see ``schedules_follow_budget``)."""
         if self.teacher_forcing_steps == 0:
             return self.teacher_forcing_end
         progress = min(step / self.teacher_forcing_steps, 1.0)
         return self.teacher_forcing_start + (self.teacher_forcing_end - self.teacher_forcing_start) * progress
 
-    def auxiliary_loss_scale(self, step: int) -> float:
-        """The factor on the auxiliary loss term's weight at optimizer step ``step``, in ``[0, 1]``."""
+    def auxiliary_loss_scale(self, step: float) -> float:
+        """The factor on the auxiliary loss term's weight at optimizer step ``step`` (or position), in ``[0, 1]``."""
         if step < self.auxiliary_loss_start_step:
             return 0.0
         if self.auxiliary_loss_ramp_steps == 0:
@@ -298,10 +316,11 @@ class TrainingArguments:
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
-    def save(self, path: str | os.PathLike) -> None:
-        """Write the resolved configuration as YAML."""
+    def save(self, path: str | os.PathLike, comment: str | None = None) -> None:
+        """Write the resolved configuration as YAML, after ``comment`` (lines of ``# ...``) when given."""
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-        Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
+        header = "".join(f"# {line}\n" for line in comment.splitlines()) if comment else ""
+        Path(path).write_text(header + yaml.safe_dump(self.to_dict(), sort_keys=False))
 
 
 def _check_choice(name: str, value, choices) -> None:

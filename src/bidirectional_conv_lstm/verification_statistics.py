@@ -13,14 +13,15 @@ frames and samples, so a test set is scored by adding these sums batch by batch.
 
 Speed: the event fields of all thresholds and both fields are one uint8 tensor; window sums along each axis
 are built by doubling (sums of 2, 4, 8, ... consecutive pixels, shared by every window size), so a window costs
-``O(log n)`` additions per pixel whatever its size, with no Python loop over pixels. Window sums are integers,
-and the products are summed in float64 by a batched matrix product, so without no-data the FSS sums are exact.
+``O(log n)`` additions per pixel whatever its size, with no Python loop over pixels; the contingency tables of
+all thresholds come from one histogram of (forecast level, observed level) pairs. Window counts are integers and
+their products are summed by batched matrix products in a precision that keeps them exact, so without no-data
+the FSS sums are exact; frames are processed in chunks that stay in the CPU's cache.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
 
 import numpy as np
 import torch
@@ -28,14 +29,16 @@ import torch
 __all__ = ["check_thresholds", "check_windows", "frame_statistics", "to_fields"]
 
 # Frames per chunk on the CPU: keeps the uint8 event tensor (frames x thresholds x 2 x H x W) near the cache's size.
-_CPU_CHUNK_ELEMENTS = 3_000_000
+_CPU_CHUNK_ELEMENTS = 1_500_000
 _GPU_CHUNK_ELEMENTS = 400_000_000
 
 
 def check_thresholds(thresholds, name: str = "thresholds") -> tuple[float, ...]:
     """Rain-rate thresholds as a tuple of floats: finite, > 0, distinct (an empty tuple is allowed)."""
-    if isinstance(thresholds, (int, float)) and not isinstance(thresholds, bool):
+    if isinstance(thresholds, (int, float, np.integer, np.floating)) and not isinstance(thresholds, bool):
         thresholds = (thresholds,)
+    if isinstance(thresholds, (str, bytes)) or not hasattr(thresholds, "__iter__"):
+        raise ValueError(f"{name} must be a sequence of positive numbers (mm/h), got {thresholds!r}")
     values = []
     for value in thresholds:
         if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
@@ -45,8 +48,8 @@ def check_thresholds(thresholds, name: str = "thresholds") -> tuple[float, ...]:
                 f"{name} must be positive finite numbers (mm/h), got {value!r} in {thresholds!r}"
             )
         values.append(float(value))
-    if len(set(values)) != len(values):
-        raise ValueError(f"{name} must be distinct, got {thresholds!r}")
+    if len({f"{value:g}" for value in values}) != len(values):  # score names use the :g form
+        raise ValueError(f"{name} must be distinct (to 6 significant digits), got {thresholds!r}")
     return tuple(values)
 
 
@@ -54,6 +57,8 @@ def check_windows(windows, name: str = "windows") -> tuple[int, ...]:
     """FSS window sizes in pixels as a tuple of ints: integers >= 1, distinct (an empty tuple is allowed)."""
     if isinstance(windows, (int, np.integer)) and not isinstance(windows, bool):
         windows = (windows,)
+    if isinstance(windows, (str, bytes)) or not hasattr(windows, "__iter__"):
+        raise ValueError(f"{name} must be a sequence of positive integers (pixels), got {windows!r}")
     values = []
     for value in windows:
         is_integer = isinstance(value, (int, np.integer)) or (isinstance(value, float) and value.is_integer())
@@ -163,20 +168,29 @@ def _window_sums(tensor, sizes, dim: int, bound: int, wide: torch.dtype) -> dict
     return sums
 
 
-def _gram_sums(fractions: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+def _gram_sums(fractions: torch.Tensor, dtype: torch.dtype, per_row: bool) -> torch.Tensor:
     """``(sum f*f, sum f*o, sum o*o)`` over pixels of ``fractions`` (N, K, H, 2, W) -> float64 (N, K, 3).
 
-    One 2 x 2 matrix product per image row in ``dtype``, rows then summed in float64. float32 is exact for
-    integer window counts while a row's sums stay below 2**24, and also under reduced-precision matmul
-    settings (TF32, bf16) while the counts stay <= 256 (windows up to 16): the callers choose float64 otherwise.
+    Matrix products of each frame's (2, H * W) fractions with themselves, or of each row's (2, W) when
+    ``per_row`` (rows then summed in float64), in ``dtype``. In float32 integer window counts give exact sums
+    while each product's sums stay below 2**24, and stay exact under reduced-precision matmul settings (TF32,
+    bf16) while the counts are <= 256 (windows up to 16); the caller picks float64 or ``per_row`` otherwise.
     """
     frames, thresholds, height, _, width = fractions.shape
-    rows = fractions.reshape(-1, 2, width).to(dtype)
-    gram = torch.bmm(rows, rows.transpose(1, 2)).view(frames, thresholds, height, 4)
-    return gram[..., [0, 1, 3]].to(torch.float64).sum(2)
+    if per_row:
+        rows = fractions.reshape(-1, 2, width).to(dtype)
+        gram = torch.bmm(rows, rows.transpose(1, 2)).view(frames, thresholds, height, 4).to(torch.float64)
+        return gram[..., [0, 1, 3]].sum(2)
+    planes = torch.empty((frames, thresholds, 2, height, width), dtype=dtype, device=fractions.device)
+    planes.copy_(fractions.permute(0, 1, 3, 2, 4))  # (N, K, 2, H, W): each field's frame in one run
+    planes = planes.view(frames * thresholds, 2, height * width)
+    gram = torch.bmm(planes, planes.transpose(1, 2)).view(frames, thresholds, 4).to(torch.float64)
+    return gram[..., [0, 1, 3]]
 
 
-def _contingency(events: torch.Tensor, thresholds: tuple[float, ...], num_valid: torch.Tensor) -> torch.Tensor:
+def _contingency(
+    events: torch.Tensor, thresholds: tuple[float, ...], num_valid: torch.Tensor
+) -> torch.Tensor:
     """Hits, false alarms, misses, correct negatives (N, K, 4) float64 from ``events`` uint8 (N, K, H, 2, W).
 
     Counted through each pixel's pair of levels (how many thresholds the forecast and the observation reach):
@@ -238,7 +252,9 @@ def _chunk_statistics(forecast, observed, valid, thresholds, windows) -> dict[st
     along_width = _window_sums(events, wide, dim=-1, bound=1, wide=torch.int32)
     if valid is not None:
         # Pixels that count in a window's fractions: valid ones, and the outside of the field (pysteps' zeros).
-        counted = torch.ones((frames, 1, events.shape[2], 1, events.shape[4]), dtype=torch.uint8, device=device)
+        counted = torch.ones(
+            (frames, 1, events.shape[2], 1, events.shape[4]), dtype=torch.uint8, device=device
+        )
         counted[:, :, low : low + height, :, low : low + width] = valid[:, None, :, None]
         counted_width = _window_sums(counted, wide, dim=-1, bound=1, wide=torch.int32)
     fss = []
@@ -251,15 +267,17 @@ def _chunk_statistics(forecast, observed, valid, thresholds, windows) -> dict[st
         rows = along_width[window].narrow(-1, start, width).narrow(2, start, height + window - 1)
         counts = _window_sums(rows, (window,), dim=2, bound=window, wide=torch.float32)[window]
         if valid is None:
+            # Exact float32 sums: whole frames while they stay below 2**24, else rows; else float64.
+            per_row = height * width * window**4 >= 2**24
             exact = window * window <= 256 and width * window**4 < 2**24
-            sums = _gram_sums(counts, torch.float32 if exact else torch.float64)
+            sums = _gram_sums(counts, torch.float32 if exact else torch.float64, per_row=per_row and exact)
             fss.append(sums / float(window) ** 4)
             continue
         known_rows = counted_width[window].narrow(-1, start, width).narrow(2, start, height + window - 1)
         known_counts = _window_sums(known_rows, (window,), dim=2, bound=window, wide=torch.float32)[window]
         # Fractions over the counted pixels of each window; windows centred on no-data pixels are left out.
         scale = valid[:, None, :, None].to(torch.float64) / known_counts.to(torch.float64).clamp(min=1)
-        fss.append(_gram_sums(counts.to(torch.float64) * scale, torch.float64))
+        fss.append(_gram_sums(counts.to(torch.float64) * scale, torch.float64, per_row=False))
     stats["fss"] = torch.stack(fss, dim=2)  # (N, K, W, 3)
     return stats
 

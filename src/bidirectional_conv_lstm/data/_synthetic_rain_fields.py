@@ -186,17 +186,35 @@ def _back_trajectories(motion, params: RainFieldParameters, noise_size: int) -> 
     return torch.from_numpy(np.ascontiguousarray(coarse, dtype=np.float32)), extent
 
 
+def sample_periodic(noise: torch.Tensor, positions: torch.Tensor, extent: int) -> torch.Tensor:
+    """Bilinear samples of periodic fields at arbitrary positions.
+
+    Args:
+        noise: float32 (n, S, S), one period of each field.
+        positions: float32 (n, H, W, 2), (x, y) in pixels, in [0, extent - 1).
+        extent: bounds the positions; past ``S`` the fields' periodic continuation is read (the grid is tiled).
+
+    Returns:
+        float32 (n, H, W).
+    """
+    size = noise.shape[-1]
+    noise = noise[:, None]
+    if extent > size:
+        tiles = math.ceil(extent / size)
+        noise = noise.repeat(1, 1, tiles, tiles)[:, :, :extent, :extent]
+    extent = max(extent, size)
+    grid = positions.mul(2.0 / (extent - 1)).sub_(1.0)  # grid_sample's -1 .. 1 (align_corners: pixel centres)
+    return F.grid_sample(noise, grid, mode="bilinear", padding_mode="border", align_corners=True)[:, 0]
+
+
 def advected_gaussian_fields(draws, params: RainFieldParameters, noise_size: int) -> torch.Tensor:
     """The advected Gaussian fields, standardised per sequence: float32 (n, T, size, size)."""
     phi, innovation_weight, initial_weight = _spectral_filters(params, noise_size)
     coarse, extent = _back_trajectories(_motion_fields(draws, params, noise_size), params, noise_size)
-    # Positions past the noise grid read its periodic continuation: a few rows and columns copied from the start
-    # (none unless the motion outruns the margin noise_grid_size allowed for; then rain re-enters, a thin strip).
-    padding = min(max(extent - noise_size, 0), noise_size)
-    # Bilinear upsampling of the coarse positions as two small matrix products, straight into grid_sample's
-    # normalised (-1 .. 1, align_corners) coordinates: interpolation commutes with the affine map.
+    # Positions past the noise grid (only if the motion outruns the margin noise_grid_size allowed for) read the
+    # noise's periodic continuation: rain that left the frame would re-enter it.
+    grid_extent = max(extent, noise_size)
     interpolation = _interpolation_matrix(params.size, coarse.shape[2])
-    coarse = coarse.mul_(2.0 / (noise_size + padding - 1)).sub_(1.0)
     generators = [d[4] for d in draws]
     n = len(draws)
     innovations = torch.empty((n, noise_size, noise_size // 2 + 1), dtype=torch.complex64)
@@ -221,15 +239,12 @@ def advected_gaussian_fields(draws, params: RainFieldParameters, noise_size: int
             scipy.fft.irfft2(
                 coefficients.numpy(), s=(noise_size, noise_size), workers=torch.get_num_threads()
             )
-        )[:, None]
-        if padding:
-            noise = F.pad(noise, (0, padding, 0, padding), mode="circular")
-        # Along x on the coarse rows (small), then along y as one (size x c) @ (c x 2 size) product per sequence.
+        )
+        # Bilinear upsampling of the coarse positions: along x on the coarse rows (small), then along y as one
+        # (size x c) @ (c x 2 size) product per sequence.
         columns = torch.matmul(interpolation, coarse[:, t]).view(n, coarse.shape[2], -1)  # (n, c, 2 size)
-        grid = torch.matmul(interpolation, columns).view(n, params.size, params.size, 2)
-        fields[:, t] = F.grid_sample(noise, grid, mode="bilinear", padding_mode="border", align_corners=True)[
-            :, 0
-        ]
+        positions = torch.matmul(interpolation, columns).view(n, params.size, params.size, 2)
+        fields[:, t] = sample_periodic(noise, positions, grid_extent)
     # Spatially correlated fields: every 4th pixel estimates the sequence's mean and spread just as well.
     std, mean = torch.std_mean(fields[:, :, ::4, ::4], dim=(1, 2, 3), keepdim=True)
     return fields.sub_(mean).div_(std.clamp_(min=1e-12))

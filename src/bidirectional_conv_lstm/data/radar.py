@@ -17,11 +17,13 @@ import contextlib
 import dataclasses
 import importlib
 import io
+import os
 from datetime import datetime
 from pathlib import Path
 
 import numpy as np
 
+from .radar_cache import cached_shape, load_sequence, save_sequence, sequence_folder
 from .radar_sources import (
     BUILTIN_IMPORTERS,
     KNOWN_UNITS,
@@ -88,13 +90,17 @@ def import_pysteps(purpose: str):
     return pysteps
 
 
-def read_radar_archive(source: RadarSource, *, num_workers: int = 1) -> RadarSequence:
+def read_radar_archive(
+    source: RadarSource, *, num_workers: int = 1, cache_dir: str | os.PathLike | None = None
+) -> RadarSequence:
     """Read every frame of a source as rain rate in mm/h.
 
     Args:
         source: where the frames are and how to read them.
         num_workers: processes reading frames in parallel (pysteps importers only; their readers are not
             thread-safe). 1 reads in this process.
+        cache_dir: keep the decoded event under ``<cache_dir>/radar_sequences/`` and reuse it while the files are
+            unchanged (see :mod:`~bidirectional_conv_lstm.data.radar_cache`); None reads the files every time.
 
     Returns:
         a :class:`RadarSequence`, float32 (T, H, W) mm/h with NaN = no data.
@@ -109,8 +115,20 @@ def read_radar_archive(source: RadarSource, *, num_workers: int = 1) -> RadarSeq
     if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 1:
         raise ValueError(f"num_workers must be an int >= 1, got {num_workers!r}")
     paths, stamps = list_radar_files(source)
+    folder = sequence_folder(cache_dir, source, paths) if cache_dir is not None else None
+    cached = load_sequence(folder) if folder is not None else None
+    if cached is not None:
+        return RadarSequence(source.name, *cached)
     if source.importer in BUILTIN_IMPORTERS:
-        return _read_stack(source, paths[0])
+        sequence = _read_stack(source, paths[0])
+    else:
+        sequence = _read_with_pysteps(source, paths, stamps, num_workers)
+    if folder is not None:
+        save_sequence(folder, sequence.rain_rate, sequence.timestamps, sequence.timestep, sequence.metadata)
+    return sequence
+
+
+def _read_with_pysteps(source: RadarSource, paths: list[Path], stamps, num_workers: int) -> RadarSequence:
     pysteps = import_pysteps(f"RadarSource {source.name!r} (importer {source.importer!r})")
     _pysteps_importer(pysteps, source)  # an unknown name fails here, before any file is read
     jobs = [(source, str(path)) for path in paths]
@@ -136,10 +154,14 @@ def read_radar_archive(source: RadarSource, *, num_workers: int = 1) -> RadarSeq
     return RadarSequence(source.name, rain_rate, stamps, _timestep(source, stamps), metadata)
 
 
-def radar_grid_shape(source: RadarSource) -> tuple[int, int]:
-    """``(H, W)`` of a source's frames as its reader reports them, reading little: one frame through a pysteps
-    importer (which also checks the importer's name), the header of a ``.npy`` file, the whole of other stacks."""
+def radar_grid_shape(source: RadarSource, *, cache_dir: str | os.PathLike | None = None) -> tuple[int, int]:
+    """``(H, W)`` of a source's frames as its reader reports them, reading little: a cached event's array header
+    (with ``cache_dir``, see :func:`read_radar_archive`), one frame through a pysteps importer (which also checks
+    the importer's name), the header of a ``.npy`` file, or the whole of another stack."""
     paths, _ = list_radar_files(source)
+    shape = cached_shape(sequence_folder(cache_dir, source, paths)) if cache_dir is not None else None
+    if shape is not None:
+        return tuple(shape[1:])
     if source.importer not in BUILTIN_IMPORTERS:
         pysteps = import_pysteps(f"RadarSource {source.name!r} (importer {source.importer!r})")
         _pysteps_importer(pysteps, source)
@@ -172,9 +194,8 @@ def _read_frame(job: tuple[RadarSource, str]) -> tuple[np.ndarray, dict]:
     try:
         field, _, metadata = importer(path, **source.importer_kwargs)
     except Exception as error:
-        if (
-            type(error).__name__ == "MissingOptionalDependency"
-        ):  # pysteps.exceptions: a reader is not installed
+        # pysteps.exceptions.MissingOptionalDependency: the reader this format needs is not installed.
+        if type(error).__name__ == "MissingOptionalDependency":
             raise ImportError(f"importer {source.importer!r}: {error}; {NOWCASTING_INSTALL}") from error
         kind = OSError if isinstance(error, OSError) else ValueError
         raise kind(
@@ -217,9 +238,8 @@ def _to_rain_rate(
                 metadata[key] = float(metadata[key]) * scale
     else:
         pysteps = import_pysteps(f"converting {unit} (transform {transform}) to mm/h for {where}")
-        metadata.setdefault(
-            "threshold", -np.inf
-        )  # a stack has no rain/no-rain threshold: convert every value
+        # A stack has no rain / no-rain threshold: convert every value.
+        metadata.setdefault("threshold", -np.inf)
         metadata.setdefault("zerovalue", 0.0)
         try:
             rain, metadata = pysteps.utils.to_rainrate(field, metadata, zr_a=source.zr_a, zr_b=source.zr_b)

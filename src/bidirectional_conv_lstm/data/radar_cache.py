@@ -22,7 +22,7 @@ import numpy as np
 from ._cache import cache_key, default_cache_dir
 from .radar_sources import RadarSource
 
-__all__ = ["file_identity", "load_sequence", "save_sequence", "sequence_folder"]
+__all__ = ["cached_shape", "file_identity", "load_sequence", "save_sequence", "sequence_folder"]
 
 # Bump when the values read for the same files change (conversion rules), so old entries are not reused.
 _READER_VERSION = 1
@@ -38,7 +38,11 @@ def file_identity(path: Path) -> list:
 def sequence_folder(cache_dir: str | os.PathLike | None, source: RadarSource, paths: list[Path]) -> Path:
     """The cache folder of a source's event read from ``paths``."""
     root = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
-    params = {"version": _READER_VERSION, "source": source.to_dict(), "files": [file_identity(p) for p in paths]}
+    params = {
+        "version": _READER_VERSION,
+        "source": source.to_dict(),
+        "files": [file_identity(p) for p in paths],
+    }
     return root / "radar_sequences" / cache_key(params)
 
 
@@ -50,6 +54,13 @@ def load_sequence(folder: Path) -> tuple[np.ndarray, list[datetime] | None, floa
     stamps = record["timestamps"]
     stamps = None if stamps is None else [datetime.fromisoformat(stamp) for stamp in stamps]
     return np.load(folder / _ARRAY, allow_pickle=False), stamps, record["timestep"], record["metadata"]
+
+
+def cached_shape(folder: Path) -> tuple[int, ...] | None:
+    """The (T, H, W) shape of a cached event, from its array header alone; None when there is none."""
+    if not (folder / _RECORD).is_file():
+        return None
+    return np.load(folder / _ARRAY, mmap_mode="r", allow_pickle=False).shape
 
 
 def save_sequence(folder: Path, rain_rate: np.ndarray, timestamps, timestep, metadata: dict) -> None:

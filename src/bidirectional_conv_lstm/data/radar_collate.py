@@ -52,6 +52,7 @@ def rain_rate_and_mask(window, *, name: str = "rain_rate") -> tuple[torch.Tensor
         if known.numel() and (not torch.isfinite(known).all() or known.min() < 0):
             raise ValueError(f"{name}: mm/h must be >= 0 and finite (NaN marks no data)")
         return torch.where(valid, rain, 0.0), valid
+    tensor = tensor.to(torch.int64)  # uint16 tensors have no min / max
     if tensor.numel() and (int(tensor.min()) < 0 or int(tensor.max()) > NO_DATA):
         raise ValueError(
             f"{name}: stored rain rate must lie in [0, {NO_DATA}] (0.01 mm/h units, {NO_DATA} = no data), "

@@ -24,8 +24,9 @@ import datasets
 import numpy as np
 from datasets.arrow_writer import ArrowWriter
 
-from ._cache import _quiet_progress_bars, cached_build, numpy_format
+from ._cache import _quiet_progress_bars, cached_build, default_cache_dir, numpy_format
 from .radar import RadarSequence, radar_grid_shape, read_radar_archive
+from .radar_cache import file_identity
 from .radar_sources import RadarSource, list_radar_files
 from .radar_timeline import block_average, build_timeline, window_starts
 from .rain_storage import encode_rain_rate, rain_window_features
@@ -183,6 +184,7 @@ def load_radar_windows(
     cache_dir: str | os.PathLike | None = None,
     *,
     num_workers: int = 1,
+    cache_events: bool = False,
     **overrides,
 ) -> datasets.DatasetDict:
     """Radar events as a windowed ``DatasetDict`` (train / validation / test), built once and cached.
@@ -195,6 +197,9 @@ def load_radar_windows(
         config: how to cut windows and tiles; None for the defaults.
         cache_dir: the cache root; None for ``$BCL_CACHE`` or ``~/.cache/bidirectional_conv_lstm``.
         num_workers: processes reading each event's frames (see :func:`read_radar_archive`); not part of the key.
+        cache_events: also keep each decoded event (float32, as read) under ``cache_dir``, so tables with other
+            window parameters skip the importers (worth it for slow ones such as ``bom_rf3``; costs 4 bytes a pixel
+            a frame on disk).
         **overrides: fields of :class:`RadarWindowsConfig` replacing the config's.
 
     Returns:
@@ -229,14 +234,16 @@ def load_radar_windows(
         "version": _BUILD_VERSION,
         "config": config.to_dict(),
         "sources": [
-            {"source": source.to_dict(), "files": [_file_identity(path) for path in paths]}
+            {"source": source.to_dict(), "files": [file_identity(path) for path in paths]}
             for source, (paths, _) in zip(sources, listings)
         ],
     }
 
+    events_cache = _events_cache(cache_dir) if cache_events else None
+
     def build(scratch: Path) -> datasets.DatasetDict:
         for source in sources:  # every grid checked before any event is read in full
-            _check_tiles(config, source.name, radar_grid_shape(source))
+            _check_tiles(config, source.name, radar_grid_shape(source, cache_dir=events_cache))
         features = rain_window_features(config.num_frames, *config.tile_size)
         info = {"config": config.to_dict(), "events": {}}
         with contextlib.ExitStack() as stack:
@@ -247,7 +254,7 @@ def load_radar_windows(
                 for split in SPLITS
             }
             for source in sources:
-                sequence = read_radar_archive(source, num_workers=num_workers)
+                sequence = read_radar_archive(source, num_workers=num_workers, cache_dir=events_cache)
                 info["events"][source.name] = _write_event(sequence, config, writers)
                 del sequence
             for writer in writers.values():
@@ -291,9 +298,8 @@ def _as_source_list(sources) -> list[RadarSource]:
     return sources
 
 
-def _file_identity(path: Path) -> list:
-    stat = path.stat()
-    return [str(path.resolve()), stat.st_size, stat.st_mtime_ns]
+def _events_cache(cache_dir) -> Path:
+    return Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
 
 
 def _check_tiles(config: RadarWindowsConfig, name: str, grid: tuple[int, int]) -> None:

@@ -1,0 +1,134 @@
+"""Rain-rate forecasts in mm/h (`forecast_rain_rate`): shapes, padding to the patch size, no-data, errors; and the
+advection head (`config.advection`)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from bidirectional_conv_lstm import ConvLSTMConfig, ConvLSTMForFramePrediction
+from bidirectional_conv_lstm.advection_convlstm import advect
+from bidirectional_conv_lstm.rain_rate import RainRateTransform
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def rain_model(**overrides) -> ConvLSTMForFramePrediction:
+    torch.manual_seed(0)
+    options = dict(
+        hidden_sizes=[6],
+        patch_size=4,
+        num_input_frames=3,
+        num_output_frames=2,
+        rain_rate_transform=RainRateTransform("log1p").to_dict(),
+    )
+    model = ConvLSTMForFramePrediction(ConvLSTMConfig(**{**options, **overrides})).eval()
+    with torch.no_grad():  # trained-looking weights, so the forecast depends on the input
+        for parameter in model.parameters():
+            parameter.add_(0.1 * torch.randn_like(parameter))
+    return model
+
+
+def observed_rain(shape=(2, 3, 10, 13), seed=0) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    rain = torch.rand(shape, generator=generator) ** 2 * 20
+    return torch.where(rain < 1, torch.zeros_like(rain), rain)
+
+
+def test_forecast_pads_to_the_patch_size_and_crops_back_in_mm_h():
+    model = rain_model()
+    rain = observed_rain()
+    forecast = model.forecast_rain_rate(rain, num_output_frames=5)
+    assert forecast.shape == (2, 5, 10, 13) and forecast.dtype == torch.float32
+    # The same by hand: pad with 0 mm/h to 12 x 16, to model space, predict, back to mm/h, crop.
+    transform = RainRateTransform("log1p")
+    padded = F.pad(rain, (0, 3, 0, 2))
+    with torch.no_grad():
+        predictions = model(transform.forward(padded).unsqueeze(2), num_output_frames=5).predictions
+    expected = transform.inverse(predictions[:, :, 0, :10, :13])
+    assert torch.equal(forecast, expected)
+    assert (forecast >= 0).all() and forecast.max() > 0
+    # The default horizon is the config's; (B, T, 1, H, W) in gives (B, T_out, 1, H, W) out; numpy in, numpy out.
+    assert model.forecast_rain_rate(rain).shape == (2, 2, 10, 13)
+    with_channel = model.forecast_rain_rate(rain.unsqueeze(2).numpy(), num_output_frames=5)
+    assert isinstance(with_channel, np.ndarray) and with_channel.shape == (2, 5, 1, 10, 13)
+    np.testing.assert_array_equal(with_channel[:, :, 0], forecast.numpy())
+
+
+def test_no_data_is_filled_like_the_collator_and_masked_by_the_last_frame():
+    model = rain_model()
+    rain = observed_rain()
+    holes = torch.zeros_like(rain, dtype=torch.bool)
+    holes[:, 0, :4, :4] = True  # no data in an early frame only: the forecast there is still defined
+    holes[:, -1, 6:, 10:] = True  # and in the last frame: no forecast there
+    with_nan = torch.where(holes, torch.full_like(rain, float("nan")), rain)
+    forecast = model.forecast_rain_rate(with_nan, num_output_frames=4)
+    last_missing = holes[:, -1:].expand_as(forecast)
+    assert torch.isnan(forecast[last_missing]).all() and not torch.isnan(forecast[~last_missing]).any()
+    # A hole is read as no rain (as RainRateCollator fills it): same forecast as 0 mm/h there, where defined.
+    zero_filled = model.forecast_rain_rate(
+        torch.where(holes, torch.zeros_like(rain), rain), num_output_frames=4
+    )
+    assert torch.equal(forecast[~last_missing], zero_filled[~last_missing])
+    # A valid mask says the same as NaN; no_data_value replaces NaN.
+    masked = model.forecast_rain_rate(rain, ~holes, num_output_frames=4, no_data_value=0.0)
+    assert torch.equal(masked[~last_missing], forecast[~last_missing]) and (masked[last_missing] == 0).all()
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "message"),
+    [
+        (lambda m: m.forecast_rain_rate(torch.rand(2, 3, 1, 1, 8, 8)), ValueError, "shape"),
+        (lambda m: m.forecast_rain_rate(torch.rand(2, 3, 2, 8, 8)), ValueError, "1 channel"),
+        (lambda m: m.forecast_rain_rate([[0.0]]), TypeError, "numpy array"),
+        (lambda m: m.forecast_rain_rate(-torch.rand(1, 3, 8, 8) - 1), ValueError, "negative"),
+        (
+            lambda m: m.forecast_rain_rate(torch.rand(1, 3, 8, 8), num_output_frames=0),
+            ValueError,
+            "num_output",
+        ),
+        (lambda m: m.forecast_rain_rate(torch.rand(1, 3, 8, 8), torch.ones(1, 3, 8, 8)), TypeError, "bool"),
+        (
+            lambda m: m.forecast_rain_rate(torch.rand(1, 3, 8, 8), torch.ones(1, 3, 8, 9).bool()),
+            ValueError,
+            "valid",
+        ),
+    ],
+)
+def test_bad_inputs_raise_clear_errors(call, error, message):
+    with pytest.raises(error, match=message):
+        call(rain_model())
+
+
+def test_an_image_model_does_not_forecast_rain_rate():
+    model = ConvLSTMForFramePrediction(ConvLSTMConfig(hidden_sizes=[4], patch_size=2))
+    with pytest.raises(ValueError, match="rain_rate_transform is None"):
+        model.forecast_rain_rate(torch.rand(1, 3, 8, 8))
+
+
+def test_advect_moves_frames_by_whole_pixels_and_brings_in_nothing():
+    frames = torch.rand(2, 1, 6, 7)
+    motion = torch.zeros(2, 2, 6, 7)
+    motion[:, 0] = 2.0  # two pixels to the right
+    motion[:, 1] = -1.0  # one pixel up
+    moved = advect(frames, motion)
+    torch.testing.assert_close(moved[:, :, :-1, 2:], frames[:, :, 1:, :-2])
+    assert (moved[:, :, :, :2] == 0).all() and (moved[:, :, -1] == 0).all()  # from outside the frame: nothing
+
+
+def test_untrained_advection_head_starts_near_persistence_and_learns_motion():
+    model = rain_model(advection=True)
+    model.forecaster.advection.conv.weight.data.zero_()  # as initialised: no motion, the gate at its bias
+    model.forecaster.advection.conv.bias.data[:2] = 0.0
+    model.forecaster.advection.conv.bias.data[2:] = -20.0  # gate shut: the drawn frame is not used
+    pixel_values = torch.rand(2, 3, 1, 8, 8)
+    with torch.no_grad():
+        out = model(pixel_values, num_output_frames=3).predictions
+    # No motion and a shut gate: every forecast frame is the last observed frame (persistence).
+    torch.testing.assert_close(out, pixel_values[:, -1:].expand_as(out), atol=1e-6, rtol=0)
+    model.train()
+    labels = torch.roll(pixel_values[:, -1:], 1, dims=-1).expand(2, 3, 1, 8, 8).contiguous()
+    model(pixel_values, labels=labels).loss.backward()
+    assert model.forecaster.advection.conv.weight.grad[:2].abs().sum() > 0  # the motion gets a gradient

@@ -1,0 +1,98 @@
+"""ONNX export: scripts/export_onnx.py writes a graph with fixed frame counts and dynamic batch / height / width that
+ONNX Runtime runs like PyTorch."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from bidirectional_conv_lstm import ConvLSTMConfig, ConvLSTMForFramePrediction
+from bidirectional_conv_lstm.onnx_export import check_onnx_model, export_onnx
+
+onnxruntime = pytest.importorskip("onnxruntime")
+pytest.importorskip("onnxscript")
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "export_onnx.py"
+# Trained with other frame counts than exported; output_threshold makes the graph carry the eval-mode masking.
+TINY = {
+    "hidden_sizes": [4],
+    "patch_size": 2,
+    "num_input_frames": 5,
+    "num_output_frames": 4,
+    "output_threshold": 0.45,
+}
+
+
+def run_script(argv: list[str]) -> None:
+    spec = importlib.util.spec_from_file_location("export_onnx_script", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.main(argv)
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory) -> dict:
+    """One export through the script (it checks the file itself), shared by the tests."""
+    root = tmp_path_factory.mktemp("onnx")
+    torch.manual_seed(0)
+    model = ConvLSTMForFramePrediction(ConvLSTMConfig(**TINY)).eval()
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.add_(0.2 * torch.randn_like(parameter))
+    model.save_pretrained(root / "model")
+    output = root / "out" / "model.onnx"
+    run_script(
+        [
+            "--model",
+            str(root / "model"),
+            "--output",
+            str(output),
+            "--num_input_frames",
+            "3",
+            "--num_output_frames",
+            "2",
+        ]
+    )
+    return {"model": model, "path": output}
+
+
+def test_script_exports_fixed_frames_dynamic_sizes_matching_pytorch(exported, capsys):
+    session = onnxruntime.InferenceSession(str(exported["path"]), providers=["CPUExecutionProvider"])
+    (graph_input,), (graph_output,) = session.get_inputs(), session.get_outputs()
+    assert graph_input.name == "pixel_values" and graph_output.name == "predictions"
+    batch, frames, channels, height, width = graph_input.shape
+    assert (frames, channels) == (3, 1) and all(isinstance(d, str) for d in (batch, height, width))
+    assert graph_output.shape[1:3] == [2, 1]
+    generator = torch.Generator().manual_seed(1)
+    for shape in ((1, 3, 1, 6, 4), (4, 3, 1, 10, 14)):  # other sizes than the export's and the check's
+        pixel_values = torch.rand(shape, generator=generator)
+        with torch.no_grad():
+            expected = exported["model"](pixel_values=pixel_values, num_output_frames=2).predictions.numpy()
+        actual = session.run(None, {"pixel_values": pixel_values.numpy()})[0]
+        assert actual.shape == expected.shape == (shape[0], 2, 1, *shape[3:])
+        assert np.abs(actual - expected).max() <= 1e-4
+        assert (actual == 0).any() and (actual > 0.45).any()  # the output threshold is in the graph
+
+
+def test_check_fails_on_another_model(exported):
+    other = ConvLSTMForFramePrediction(ConvLSTMConfig(**TINY)).eval()  # other weights
+    with pytest.raises(RuntimeError, match="differ by"):
+        check_onnx_model(exported["path"], other, atol=1e-4)
+
+
+def test_bad_arguments_fail_before_exporting(exported, tmp_path):
+    with pytest.raises(ValueError, match="output_path must end in .onnx"):
+        export_onnx(exported["model"], tmp_path / "model.txt")
+    with pytest.raises(ValueError, match="num_output_frames must be a positive int"):
+        export_onnx(exported["model"], tmp_path / "model.onnx", num_output_frames=0)
+    with pytest.raises(TypeError, match="model must be"):
+        export_onnx(torch.nn.Linear(2, 2), tmp_path / "model.onnx")
+    with pytest.raises(SystemExit) as exit_info:  # the script: a one-line usage error
+        run_script(["--model", str(tmp_path / "nowhere"), "--output", str(tmp_path / "model.onnx")])
+    assert exit_info.value.code == 2
+    assert not (tmp_path / "model.onnx").exists()
