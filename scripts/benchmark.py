@@ -30,19 +30,28 @@ Usage::
     python scripts/benchmark.py --configs a --repeats 7 --output-json run.json
     python scripts/benchmark.py --quick               # tiny shapes, seconds (CI smoke test)
     python scripts/benchmark.py --loss-check          # bf16 vs fp32 loss, 50 steps on Moving MNIST
+    python scripts/benchmark.py --configs "" --under-load          # training step alone vs beside a busy core
+    python scripts/benchmark.py --device cuda --configs a,b,e --batch 64   # on a GPU (scripts/gpu_check.sh)
+    python scripts/benchmark.py --device cuda --configs "" --cuda-graphs   # eager vs CUDA graphs, model (e)
+
+Every table row also gives its throughput as a share of the limit of its precision measured in the same run
+(``limit fp32`` for fp32 rows, ``limit bf16`` for bf16 rows); the header names the CPU's instruction sets (AMX,
+avx512_bf16, AVX-512, AVX2), what oneDNN reports it uses, and the precision ``mixed_precision: auto`` picks here.
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import importlib.util
 import json
 import platform
 import statistics
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -205,14 +214,33 @@ class Variant:
     setup_s: float = 0.0
 
 
+def _no_sync() -> None:
+    pass
+
+
+# Waits for the device before and after each timed call (torch.cuda.synchronize on a GPU, whose kernels run
+# asynchronously); set by main().
+_synchronize = _no_sync
+
+
 def _timed(fn) -> float:
+    _synchronize()
     start = time.perf_counter()
     fn()
+    _synchronize()
     return time.perf_counter() - start
 
 
 def peak_allocated_mib(fn) -> float | None:
-    """Peak bytes held by torch's CPU allocator while ``fn`` runs, above the level before it."""
+    """Peak bytes held by torch's allocator (CUDA's on a GPU, else the CPU's) while ``fn`` runs, above the level
+    before it."""
+    if _synchronize is not _no_sync:  # a CUDA run
+        torch.cuda.synchronize()
+        before = torch.cuda.memory_allocated()
+        torch.cuda.reset_peak_memory_stats()
+        fn()
+        torch.cuda.synchronize()
+        return (torch.cuda.max_memory_allocated() - before) / 2**20
     try:
         from torch._C._profiler import _EventType
         from torch.profiler import ProfilerActivity, profile
@@ -422,7 +450,22 @@ def summarize(variants: list[Variant], baseline: str = "concat") -> list[dict]:
                 train_samples=[round(1e3 * t, 2) for t in v.train_times],
             )
         )
+    add_limit_shares(rows)
     return rows
+
+
+def add_limit_shares(rows: list[dict]) -> None:
+    """Each row's throughput as a share of the limit row of its precision (``limit fp32`` / ``limit bf16``)
+    measured in the same run: ``train_limit_share``, ``infer_limit_share`` (None without such a row)."""
+    limits = {row["variant"].split()[-1]: row for row in rows if row["variant"].startswith("limit ")}
+    for row in rows:
+        row["precision"] = "bf16" if "bf16" in row["variant"] else "fp32"
+        limit = limits.get(row["precision"])
+        for kind in ("train", "infer"):
+            share = None
+            if limit is not None and row[f"{kind}_gflops"] and limit[f"{kind}_gflops"]:
+                share = row[f"{kind}_gflops"] / limit[f"{kind}_gflops"]
+            row[f"{kind}_limit_share"] = share
 
 
 # ----------------------------------------------------------------------------- streaming (d)
@@ -478,6 +521,29 @@ def build_streaming_variants(
 
 
 # ----------------------------------------------------------------------------- frame prediction (e)
+def model_forward_flops(config, batch: int, size: int) -> float:
+    """Convolution FLOPs of one forward pass of ``ConvLSTMForFramePrediction`` (nominal, as for the layers: every
+    step's recurrent convolution counted): encoder and forecaster gates, the state bridges and the 1x1 head."""
+    pixels = batch * (size // config.patch_size) ** 2
+    kernel_area = config.kernel_size**2
+    patch_channels = config.num_channels * config.patch_size**2
+    directions = 2 if config.bidirectional else 1
+    total, channels = 0.0, patch_channels
+    for hidden in config.hidden_sizes:  # encoder, over the observed frames
+        total += (
+            config.num_input_frames * directions * 2 * pixels * kernel_area * (channels + hidden) * 4 * hidden
+        )
+        channels = directions * hidden
+    channels = patch_channels
+    for hidden in config.hidden_sizes:  # forecaster, over the predicted frames
+        total += config.num_output_frames * 2 * pixels * kernel_area * (channels + hidden) * 4 * hidden
+        channels = hidden
+    if config.bidirectional:  # 1x1 bridges from both directions' (h, c) to the forecaster's
+        total += sum(2 * pixels * (4 * hidden) * (2 * hidden) for hidden in config.hidden_sizes)
+    total += config.num_output_frames * 2 * pixels * sum(config.hidden_sizes) * patch_channels  # head
+    return total
+
+
 def build_model_variants(device: str, batch: int, quick: bool, names: set[str] | None) -> list[Variant]:
     from bidirectional_conv_lstm import ConvLSTMConfig, ConvLSTMForFramePrediction
 
@@ -499,6 +565,7 @@ def build_model_variants(device: str, batch: int, quick: bool, names: set[str] |
     model = ConvLSTMForFramePrediction(config).to(device)
     pixels = torch.rand(batch, frames[0], 1, size, size, device=device)
     labels = torch.rand(batch, frames[1], 1, size, size, device=device)
+    flops = model_forward_flops(config, batch, size)
     variants = []
     for name, dtype in (("ours", None), ("ours+bf16", torch.bfloat16)):
         if names is not None and name not in names:
@@ -517,7 +584,21 @@ def build_model_variants(device: str, batch: int, quick: bool, names: set[str] |
             ):
                 model(pixels, num_output_frames=frames[1])
 
-        variants.append(Variant(name, train, infer, 0.0, "ConvLSTMForFramePrediction"))
+        variants.append(Variant(name, train, infer, flops, "ConvLSTMForFramePrediction"))
+    # The limit: one convolution of the model's widest recurrent shape over all B * (T_in + T_out) frames.
+    shape = LayerConfig(
+        "e",
+        "model limit",
+        batch,
+        sum(frames),
+        max(config.hidden_sizes),
+        size // config.patch_size,
+        max(config.hidden_sizes),
+        config.kernel_size,
+    )
+    for dtype, label in ((torch.float32, "limit fp32"), (torch.bfloat16, "limit bf16")):
+        if names is None or label in names:
+            variants.append(_limit_variant(label, shape, device, dtype))
     return variants
 
 
@@ -553,7 +634,11 @@ def loss_check(steps: int, device: str, quick: bool) -> dict:
     window = max(1, steps // 5)
     final = {name: statistics.mean(losses[-window:]) for name, losses in curves.items()}
     per_step = max(abs(b - a) / a for a, b in zip(curves["fp32"], curves["bf16"]))
+    from bidirectional_conv_lstm.hardware import resolve_mixed_precision
+
     return dict(
+        device=device,
+        auto_precision=list(resolve_mixed_precision("auto", device)),
         steps=steps,
         batch=batch,
         config=dict(hidden_sizes=config.hidden_sizes, patch_size=4, kernel_size=3),
@@ -566,7 +651,9 @@ def loss_check(steps: int, device: str, quick: bool) -> dict:
 
 
 # ----------------------------------------------------------------------------- report
-def machine_description(device: str) -> dict:
+def machine_description(device: str, query_onednn: bool = True) -> dict:
+    from bidirectional_conv_lstm.hardware import describe_cpu, resolve_mixed_precision
+
     model = platform.processor()
     try:
         lscpu = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
@@ -583,9 +670,18 @@ def machine_description(device: str) -> dict:
         device=device,
         python=platform.python_version(),
     )
+    cpu = describe_cpu(with_onednn=query_onednn)
+    info["isa"] = cpu["summary"]
+    info["onednn_isa"] = cpu["onednn_isa"] if query_onednn else "not queried (--quick)"
+    info["auto_precision"] = list(cpu["auto_precision"])
     if device == "cuda" and torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name()
+        info["auto_precision"] = list(resolve_mixed_precision("auto", "cuda"))
     return info
+
+
+def _share(value) -> str:
+    return "n/a" if value is None else f"{100 * value:.0f}%"
 
 
 def _fmt(value, digits=1, suffix=""):
@@ -595,19 +691,31 @@ def _fmt(value, digits=1, suffix=""):
 
 
 def markdown(results: dict) -> str:
-    lines = [f"Machine: {results['machine']}", f"Command: `{results['command']}`", ""]
+    machine = results["machine"]
+    lines = [
+        f"Machine: {machine}",
+        f"CPU instruction sets: {machine['isa']}; torch kernels {machine['cpu_capability']}; oneDNN reports "
+        f'"{machine["onednn_isa"]}"; `mixed_precision: auto` picks {machine["auto_precision"][0]!r} here '
+        f"({machine['auto_precision'][1]}).",
+        f"Command: `{results['command']}`",
+        "",
+        "`% limit`: the row's GFLOP/s as a share of the `limit` row of its precision (fp32 rows against "
+        "`limit fp32`, bf16 rows against `limit bf16`), measured in the same run.",
+        "",
+    ]
     for key, section in results["layers"].items():
         lines += [f"### ({key}) {section['title']}", "", section["shape"], ""]
         lines += [
-            "| variant | train ms | infer ms | train GFLOP/s | infer GFLOP/s | train vs concat | peak MiB | "
-            "peak vs concat | saved MiB | note |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+            "| variant | train ms | infer ms | train GFLOP/s | infer GFLOP/s | train % limit | infer % limit | "
+            "train vs concat | peak MiB | peak vs concat | saved MiB | note |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
         ]
         for row in section["rows"]:
             note = row["note"] + (f" (compile {row['setup_s']:.0f} s)" if row["setup_s"] else "")
             lines.append(
                 f"| {row['variant']} | {_fmt(row['train_ms'])} | {_fmt(row['infer_ms'])} | "
                 f"{_fmt(row['train_gflops'], 0)} | {_fmt(row['infer_gflops'], 0)} | "
+                f"{_share(row['train_limit_share'])} | {_share(row['infer_limit_share'])} | "
                 f"{_fmt(row['speedup_vs_concat'], 2, 'x')} | {_fmt(row['peak_mib'])} | "
                 f"{_fmt(row['peak_vs_concat'], 2, 'x')} | {_fmt(row['saved_mib'])} | {note} |"
             )
@@ -626,13 +734,16 @@ def markdown(results: dict) -> str:
         section = results["model"]
         lines += [f"### (e) {section['title']}", "", section["shape"], ""]
         lines += [
-            "| variant | train s/step | train seq/s | infer s | infer seq/s | peak MiB |",
-            "|---|---:|---:|---:|---:|---:|",
+            "| variant | train s/step | train seq/s | infer s | infer seq/s | train GFLOP/s | train % limit | "
+            "infer % limit | peak MiB |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for row in section["rows"]:
             lines.append(
-                f"| {row['variant']} | {_fmt(row['train_ms'] / 1e3, 2)} | {_fmt(row['train_seq_s'], 2)} | "
-                f"{_fmt(row['infer_ms'] / 1e3, 2)} | {_fmt(row['infer_seq_s'], 2)} | {_fmt(row['peak_mib'])} |"
+                f"| {row['variant']} | {_fmt(row['train_ms'] / 1e3, 3)} | {_fmt(row['train_seq_s'], 2)} | "
+                f"{_fmt(row['infer_ms'] / 1e3, 3)} | {_fmt(row['infer_seq_s'], 2)} | "
+                f"{_fmt(row['train_gflops'], 0)} | {_share(row['train_limit_share'])} | "
+                f"{_share(row['infer_limit_share'])} | {_fmt(row['peak_mib'])} |"
             )
         lines.append("")
     if "loss_check" in results:
@@ -643,9 +754,14 @@ def markdown(results: dict) -> str:
             f"{check['steps']} Adam steps, batch {check['batch']}, {check['config']}: mean loss of the last "
             f"{max(1, check['steps'] // 5)} steps fp32 {check['final_fp32']:.5f}, bf16 {check['final_bf16']:.5f}, "
             f"relative difference {100 * check['final_relative_difference']:.2f}% "
-            f"(largest per-step difference {100 * check['max_per_step_relative_difference']:.2f}%).",
+            f"(largest per-step difference {100 * check['max_per_step_relative_difference']:.2f}%). "
+            f"`mixed_precision: auto` picks {check['auto_precision'][0]!r} on this {check['device']} "
+            f"({check['auto_precision'][1]}).",
             "",
         ]
+    for key in ("under_load", "cuda_graphs"):
+        if key in results:
+            lines += [results[key]["markdown"], ""]
     return "\n".join(lines)
 
 
@@ -659,16 +775,42 @@ def main(argv=None) -> dict:
     parser.add_argument("--quick", action="store_true", help="tiny shapes, 1 repeat: a smoke test in seconds")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument(
-        "--model-batch", type=int, default=None, help="batch for (e); default 1 on CPU, 64 on GPU"
+        "--batch", type=int, default=None, help="batch of (a)-(c) and (e) (default: 16 for (a)-(c))"
+    )
+    parser.add_argument(
+        "--model-batch",
+        type=int,
+        default=None,
+        help="batch for (e); default --batch, else 1 on CPU, 64 on GPU",
     )
     parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile variants")
     parser.add_argument("--loss-check", action="store_true", help="also run the bf16-vs-fp32 loss check")
     parser.add_argument("--loss-steps", type=int, default=50)
+    parser.add_argument(
+        "--under-load",
+        action="store_true",
+        help="also time the CPU recipe's training step alone and beside a process busy on one core "
+        "(scripts/benchmark_under_load.py)",
+    )
+    parser.add_argument("--under-load-steps", type=int, default=8, help="timed steps per condition")
+    parser.add_argument(
+        "--cuda-graphs",
+        action="store_true",
+        help="also time model (e) eagerly and as CUDA graphs (scripts/benchmark_cuda_graphs.py; --device cuda)",
+    )
     parser.add_argument("--output", default=None, help="write the markdown table to this file")
     parser.add_argument("--output-json", default=None, help="write all figures as JSON to this file")
     args = parser.parse_args(argv)
     if args.repeats < 1:
         parser.error(f"--repeats must be >= 1, got {args.repeats}")
+    for name in ("batch", "model_batch", "under_load_steps"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            parser.error(f"--{name.replace('_', '-')} must be >= 1, got {value}")
+    if args.cuda_graphs and not args.device.startswith("cuda"):
+        parser.error(f"--cuda-graphs needs --device cuda, got --device {args.device}")
+    global _synchronize
+    _synchronize = torch.cuda.synchronize if args.device.startswith("cuda") else _no_sync
     configs = [c.strip() for c in args.configs.split(",") if c.strip()]
     unknown = set(configs) - set("abcde")
     if unknown:
@@ -679,7 +821,7 @@ def main(argv=None) -> dict:
     table = QUICK_CONFIGS if args.quick else LAYER_CONFIGS
     torch.manual_seed(0)
     results = dict(
-        machine=machine_description(args.device),
+        machine=machine_description(args.device, query_onednn=not args.quick),
         command=" ".join(["python", "scripts/benchmark.py", *(argv if argv is not None else sys.argv[1:])]),
         repeats=repeats,
         layers={},
@@ -687,7 +829,7 @@ def main(argv=None) -> dict:
     for key in configs:
         if key not in table:
             continue
-        config = table[key]
+        config = table[key] if args.batch is None else replace(table[key], batch=args.batch)
         start = time.perf_counter()
         variants = build_layer_variants(config, args.device, names, exclude)
         run_rounds(variants, repeats)
@@ -716,7 +858,7 @@ def main(argv=None) -> dict:
             rows=rows,
         )
     if "e" in configs:
-        batch = args.model_batch or (64 if args.device == "cuda" else 1)
+        batch = args.model_batch or args.batch or (64 if args.device.startswith("cuda") else 1)
         start = time.perf_counter()
         variants = build_model_variants(args.device, batch, args.quick, names)
         run_rounds(variants, repeats)
@@ -724,8 +866,9 @@ def main(argv=None) -> dict:
             variant.peak_mib = peak_allocated_mib(variant.train)
         rows = summarize(variants, baseline="none")
         for row in rows:
-            row["train_seq_s"] = batch / (row["train_ms"] / 1e3)
-            row["infer_seq_s"] = batch / (row["infer_ms"] / 1e3)
+            limit = row["variant"].startswith("limit ")  # one convolution: no sequences
+            row["train_seq_s"] = None if limit else batch / (row["train_ms"] / 1e3)
+            row["infer_seq_s"] = None if limit else batch / (row["infer_ms"] / 1e3)
         results["model"] = dict(
             title="ConvLSTMForFramePrediction, OpenSTL ConvLSTM-S shape",
             shape=(
@@ -738,6 +881,15 @@ def main(argv=None) -> dict:
         print(f"(e) done in {time.perf_counter() - start:.0f} s", file=sys.stderr)
     if args.loss_check:
         results["loss_check"] = loss_check(4 if args.quick else args.loss_steps, args.device, args.quick)
+    if args.under_load:
+        results["under_load"] = _sibling("benchmark_under_load").measure(
+            steps=2 if args.quick else args.under_load_steps, quick=args.quick
+        )
+    if args.cuda_graphs:
+        batches = [args.batch] if args.batch else [16, 64]
+        results["cuda_graphs"] = _sibling("benchmark_cuda_graphs").measure(
+            args.device, batches, repeats=repeats, quick=args.quick
+        )
     text = markdown(results)
     print(text)
     if args.output:
@@ -747,6 +899,17 @@ def main(argv=None) -> dict:
         with open(args.output_json, "w") as handle:
             json.dump(results, handle, indent=1)
     return results
+
+
+def _sibling(name: str):
+    """The module of the script ``scripts/<name>.py`` beside this one (scripts/ is not a package)."""
+    spec = importlib.util.spec_from_file_location(
+        f"_benchmark_{name}", Path(__file__).with_name(f"{name}.py")
+    )
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
 
 
 # Run on configuration (a) only by default (targets and memory levers); their cost on (b) and (c)

@@ -33,6 +33,7 @@ def main() -> None:
     )
     parser.add_argument("--lead_time_minutes", type=float, default=60.0)
     parser.add_argument("--num_workers", type=int, default=2, help="processes reading each archive")
+    parser.add_argument("--cache_dir", help="keep the events as read and reuse them (BoM's importer is slow)")
     parser.add_argument("--max_windows_per_event", type=int, help="a quick check on the first windows only")
     parser.add_argument("--no_pictures", action="store_true")
     args = parser.parse_args()
@@ -53,6 +54,7 @@ def main() -> None:
             pixel_km=args.pixel_km or None,
             lead_time_minutes=args.lead_time_minutes,
             num_workers=args.num_workers,
+            cache_dir=args.cache_dir,
             max_windows_per_event=args.max_windows_per_event,
             pictures=not args.no_pictures,
         )

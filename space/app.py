@@ -78,7 +78,9 @@ def read_upload(paths, num_channels: int):
     suffixes = {p.suffix.lower() for p in paths}
     unknown = suffixes - set(FRAME_SUFFIXES)
     if unknown:
-        raise ValueError(f"files of type {sorted(unknown)} are not frames; upload {', '.join(FRAME_SUFFIXES)}")
+        raise ValueError(
+            f"files of type {sorted(unknown)} are not frames; upload {', '.join(FRAME_SUFFIXES)}"
+        )
     mode = "L" if num_channels == 1 else "RGB"
     if suffixes == {".png"}:
         frames = []
@@ -119,7 +121,9 @@ def save_animation(frames: np.ndarray, path: Path) -> Path:
     from PIL import Image
 
     images = [Image.fromarray(frame) for frame in _to_uint8(frames)]
-    images = [image.resize((image.width * GIF_SCALE, image.height * GIF_SCALE), Image.NEAREST) for image in images]
+    images = [
+        image.resize((image.width * GIF_SCALE, image.height * GIF_SCALE), Image.NEAREST) for image in images
+    ]
     images[0].save(path, save_all=True, append_images=images[1:], duration=GIF_DURATION_MS, loop=0)
     return path
 
@@ -217,10 +221,18 @@ def build_demo(predictor, *, title: str = "ConvLSTM frame prediction"):
         with gr.Row():
             with gr.Column(scale=1):
                 files = gr.File(
-                    label="Observed frames", file_count="multiple", file_types=list(FRAME_SUFFIXES), elem_id="frames"
+                    label="Observed frames",
+                    file_count="multiple",
+                    file_types=list(FRAME_SUFFIXES),
+                    elem_id="frames",
                 )
                 horizon = gr.Slider(
-                    1, MAX_HORIZON, value=default_horizon, step=1, label="Frames to predict", elem_id="horizon"
+                    1,
+                    MAX_HORIZON,
+                    value=default_horizon,
+                    step=1,
+                    label="Frames to predict",
+                    elem_id="horizon",
                 )
                 button = gr.Button("Predict", variant="primary", elem_id="predict")
                 if examples:
@@ -231,11 +243,17 @@ def build_demo(predictor, *, title: str = "ConvLSTM frame prediction"):
                     )
             with gr.Column(scale=2):
                 with gr.Row():
-                    observed = gr.Image(label="Observed", type="filepath", elem_id="observed", interactive=False)
-                    predicted = gr.Image(label="Predicted", type="filepath", elem_id="predicted", interactive=False)
+                    observed = gr.Image(
+                        label="Observed", type="filepath", elem_id="observed", interactive=False
+                    )
+                    predicted = gr.Image(
+                        label="Predicted", type="filepath", elem_id="predicted", interactive=False
+                    )
                 change = gr.Plot(label="Mean absolute change per frame", elem_id="change")
                 download = gr.File(label="Predicted frames (.npy)", elem_id="download")
-        button.click(run, inputs=[files, horizon], outputs=[observed, predicted, change, download], api_name="predict")
+        button.click(
+            run, inputs=[files, horizon], outputs=[observed, predicted, change, download], api_name="predict"
+        )
     return demo
 
 
@@ -250,9 +268,13 @@ def launch_options() -> dict:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument(
-        "--model", default=os.environ.get("MODEL_ID"), help="a save_pretrained folder or a Hub repo id (env MODEL_ID)"
+        "--model",
+        default=os.environ.get("MODEL_ID"),
+        help="a save_pretrained folder or a Hub repo id (env MODEL_ID)",
     )
     parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
     parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)))

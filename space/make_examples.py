@@ -15,7 +15,9 @@ from bidirectional_conv_lstm.data import generate_moving_mnist, load_digit_pools
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--output_dir", default=str(Path(__file__).parent / "examples"))
     parser.add_argument("--num_frames", type=int, default=10)
     parser.add_argument("--seed", type=int, default=2015)

@@ -132,3 +132,11 @@ def test_untrained_advection_head_starts_near_persistence_and_learns_motion():
     labels = torch.roll(pixel_values[:, -1:], 1, dims=-1).expand(2, 3, 1, 8, 8).contiguous()
     model(pixel_values, labels=labels).loss.backward()
     assert model.forecaster.advection.conv.weight.grad[:2].abs().sum() > 0  # the motion gets a gradient
+
+
+def test_a_trained_advection_head_survives_save_and_from_pretrained(tmp_path):
+    model = rain_model(advection=True)  # every weight moved off its initial value, the gate bias included
+    model.save_pretrained(tmp_path)
+    loaded = ConvLSTMForFramePrediction.from_pretrained(tmp_path)
+    for (name, saved), again in zip(model.state_dict().items(), loaded.state_dict().values()):
+        assert torch.equal(saved, again), name

@@ -29,7 +29,8 @@ REPO = "test-user/moving-mnist-tiny"
 
 def test_moving_mnist_card_says_how_it_was_made(tmp_path):
     args = dataset_arguments(
-        None, {"data": {**TINY_DATA, "cache_dir": str(tmp_path)}, "num_input_frames": 3, "num_output_frames": 3}
+        None,
+        {"data": {**TINY_DATA, "cache_dir": str(tmp_path)}, "num_input_frames": 3, "num_output_frames": 3},
     )
     splits = build_dataset_splits(args)
     card = create_dataset_card(splits, args, repo_id="someone/mm")
@@ -104,14 +105,21 @@ def test_push_to_the_hub_then_train_config_reads_it_back(local_hub, tmp_path):
         tmp_path / "hf_home",
     )
     assert f"to {local_hub.endpoint}/datasets/{REPO}" in out["pushed"]
-    assert out["same"] == {"train": True, "validation": True, "test": True}  # the training config read the Hub copy
+    assert out["same"] == {
+        "train": True,
+        "validation": True,
+        "test": True,
+    }  # the training config read the Hub copy
     files = local_hub.files(REPO, repo_type="dataset")
     assert {f"data/{split}-00000-of-00001.parquet" for split in ("train", "validation", "test")} <= set(files)
     assert pq.read_table(io.BytesIO(files["data/test-00000-of-00001.parquet"])).num_rows == 2
     readme = files["README.md"].decode()
     metadata, errors, _ = card_metadata_problems(readme)
     assert errors == [] and metadata["license"] == "cc-by-sa-3.0"
-    assert metadata["configs"][0]["data_files"][0] == {"split": "train", "path": "data/train-*"}  # datasets' own
+    assert metadata["configs"][0]["data_files"][0] == {
+        "split": "train",
+        "path": "data/train-*",
+    }  # datasets' own
     assert [split["name"] for split in metadata["dataset_info"]["splits"]] == ["train", "validation", "test"]
     assert f'load_dataset("{REPO}")' in readme and "<dataset-id>" not in readme  # the card names the full id
     assert len(local_hub.repos[("dataset", REPO)].commits) == 3  # created, the data, the card
@@ -121,3 +129,25 @@ def test_push_to_the_hub_then_train_config_reads_it_back(local_hub, tmp_path):
         "save_pretrained (e.g. a training run's output_dir) or a Hub model repo id"
     )
     assert local_hub.unhandled == []
+
+
+def test_synthetic_rain_card_describes_the_window_schema(tmp_path):
+    data = {
+        "num_train": 3,
+        "num_validation": 1,
+        "num_test": 1,
+        "num_frames": 4,
+        "size": 32,
+        "cache_dir": str(tmp_path),
+    }
+    args = dataset_arguments(None, {"dataset": "synthetic_rain", "data": data})
+    splits = build_dataset_splits(args)
+    assert set(splits) == {"train", "validation", "test"} and splits["train"].num_rows == 3
+    card = DatasetCard(str(create_dataset_card(splits, args)))
+    assert card.data.license == "apache-2.0" and "precipitation-nowcasting" in card.data.tags
+    assert (
+        "uint16 array (4, 1, 32, 32)" in card.text and "65535 marks a pixel without radar data" in card.text
+    )
+    train_events = sorted(set(splits["train"].with_format("arrow")["event"].to_pylist()))
+    assert f"- train: {', '.join(train_events)}" in card.text  # the split's sequences, by name
+    assert "size: 32" in card.text and "No radar archive was used" in card.text

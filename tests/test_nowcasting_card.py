@@ -170,7 +170,6 @@ def test_pushed_rain_model_loads_through_remote_code_without_the_package_and_for
         reference = load_file({str(tmp_path / "reference.safetensors")!r})
         forecast = model.forecast_rain_rate(reference["observed"], num_output_frames=4)
         same = bool(np.array_equal(forecast.numpy(), reference["forecast"].numpy(), equal_nan=True))
-        print(np.nanmax(np.abs(forecast.numpy() - reference["forecast"].numpy())), np.isnan(forecast.numpy()).sum(), np.isnan(reference["forecast"].numpy()).sum(), file=sys.stderr)
         snippet = re.findall(r"```python\\n(.*?)```", ModelCard.load({repo_id!r}).text, re.DOTALL)[0]
         namespace = {{}}
         exec(snippet, namespace)  # the card's usage example, verbatim
@@ -182,7 +181,7 @@ def test_pushed_rain_model_loads_through_remote_code_without_the_package_and_for
             "snippet_dry": float(np.nanmax(namespace["forecast"])),
         }}))
         """
-    out = run_client(local_hub, load + "raise SystemExit(1)\n", tmp_path / "hf_home_load", block_package=True)
+    out = run_client(local_hub, load, tmp_path / "hf_home_load", block_package=True)
     assert out["module"].startswith("transformers_modules.") and out["blocked"]
     assert out["same"]  # the repo's code forecasts exactly the mm/h the package does, NaN where no data
     assert out["snippet_shape"] == [1, 2, 64, 64]

@@ -15,6 +15,7 @@ import torch
 from PIL import Image
 from safetensors.torch import save_file
 from transformers import pipeline
+from transformers.dynamic_module_utils import get_imports, get_relative_import_files
 
 import bidirectional_conv_lstm
 from bidirectional_conv_lstm import (
@@ -34,6 +35,7 @@ VIDEO = RNG.integers(0, 256, size=(4, 7, 9), dtype=np.uint8)  # (T, H, W), odd s
 PIPELINE_FILES = (
     "pipeline_convlstm.py",
     "processing_convlstm.py",
+    "video_inputs.py",
     "rain_rate.py",
     "preprocessor_config.json",
 )
@@ -70,6 +72,16 @@ def expected_uint8(model, video: np.ndarray, num_output_frames: int = 2) -> np.n
     return processor.post_process_frame_prediction(
         outputs, original_sizes=inputs["original_sizes"], data_format=inputs["data_format"]
     )[0]
+
+
+def test_pipeline_and_processor_files_import_only_what_remote_code_may():
+    package = Path(bidirectional_conv_lstm.__file__).parent
+    allowed = set(sys.stdlib_module_names) | {"torch", "numpy", "PIL", "transformers"}
+    for name in ("pipeline_convlstm.py", "processing_convlstm.py", "video_inputs.py", "rain_rate.py"):
+        imports = set(get_imports(package / name))
+        assert imports <= allowed, f"{name} imports {sorted(imports - allowed)}"
+    needed = {Path(path).name for path in get_relative_import_files(package / "pipeline_convlstm.py")}
+    assert needed == {"processing_convlstm.py", "video_inputs.py", "rain_rate.py"}
 
 
 def test_saving_writes_the_pipeline_and_processor_and_the_installed_pipeline_loads(saved, predictor):

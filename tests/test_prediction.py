@@ -42,8 +42,16 @@ def test_channels_last_rgb_is_read_as_three_channels_not_as_width(tmp_path):
     frames = read_frames(tmp_path / "rgb.npy", num_channels=3)
     assert frames.shape == (1, 5, 3, 12, 16)
     torch.testing.assert_close(frames[0], torch.from_numpy(stack).permute(0, 3, 1, 2).float() / 255)
-    assert read_frames(tmp_path / "rgb.npy").shape == (1, 5, 3, 12, 16)  # no model: the last axis of 3 is colour
-    grey = read_frames(tmp_path / "rgb.npy", num_channels=1)  # a grey model: ITU-R 601 luma, as PIL computes it
+    assert read_frames(tmp_path / "rgb.npy").shape == (
+        1,
+        5,
+        3,
+        12,
+        16,
+    )  # no model: the last axis of 3 is colour
+    grey = read_frames(
+        tmp_path / "rgb.npy", num_channels=1
+    )  # a grey model: ITU-R 601 luma, as PIL computes it
     expected = np.stack([np.asarray(Image.fromarray(frame).convert("L")) for frame in stack]) / 255
     assert grey.shape == (1, 5, 1, 12, 16)
     assert np.abs(grey[0, :, 0].numpy() - expected).max() <= 1 / 255 + 1e-6  # PIL rounds to integers

@@ -51,7 +51,13 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def lookups():
-    """Every host name looked up while the demo runs; anything but loopback is refused."""
+    """Every host name looked up while the demo runs; anything but loopback is refused.
+
+    The test's own client, `gradio_client`, builds its headers with huggingface_hub, which would fetch a registry
+    and send telemetry to the Hub: huggingface_hub is put offline for it (the demo server does not use it).
+    """
+    from huggingface_hub import constants
+
     seen, original = [], socket.getaddrinfo
 
     def loopback_only(host, *args, **kwargs):
@@ -60,9 +66,12 @@ def lookups():
             raise OSError(f"the demo test blocked a lookup of {host!r}: nothing may reach the network")
         return original(host, *args, **kwargs)
 
-    socket.getaddrinfo = loopback_only
+    patch = pytest.MonkeyPatch()
+    patch.setattr(constants, "HF_HUB_OFFLINE", True)
+    patch.setattr(constants, "HF_HUB_DISABLE_TELEMETRY", True)
+    patch.setattr(socket, "getaddrinfo", loopback_only)
     yield seen
-    socket.getaddrinfo = original
+    patch.undo()
 
 
 @pytest.fixture(scope="module")

@@ -121,6 +121,8 @@ def test_tiny_run_learns_and_saves_a_loadable_model_with_card(tiny_run):
     for name in (
         "config.json",
         "model.safetensors",
+        "preprocessor_config.json",  # the processor and the frame-prediction pipeline are saved with the model
+        "pipeline_convlstm.py",
         "README.md",
         "prediction.png",
         "training_config.yaml",
@@ -538,6 +540,8 @@ def test_push_to_hub_at_the_end_of_training(local_hub, tmp_path, cache_dir):
         "README.md",
         "modeling_convlstm.py",
         "convlstm.py",
+        "preprocessor_config.json",
+        "pipeline_convlstm.py",
         "prediction.png",
         "eval/metrics.json",
     } <= set(files)
@@ -557,7 +561,10 @@ def test_resume_from_a_folder_that_is_not_a_checkpoint_fails_before_training(tmp
     output = tmp_path / "a_run_output"
     output.mkdir()
     (output / "model.safetensors").write_bytes(b"weights")
-    for folder, missing in ((output, "no trainer_state.json."), (tmp_path / "out", "no trainer_state.json and no")):
+    for folder, missing in (
+        (output, "no trainer_state.json."),
+        (tmp_path / "out", "no trainer_state.json and no"),
+    ):
         folder.mkdir(exist_ok=True)
         with pytest.raises(FileNotFoundError) as error:
             parse_command_line(["--config", str(config_path), "--resume_from_checkpoint", str(folder)])

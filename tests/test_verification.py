@@ -171,7 +171,7 @@ def test_scores_match_pysteps_on_a_real_radar_field():
     filled.update(np.nan_to_num(forecast)[None, None], np.nan_to_num(observed)[None, None])
     filled_result = filled.compute()["overall"]
     for threshold in thresholds:
-        _, scores = _pysteps_det_cat(forecast[valid][None, :, None, None], observed[valid][None, :, None, None], threshold)
+        _, scores = _pysteps_det_cat(forecast[valid][:, None, None, None], observed[valid][:, None, None, None], threshold)
         for name, pysteps_name in PYSTEPS_NAMES.items():
             assert result[f"{name}@{threshold:g}"] == pytest.approx(scores[pysteps_name], rel=1e-6)
         for window in windows:
@@ -245,7 +245,7 @@ def test_masked_contingency_matches_pysteps_on_valid_pixels():
     valid = np.random.default_rng(8).random(observed.shape) < 0.7
     table = det_cat_init((1.0,))
     det_cat_accum(table, forecast, observed, valid=torch.from_numpy(valid))
-    reference, _ = _pysteps_det_cat(forecast[valid][None, :, None, None], observed[valid][None, :, None, None], 1.0)
+    reference, _ = _pysteps_det_cat(forecast[valid][:, None, None, None], observed[valid][:, None, None, None], 1.0)
     np.testing.assert_array_equal(
         table["counts"][0, 0].numpy(),
         [reference[name][0] for name in ("hits", "false_alarms", "misses", "correct_negatives")],

@@ -165,6 +165,12 @@ class ConvLSTMConfig(PreTrainedConfig):
                 setattr(self, name, list(getattr(self, name)))  # what config.json gives back
         super().__post_init__(**kwargs)
         check_config(self)
+        if self.rain_rate_transform is not None:
+            # Every parameter spelled out (defaults resolved), so the saved model means the same under later
+            # versions whose defaults differ.
+            from .rain_rate import RainRateTransform
+
+            self.rain_rate_transform = RainRateTransform.from_dict(self.rain_rate_transform).to_dict()
 
     @property
     def custom_pipelines(self) -> dict:

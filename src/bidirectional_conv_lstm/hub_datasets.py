@@ -51,6 +51,7 @@ KIND_TAGS = {
 }
 # Options that say where or how data is read on this machine, not what it is: left out of the card.
 _LOCAL_OPTIONS = ("cache_dir", "root", "augment", "streaming")
+_MAX_EVENTS_SHOWN = 12
 _SIZE_CATEGORIES = ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M"))
 
 
@@ -92,7 +93,9 @@ def build_dataset_splits(args: TrainingArguments) -> datasets.DatasetDict:
     """
     from .training import load_datasets
 
-    return datasets.DatasetDict(load_datasets(args))
+    # Rain-rate sources also hand back an "info" mapping (for model cards); the card reads the columns instead.
+    splits = load_datasets(args)
+    return datasets.DatasetDict({name: splits[name] for name in ("train", "validation", "test")})
 
 
 def _kind(args: TrainingArguments) -> str:
@@ -230,7 +233,11 @@ def create_dataset_card(
         parameters["digit_source"] = "MNIST idx files"  # a local path means nothing to a reader
     events = {}
     if rain and "event" in first.column_names:
-        events = {name: sorted(set(split["event"])) for name, split in splits.items()}
+        # The stored column: training's view of the windows may transform (augment) what it reads.
+        for name, split in splits.items():
+            names = sorted(set(split.with_format("arrow")["event"].to_pylist()))
+            cut = len(names) > _MAX_EVENTS_SHOWN  # synthetic rain: an "event" per sequence
+            events[name] = names[:_MAX_EVENTS_SHOWN] + ([f"... ({len(names):,} in all)"] if cut else [])
     source_name = args.dataset if kind != "frames" else Path(args.dataset).name or args.dataset
     title = pretty_name or PRETTY_NAMES.get(kind, f"Frame sequences: {source_name}")
     try:

@@ -201,8 +201,10 @@ class ConvLSTMPreTrainedModel(PreTrainedModel):
         elif isinstance(module, AdvectionHead):
             # No motion and a fixed gate until trained: the model starts close to persistence.
             init.zeros_(module.conv.weight)
-            init.zeros_(module.conv.bias[:2])
-            init.constant_(module.conv.bias[2:], module.gate_bias)
+            bias = module.conv.bias
+            if not getattr(bias, "_is_hf_initialized", False):  # a slice loses the flag: check the whole bias
+                bias[:2].zero_()
+                bias[2:].fill_(module.gate_bias)
 
 
 class ConvLSTMModel(ConvLSTMPreTrainedModel):

@@ -38,7 +38,7 @@ __all__ = ["RainRateTask", "check_rain_data", "load_rain_datasets", "model_forec
 DATA_OPTIONS = ("cache_dir", "augment")
 # Radar options of this module, on top of RadarWindowsConfig's (whose split / validation_events / test_events
 # are read per event here, see load_rain_datasets).
-RADAR_OPTIONS = ("root", "events", "event_overrides")
+RADAR_OPTIONS = ("root", "sources", "events", "event_overrides")
 VALIDATION_THRESHOLDS = (0.5, 1.0, 2.0, 5.0, 10.0)
 VALIDATION_FSS_WINDOWS = (4,)
 # Lead times (frames) of the per-lead-time tables of the test report: +15, +30, +60 minutes at 5-minute steps.
@@ -105,13 +105,7 @@ def check_rain_data(args: TrainingArguments) -> None:
             f"= {needed}"
         )
     if args.dataset == "radar":
-        root = options.get("root")
-        if not isinstance(root, (str, os.PathLike)) or not Path(root).expanduser().is_dir():
-            raise FileNotFoundError(
-                f"data.root={root!r} is not a folder; give the radar archive folder (e.g. ../shared/radar, laid "
-                "out as the pysteps-data example events)"
-            )
-        _event_configs(args)  # every event's config is checked here, before any file is read
+        _event_configs(args)  # every source and event config is checked here, before any file is read
     if args.model_name_or_path is None and args.model_config().rain_rate_transform is None:
         raise ValueError(
             f"dataset={args.dataset!r} trains in rain rate: set model.rain_rate_transform (e.g. "
@@ -132,12 +126,42 @@ def _names(args: TrainingArguments, key: str) -> list[str]:
     return list(value)
 
 
-def _event_configs(args: TrainingArguments) -> dict:
-    """``{event name: RadarWindowsConfig}`` of a radar run (see :func:`load_rain_datasets`)."""
-    from .data import example_radar_sources
+def _radar_sources(args: TrainingArguments) -> dict:
+    """``{event name: RadarSource}`` from ``data.root`` (the example events' layout) and ``data.sources``."""
+    from .data import RadarSource, example_radar_sources
 
     _, options = _split_options(args)
-    known = sorted(example_radar_sources(Path(options["root"]).expanduser()))
+    root, listed = options.get("root"), options.get("sources")
+    if root is None and not listed:
+        raise ValueError(
+            "a radar run needs data.root (an archive laid out as the pysteps-data example events, e.g. "
+            "../shared/radar) or data.sources (a list of RadarSource fields, one per event)"
+        )
+    sources = {}
+    if root is not None:
+        if not isinstance(root, (str, os.PathLike)) or not Path(root).expanduser().is_dir():
+            raise FileNotFoundError(
+                f"data.root={root!r} is not a folder; give the radar archive folder (e.g. ../shared/radar, laid "
+                "out as the pysteps-data example events)"
+            )
+        sources.update(example_radar_sources(Path(root).expanduser()))
+    if listed is not None and (not isinstance(listed, list) or not all(isinstance(s, dict) for s in listed)):
+        raise ValueError(f"data.sources must be a list of RadarSource fields (dicts), got {listed!r}")
+    for index, fields in enumerate(listed or []):
+        try:
+            source = RadarSource(**fields)
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"data.sources[{index}]: {error}") from error
+        if source.name in sources:
+            raise ValueError(f"data.sources[{index}]: the event name {source.name!r} is used twice")
+        sources[source.name] = source
+    return sources
+
+
+def _event_configs(args: TrainingArguments) -> dict:
+    """``{event name: RadarWindowsConfig}`` of a radar run (see :func:`load_rain_datasets`)."""
+    _, options = _split_options(args)
+    known = sorted(_radar_sources(args))
     events = _names(args, "events") or known
     test, validation = _names(args, "test_events"), _names(args, "validation_events")
     overrides = options.get("event_overrides") or {}
@@ -195,8 +219,9 @@ def load_rain_datasets(args: TrainingArguments) -> dict:
     stride, ...) and:
 
     - ``root``: the archive folder, laid out as the pysteps-data example events
-      (:func:`~bidirectional_conv_lstm.data.example_radar_sources`);
-    - ``events``: which of its events to use (all by default);
+      (:func:`~bidirectional_conv_lstm.data.example_radar_sources`), and/or ``sources``: a list of
+      :class:`~bidirectional_conv_lstm.data.RadarSource` fields, one event each (any archive, importer, stack);
+    - ``events``: which of them to use (all by default);
     - ``test_events``, ``validation_events``: whole events held out: every window of a test event is in the test
       split, none in training or validation;
     - ``split`` / ``time_block_fractions`` for the other events: ``"time_block"`` (default) cuts each event's
@@ -218,10 +243,9 @@ def load_rain_datasets(args: TrainingArguments) -> dict:
         return splits
     import datasets
 
-    from .data import example_radar_sources
     from .data import load_radar_windows, radar_windows_info
 
-    sources = example_radar_sources(Path(options["root"]).expanduser())
+    sources = _radar_sources(args)
     parts = {name: [] for name in ("train", "validation", "test")}
     info = {"dataset": "radar", "events": {}}
     test, validation = _names(args, "test_events"), _names(args, "validation_events")

@@ -15,7 +15,7 @@ elsewhere: ``config.json``'s ``custom_pipelines``, this file and the processor (
 code), so `pipeline("frame-prediction", model=repo, trust_remote_code=True)` works without the package.
 
 This file travels with the model as remote code: it imports only numpy, torch, PIL, transformers and its sibling
-``processing_convlstm.py`` (relatively).
+``processing_convlstm.py`` and ``video_inputs.py`` (relatively).
 """
 
 import io
@@ -30,7 +30,8 @@ from transformers import AutoModel, Pipeline
 from transformers.dynamic_module_utils import custom_object_save
 from transformers.pipelines import PIPELINE_REGISTRY
 
-from .processing_convlstm import DATA_FORMATS, OUTPUT_TYPES, ConvLSTMImageProcessor, _is_frame
+from .processing_convlstm import OUTPUT_TYPES, ConvLSTMImageProcessor
+from .video_inputs import DATA_FORMATS, is_frame
 
 TASK = "frame-prediction"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
@@ -146,7 +147,7 @@ class FramePredictionPipeline(Pipeline):
         elif isinstance(inputs, (list, tuple)):
             if len(inputs) == 0:
                 raise ValueError("inputs is an empty list: expected frames or videos")
-            inputs = tuple(inputs) if _is_frame(inputs[0]) else list(inputs)
+            inputs = tuple(inputs) if is_frame(inputs[0]) else list(inputs)
         results = super().__call__(inputs, **kwargs)
         if gif_path is not None:
             batch = isinstance(results, list)

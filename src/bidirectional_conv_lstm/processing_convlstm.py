@@ -6,9 +6,10 @@ arrays, torch tensors or lists of PIL images; uint8 or float; ``(T, H, W)``, ``(
 mapped from mm/h through the model's rain-rate transform (radar models), padded to a multiple of ``patch_size``.
 :meth:`ConvLSTMImageProcessor.post_process_frame_prediction` undoes it on the predictions.
 
-This file travels with ``push_to_hub`` as remote code: it imports only numpy, torch, PIL, transformers and its
-sibling ``rain_rate.py`` (relatively), so ``AutoImageProcessor.from_pretrained(repo, trust_remote_code=True)`` works
-where ``bidirectional_conv_lstm`` is not installed.
+This file travels with ``push_to_hub`` as remote code: it imports only numpy, torch, transformers and its siblings
+``video_inputs.py`` (the input layouts; numpy, torch, PIL) and ``rain_rate.py``, relatively, so
+``AutoImageProcessor.from_pretrained(repo, trust_remote_code=True)`` works where ``bidirectional_conv_lstm`` is not
+installed.
 """
 
 import math
@@ -16,18 +17,22 @@ import numbers
 
 import numpy as np
 import torch
-from PIL import Image
 from transformers.image_processing_utils import BaseImageProcessor, BatchFeature
 from transformers.processing_utils import ImagesKwargs
 
 from .rain_rate import RainRateTransform
+from .video_inputs import (
+    CHANNELS_FIRST,
+    CHANNELS_LAST,
+    DATA_FORMATS,
+    NO_CHANNELS,
+    split_videos,
+    tensor_to_numpy,
+    to_channels_first,
+    video_array,
+)
 
-# How a video's channels were laid out, as `data_format` records it per video.
-CHANNELS_FIRST, CHANNELS_LAST, NO_CHANNELS = "channels_first", "channels_last", "none"
-DATA_FORMATS = (CHANNELS_FIRST, CHANNELS_LAST, NO_CHANNELS)
 OUTPUT_TYPES = ("uint8", "float", "rain_rate")
-# ITU-R BT.601 luma, the weights of PIL's convert("L").
-_LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 
 
 class ConvLSTMImageProcessorKwargs(ImagesKwargs, total=False):
@@ -49,38 +54,6 @@ def _boolean(name: str, value) -> bool:
     if not isinstance(value, (bool, np.bool_)):
         raise ValueError(f"{name} must be a bool, got {value!r}")
     return bool(value)
-
-
-def _leading_item(value):
-    while isinstance(value, (list, tuple)) and len(value) > 0:
-        value = value[0]
-    return value
-
-
-def _is_frame(value) -> bool:
-    """A single frame: a PIL image or a 2-D array / tensor."""
-    return isinstance(value, Image.Image) or (
-        isinstance(value, (np.ndarray, torch.Tensor)) and value.ndim == 2
-    )
-
-
-def _frame_array(frame, name: str) -> np.ndarray:
-    if isinstance(frame, Image.Image):
-        if frame.mode in ("1", "LA", "La"):
-            frame = frame.convert("L")
-        elif frame.mode not in ("L", "I", "I;16", "F", "RGB", "RGBA"):
-            frame = frame.convert("RGB")  # palette (GIF frames), CMYK, YCbCr, ...
-        return np.asarray(frame)
-    if isinstance(frame, torch.Tensor):
-        return _tensor_to_numpy(frame)
-    return np.asarray(frame)
-
-
-def _tensor_to_numpy(tensor: torch.Tensor) -> np.ndarray:
-    tensor = tensor.detach().cpu()
-    if tensor.dtype in (torch.bfloat16, torch.float16):
-        tensor = tensor.float()
-    return tensor.numpy()
 
 
 class ConvLSTMImageProcessor(BaseImageProcessor):
@@ -240,14 +213,14 @@ class ConvLSTMImageProcessor(BaseImageProcessor):
         if return_tensors not in ("pt", "np", None):
             raise ValueError(f"return_tensors must be 'pt', 'np' or None, got {return_tensors!r}")
 
-        videos = self._split_videos(videos)
+        videos = split_videos(videos)
         transform = self.transform
         arrays, formats, last_valid = [], [], []
         for index, video in enumerate(videos):
             name = "videos" if len(videos) == 1 else f"videos[{index}]"
-            array = self._video_array(video, name)
+            array = video_array(video, name)
             integer = np.issubdtype(array.dtype, np.integer)
-            array, data_format = self._channels_first(array, name, convert)
+            array, data_format = to_channels_first(array, name, self.num_channels, convert)
             if transform is not None:
                 # No data (NaN) becomes 0 mm/h, as the training data filled it; its mask goes to post-processing.
                 valid = ~np.isnan(array)
@@ -285,97 +258,6 @@ class ConvLSTMImageProcessor(BaseImageProcessor):
                 valid_mask[index, : valid.shape[0], : valid.shape[1]] = valid
             data["last_frame_valid"] = valid_mask
         return BatchFeature(data=data, tensor_type=return_tensors)
-
-    def _split_videos(self, videos) -> list:
-        """A list of videos, each an array, a tensor or a list of frames."""
-        if isinstance(videos, (list, tuple)) and isinstance(_leading_item(videos), numbers.Number):
-            videos = np.asarray(videos)  # nested lists of numbers
-        if isinstance(videos, (np.ndarray, torch.Tensor)):
-            if videos.ndim == 5:
-                return list(videos)
-            if videos.ndim in (3, 4):
-                return [videos]
-            raise ValueError(
-                f"videos must be one video (T, H, W), (T, H, W, C) or (T, C, H, W), or a batch (B, T, C, H, W), "
-                f"got an array of shape {tuple(videos.shape)}"
-            )
-        if isinstance(videos, Image.Image):
-            raise ValueError("videos must hold several frames: got a single PIL image; pass a list of frames")
-        if isinstance(videos, (list, tuple)):
-            if len(videos) == 0:
-                raise ValueError("videos is empty: expected frames or videos")
-            return [videos] if _is_frame(videos[0]) else list(videos)
-        raise TypeError(
-            "videos must be a numpy array, a torch tensor, a list of frames (PIL images or 2-D arrays) or a list "
-            f"of videos, got {type(videos).__name__}"
-        )
-
-    @staticmethod
-    def _video_array(video, name: str) -> np.ndarray:
-        if isinstance(video, torch.Tensor):
-            array = _tensor_to_numpy(video)
-        elif isinstance(video, (list, tuple)):
-            if len(video) == 0:
-                raise ValueError(f"{name} holds no frames")
-            frames = [_frame_array(frame, f"{name}[{i}]") for i, frame in enumerate(video)]
-            shapes = {frame.shape for frame in frames}
-            if len(shapes) > 1:
-                raise ValueError(f"{name}: frames have different shapes {sorted(shapes)}")
-            array = np.stack(frames)
-        elif isinstance(video, np.ndarray):
-            array = video
-        else:
-            raise TypeError(
-                f"{name} must be a numpy array, a torch tensor or a list of frames, got {type(video).__name__}"
-            )
-        if array.dtype == bool or not (
-            np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)
-        ):
-            raise TypeError(f"{name} must hold numbers (uint8 or float), got dtype {array.dtype}")
-        if array.ndim not in (3, 4) or 0 in array.shape:
-            raise ValueError(
-                f"{name} must be one video (T, H, W), (T, H, W, C) or (T, C, H, W) with no empty axis, got shape "
-                f"{array.shape}"
-            )
-        return array
-
-    def _channels_first(self, array: np.ndarray, name: str, convert: bool) -> tuple[np.ndarray, str]:
-        """`(T, C, H, W)` float32 in the input's units, and the input's channel layout."""
-        channels = self.num_channels
-        integer = np.issubdtype(array.dtype, np.integer)
-        array = array.astype(np.float32, copy=False)
-        if array.ndim == 3:
-            if channels != 1:
-                raise ValueError(
-                    f"{name} of shape {array.shape} has no channel axis, but the model takes num_channels="
-                    f"{channels}: give (T, H, W, {channels}) or (T, {channels}, H, W)"
-                )
-            return array[:, None], NO_CHANNELS
-        if array.shape[-1] == channels:
-            return np.moveaxis(array, -1, 1), CHANNELS_LAST
-        if array.shape[1] == channels:
-            return array, CHANNELS_FIRST
-        colour_last, colour_first = array.shape[-1] in (3, 4), array.shape[1] in (3, 4)
-        if channels == 1 and (colour_last or colour_first):
-            layout = CHANNELS_LAST if colour_last else CHANNELS_FIRST
-            if not convert:
-                raise ValueError(
-                    f"{name} of shape {array.shape} is an RGB(A) video ({layout}), but the model takes grey "
-                    "frames (num_channels=1) and do_convert_grayscale=False"
-                )
-            colour = np.moveaxis(array, -1, 1) if colour_last else array
-            grey = np.tensordot(_LUMA, colour[:, :3], axes=([0], [1]))[:, None]
-            return (np.round(grey) if integer else grey), layout
-        if channels == 3 and (colour_last or colour_first):  # RGBA into an RGB model: drop alpha
-            colour = np.moveaxis(array, -1, 1) if colour_last else array
-            return colour[:, :3], CHANNELS_LAST if colour_last else CHANNELS_FIRST
-        expected = f"(T, H, W, {channels}) or (T, {channels}, H, W)" + (
-            " (or RGB(A), converted to grey)" if channels == 1 else ""
-        )
-        raise ValueError(
-            f"{name} of shape {array.shape} has no channel axis of size num_channels={channels}: expected "
-            f"{expected}; for a batch of grey videos (B, T, H, W) add the channel axis: (B, T, 1, H, W)"
-        )
 
     @staticmethod
     def _scale(
@@ -440,7 +322,7 @@ class ConvLSTMImageProcessor(BaseImageProcessor):
         if isinstance(outputs, dict) or hasattr(outputs, "predictions"):
             predictions = outputs["predictions"] if isinstance(outputs, dict) else outputs.predictions
         if isinstance(predictions, torch.Tensor):
-            predictions = _tensor_to_numpy(predictions)
+            predictions = tensor_to_numpy(predictions)
         if not isinstance(predictions, np.ndarray) or predictions.ndim != 5:
             raise ValueError(
                 "outputs must be the model's output or its predictions (B, T_out, C, H, W), got "
@@ -483,7 +365,7 @@ class ConvLSTMImageProcessor(BaseImageProcessor):
 
         if last_frame_valid is not None:
             if isinstance(last_frame_valid, torch.Tensor):
-                last_frame_valid = _tensor_to_numpy(last_frame_valid)
+                last_frame_valid = tensor_to_numpy(last_frame_valid)
             last_frame_valid = np.asarray(last_frame_valid, dtype=bool)
             if last_frame_valid.shape != (batch, height, width):
                 raise ValueError(

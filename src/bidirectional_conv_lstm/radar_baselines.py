@@ -146,6 +146,7 @@ def run_radar_baselines(
     thresholds: Iterable[float] = (0.5, 1, 2, 5, 10),
     fss_windows: Iterable[int] = (1, 4, 16),
     num_workers: int = 1,
+    cache_dir: str | os.PathLike | None = None,
     max_windows_per_event: int | None = None,
     pictures: bool = True,
     log=print,
@@ -164,6 +165,8 @@ def run_radar_baselines(
         thresholds, fss_windows: the verification's thresholds (mm/h) and FSS windows (pixels of the
             downsampled grid).
         num_workers: processes reading each archive.
+        cache_dir: keep each event as read (mm/h) there and reuse it (pysteps' BoM importer is slow);
+            None reads the files every time.
         max_windows_per_event: score only the first windows of each event (quick checks).
         pictures: draw the pictures.
         log: where progress lines go.
@@ -187,7 +190,7 @@ def run_radar_baselines(
     events, groups = {}, {}
     for name, source in sources.items():
         start = time.perf_counter()
-        sequence = read_radar_archive(source, num_workers=num_workers)
+        sequence = read_radar_archive(source, num_workers=num_workers, cache_dir=cache_dir)
         read_seconds = time.perf_counter() - start
         windows, info = event_windows(
             sequence,
@@ -257,8 +260,8 @@ def baselines_report(report: Mapping) -> str:
     settings = report["settings"]
     lines = [
         f"{settings['num_input_frames']} observed frames -> {settings['num_output_frames']} forecast frames, "
-        f"origins every {settings['origin_every_minutes']:g} min, grids block-averaged to "
-        f"{settings['pixel_km']} km; CSI at 0.5 and 2 mm/h, FSS at 1 mm/h on 16-pixel windows; contingency "
+        f"origins every {settings['origin_every_minutes']:g} min (to the nearest whole frame), grids cropped to "
+        f"where the radar sees and block-averaged to {settings['pixel_km']} km; CSI at 0.5 and 2 mm/h, FSS at 1 mm/h on 16-pixel windows; contingency "
         "counts pooled over windows and pixels. Events are reported at their native time step."
     ]
     for results in report["pooled"].values():
@@ -266,9 +269,11 @@ def baselines_report(report: Mapping) -> str:
         lead = max(1, min(results["num_output_frames"], round(settings["lead_time_minutes"] / step)))
         events = report["events"]
         described = ", ".join(
-            f"{name} ({events[name]['info']['scored_windows']})" for name in results["events"]
+            f"{name} ({events[name]['info']['scored_windows']} windows, origins every "
+            f"{events[name]['info']['origin_every_minutes']:g} min)"
+            for name in results["events"]
         )
-        lines.append(f"\n### {step:g}-minute events: {described}; {results['num_windows']} windows\n")
+        lines.append(f"\n### {step:g}-minute events: {described}; {results['num_windows']} windows in all\n")
         selection = {"csi_thresholds": (0.5, 2), "fss_windows": (16,), "errors": False}
         lines.append(f"At +{lead * step:g} min:\n")
         lines.append(format_scores_table(results, lead_time=lead, **selection))

