@@ -82,15 +82,73 @@ def test_quick_run_reports_every_variant(benchmark, tmp_path):
         assert row["train_ms"] > 0 and row["infer_ms"] > 0 and row["train_gflops"] > 0
         assert row["peak_mib"] is None or row["peak_mib"] >= 0
     assert {row["variant"] for row in results["streaming"]["rows"]} >= {"ours", "concat"}
-    assert {row["variant"] for row in results["model"]["rows"]} == {"ours", "ours+bf16"}
+    assert {row["variant"] for row in results["model"]["rows"]} == {
+        "ours",
+        "ours+bf16",
+        "limit fp32",
+        "limit bf16",
+    }
+    # Every row's share of the limit of its own precision, measured in the same run.
+    for section in (results["layers"]["a"], results["model"]):
+        rows = {row["variant"]: row for row in section["rows"]}
+        for row in rows.values():
+            limit = rows[f"limit {row['precision']}"]
+            assert row["precision"] == ("bf16" if "bf16" in row["variant"] else "fp32")
+            assert row["train_limit_share"] == pytest.approx(row["train_gflops"] / limit["train_gflops"])
+        assert rows["limit fp32"]["train_limit_share"] == rows["limit bf16"]["infer_limit_share"] == 1.0
+    machine = results["machine"]
+    assert "AMX bf16:" in machine["isa"] and "avx512_bf16:" in machine["isa"]
+    assert machine["auto_precision"][0] in ("no", "bf16")
     text = markdown.read_text()
     for name in expected:
         assert f"| {name} |" in text
+    assert "train % limit" in text and f"CPU instruction sets: {machine['isa']}" in text
     assert json.loads(json_path.read_text())["machine"]["torch"] == torch.__version__
 
 
 def test_bad_arguments_are_rejected(benchmark):
-    with pytest.raises(SystemExit):
-        benchmark.main(["--configs", "z"])
-    with pytest.raises(SystemExit):
-        benchmark.main(["--repeats", "0"])
+    for argv in (
+        ["--configs", "z"],
+        ["--repeats", "0"],
+        ["--batch", "0"],
+        ["--cuda-graphs", "--device", "cpu"],
+    ):
+        with pytest.raises(SystemExit):
+            benchmark.main(argv)
+
+
+def test_model_flop_count_matches_the_formula(benchmark):
+    from bidirectional_conv_lstm import ConvLSTMConfig
+
+    config = ConvLSTMConfig(
+        hidden_sizes=[8, 4], patch_size=2, kernel_size=3, num_input_frames=3, num_output_frames=2
+    )
+    # 8x8 frames -> 4x4 patches of 4 channels; batch 2: 32 positions; 9 taps
+    encoder = 3 * 2 * 2 * 32 * 9 * ((4 + 8) * 32 + (16 + 4) * 16)  # 2 directions; layer 1 reads both (16 ch)
+    forecaster = 2 * 2 * 32 * 9 * ((4 + 8) * 32 + (8 + 4) * 16)
+    bridges = 2 * 32 * (32 * 16 + 16 * 8)
+    head = 2 * 2 * 32 * 12 * 4
+    assert benchmark.model_forward_flops(config, batch=2, size=8) == encoder + forecaster + bridges + head
+
+
+def test_under_load_child_and_report(tmp_path):
+    """The under-load benchmark's measurement, in this process with a tiny model (the full run is the lead's)."""
+    spec = importlib.util.spec_from_file_location(
+        "under_load_script", SCRIPT.with_name("benchmark_under_load.py")
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    threads = torch.get_num_threads()
+    try:
+        report = module.run_child(module.POLICIES["adaptive (ThreadTuner, make train)"], steps=2, quick=True)
+    finally:
+        torch.set_num_threads(threads)
+    assert len(report["alone"]) == 2 and all(seconds > 0 for seconds in report["alone"])
+    if report["busy_cpu"] is not None:
+        assert len(report["busy"]) == 2
+    assert report["threads"][0] == threads and all(count >= 1 for count in report["threads"])
+    row = dict(
+        policy="p", threads=[2, 2, 1], alone_s=0.4, busy_s=0.9, slowdown=2.25, busy_vs_first_alone=2.25
+    )
+    text = module.markdown(dict(description="d", cpus=2, busy_cpu=1, rows=[row]), steps=2)
+    assert "| p | 2 / 2 / 1 | 0.400 | 0.900 | 2.2x | 2.2x |" in text

@@ -15,7 +15,10 @@ from bidirectional_conv_lstm.onnx_export import check_onnx_model, export_onnx
 
 onnxruntime = pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")
-pytestmark = pytest.mark.usefixtures("one_thread")
+pytestmark = [
+    pytest.mark.usefixtures("one_thread"),
+    pytest.mark.filterwarnings("ignore:.*LeafSpec.*:FutureWarning"),  # torch.export's own deprecation notice
+]
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "export_onnx.py"
 # Trained with other frame counts than exported; output_threshold makes the graph carry the eval-mode masking.

@@ -162,6 +162,11 @@ def test_bad_inputs_raise_clear_errors(predictor, tmp_path):
         predictor(VIDEO, num_output_frames=0)
     with pytest.raises(ValueError, match="output_type"):
         predictor(VIDEO, output_type="png")
+    with pytest.raises(ValueError, match="needs a radar model"):
+        predictor(VIDEO, output_type="rain_rate")
+    (tmp_path / "broken.gif").write_bytes(b"GIF89a not really")
+    with pytest.raises(ValueError, match="cannot be read as a GIF"):
+        predictor(str(tmp_path / "broken.gif"))
     with pytest.raises(TypeError, match="inputs must be a path"):
         predictor({"frames": VIDEO})
     with pytest.raises(ValueError, match="num_channels=1"):

@@ -63,9 +63,10 @@ def dataset_arguments(config_path: str | os.PathLike | None = None, overrides: M
         overrides: values on top, as ``scripts/train.py`` takes them (``{"data": {"num_train": 100}}``).
 
     Returns:
-        `TrainingArguments`. The data does not depend on the model or on how many frames it observes, but the
-        training checks do: frame counts that are not given are set to 1 (so sequences of any length pass), and a
-        rain-rate dataset without a model section gets a placeholder rain-rate transform.
+        `TrainingArguments`. Most data does not depend on the model or on how many frames it observes, but the
+        training checks do: frame counts that are not given are set to 1 (so sequences of any length pass), except
+        for radar, whose windows are cut ``num_input_frames + num_output_frames`` long (the config's, or 10 + 10);
+        a rain-rate dataset without a model section gets a placeholder rain-rate transform.
 
     Raises:
         FileNotFoundError / ValueError / TypeError: a missing config file or a bad value, named.
@@ -76,9 +77,10 @@ def dataset_arguments(config_path: str | os.PathLike | None = None, overrides: M
         values = yaml.safe_load(Path(config_path).read_text()) or {}
     values = values if isinstance(values, dict) else {}  # load_training_arguments names a bad file
     dataset = overrides.get("dataset", values.get("dataset"))
-    for name in ("num_input_frames", "num_output_frames"):
-        if name not in overrides and name not in values:
-            overrides[name] = 1
+    if dataset != "radar":  # radar windows are cut num_input_frames + num_output_frames long
+        for name in ("num_input_frames", "num_output_frames"):
+            if name not in overrides and name not in values:
+                overrides[name] = 1
     has_model = bool(overrides.get("model") or values.get("model"))
     if dataset in RAIN_RATE_DATASETS and not has_model and "model_name_or_path" not in overrides:
         overrides["model"] = {"rain_rate_transform": {"kind": "dbr"}}

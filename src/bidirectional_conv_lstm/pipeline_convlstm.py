@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageSequence
+from PIL import Image, ImageSequence, UnidentifiedImageError
 from transformers import AutoModel, Pipeline
 from transformers.dynamic_module_utils import custom_object_save
 from transformers.pipelines import PIPELINE_REGISTRY
@@ -50,7 +50,7 @@ def read_video(path, num_channels: int = 1) -> list[Image.Image] | np.ndarray:
 
     Raises:
         FileNotFoundError: no such file or folder, or a folder without images.
-        ValueError: another kind of file, or an ``.npz`` with several arrays.
+        ValueError: another kind of file, an image that cannot be read, or an ``.npz`` with several arrays.
     """
     path = Path(path)
     if not path.exists():
@@ -66,13 +66,21 @@ def read_video(path, num_channels: int = 1) -> list[Image.Image] | np.ndarray:
             )
         frames = []
         for file in files:
-            with Image.open(file) as image:
-                frames.append(image.convert(mode))
+            try:
+                with Image.open(file) as image:
+                    frames.append(image.convert(mode))
+            except (UnidentifiedImageError, OSError) as error:
+                raise ValueError(
+                    f"inputs {os.fspath(file)!r} cannot be read as an image ({error})"
+                ) from error
         return frames
     suffix = path.suffix.lower()
     if suffix == ".gif":
-        with Image.open(path) as image:
-            return [frame.convert(mode) for frame in ImageSequence.Iterator(image)]
+        try:
+            with Image.open(path) as image:
+                return [frame.convert(mode) for frame in ImageSequence.Iterator(image)]
+        except (UnidentifiedImageError, OSError) as error:
+            raise ValueError(f"inputs {os.fspath(path)!r} cannot be read as a GIF ({error})") from error
     if suffix == ".npy":
         return np.load(path, allow_pickle=False)
     if suffix == ".npz":
@@ -177,6 +185,11 @@ class FramePredictionPipeline(Pipeline):
         if output_type is not None:
             if output_type not in OUTPUT_TYPES:
                 raise ValueError(f"output_type must be one of {OUTPUT_TYPES}, got {output_type!r}")
+            processor = getattr(self, "image_processor", None)  # None while transformers builds the pipeline
+            if output_type == "rain_rate" and processor is not None and processor.rain_rate_transform is None:
+                raise ValueError(
+                    "output_type='rain_rate' needs a radar model (a rain_rate_transform); use 'uint8'"
+                )
             postprocess["output_type"] = output_type
         if data_format is not None:
             if data_format not in DATA_FORMATS:

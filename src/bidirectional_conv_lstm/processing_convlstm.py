@@ -65,7 +65,8 @@ class ConvLSTMImageProcessor(BaseImageProcessor):
             The model's channels per frame (`config.num_channels`); the channel axis of a 4-D video is the one of
             this size.
         patch_size (`int`, *optional*, defaults to 4):
-            The model's `config.patch_size`: frames are padded (bottom and right, with zeros) to a multiple of it.
+            The model's `config.patch_size`: frames are padded (bottom and right; black, or no rain) to a
+            multiple of it.
         do_rescale (`bool`, *optional*, defaults to `True`):
             Whether integer frames (uint8) are multiplied by `rescale_factor`; float frames are taken as they are
             and must lie in `[0, 1]`. Ignored by radar models, whose input is a rain rate.
