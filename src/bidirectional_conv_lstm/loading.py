@@ -104,11 +104,18 @@ def _snapshot_folder(repo_id: str, revision: str | None) -> Path | None:
     return Path(cached).parent if isinstance(cached, str) else None
 
 
+def _is_transport_error(error: BaseException) -> bool:
+    """A connection failure of httpx (or of the httpx2 fork some huggingface_hub builds use)."""
+    return any(
+        kind.__name__ == "TransportError" and kind.__module__.split(".")[0].startswith("httpx")
+        for kind in type(error).__mro__
+    )
+
+
 def _explain(
     error: BaseException, value: str, argument: str, folder: Path | None, revision
 ) -> Exception | None:
     """The clear error for what `from_pretrained` raised, or None when it is not one we know."""
-    import httpx
     from huggingface_hub import constants
     from huggingface_hub.errors import (
         EntryNotFoundError,
@@ -138,7 +145,7 @@ def _explain(
             )
         if isinstance(cause, RevisionNotFoundError):
             return ValueError(f"revision={revision!r} does not exist in the Hub repo {value!r}")
-        if isinstance(cause, (LocalEntryNotFoundError, OfflineModeIsEnabled, httpx.TransportError)):
+        if isinstance(cause, (LocalEntryNotFoundError, OfflineModeIsEnabled)) or _is_transport_error(cause):
             hub = (
                 "HF_HUB_OFFLINE is set"
                 if constants.HF_HUB_OFFLINE

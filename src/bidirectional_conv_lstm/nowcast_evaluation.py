@@ -14,8 +14,8 @@ Results are a plain dict (written as ``metrics.json``)::
      "methods": {name: {"overall": {"csi@1": ..., "fss@1/16": ..., "mae": ...},
                         "per_lead_time": {...}, "seconds_per_window": ...}}}
 
-and as a Markdown table (methods as rows; CSI at each threshold, CSI-M, FSS at 1 mm/h per window, MAE, MSE),
-overall or at one lead time.
+and as Markdown tables (:mod:`.nowcast_tables`: methods as rows; CSI at each threshold, CSI-M, FSS at 1 mm/h
+per window, MAE, MSE; overall or at one lead time).
 """
 
 from __future__ import annotations

@@ -45,7 +45,9 @@ class TrainingArguments:
             checkpoints go.
         seed (`int`, defaults to 42): seeds data order, initialisation and scheduled sampling.
         dataset (`str`, defaults to ``"moving_mnist"``): ``"moving_mnist"`` (generated from real MNIST digits),
-            a folder of ``.npy``/``.npz``/PNG sequences, or a ``datasets`` name or path with a frames column;
+            a folder of ``.npy``/``.npz``/PNG sequences, or a ``datasets`` name or path with a frames column —
+            e.g. a Hub dataset id such as ``"you/moving-mnist"`` (pushed with ``scripts/push_dataset.py``), read
+            with ``datasets.load_dataset`` and named by its id in the model card;
             for precipitation nowcasting ``"synthetic_rain"`` (generated advecting rain fields) or ``"radar"``
             (windows of real radar archives), trained in rain rate (see :mod:`.nowcast_training`).
         data (`dict`): options of the data source: for Moving MNIST the fields of
