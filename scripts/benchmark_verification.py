@@ -33,7 +33,9 @@ def rain_like_pairs(num_forecasts: int, lead_times: int, size: int, seed: int = 
     rng = np.random.default_rng(seed)
     shape = (num_forecasts, lead_times, size, size)
     observed = (rng.lognormal(0.0, 1.2, shape) * (rng.random(shape) < 0.6)).astype(np.float32)
-    forecast = np.roll(observed, shift=(3, -2), axis=(2, 3)) * rng.lognormal(0.0, 0.3, shape).astype(np.float32)
+    forecast = np.roll(observed, shift=(3, -2), axis=(2, 3)) * rng.lognormal(0.0, 0.3, shape).astype(
+        np.float32
+    )
     valid = rng.random(shape) >= 0.1
     return torch.from_numpy(forecast), torch.from_numpy(observed), torch.from_numpy(valid)
 
@@ -57,7 +59,9 @@ def benchmark_verification(
     """
     if min(num_forecasts, lead_times, size, batch_size, pool) < 1:
         raise ValueError("num_forecasts, lead_times, size, batch_size and pool must all be >= 1")
-    forecast, observed, valid = (t.to(device) for t in rain_like_pairs(min(pool, num_forecasts), lead_times, size))
+    forecast, observed, valid = (
+        t.to(device) for t in rain_like_pairs(min(pool, num_forecasts), lead_times, size)
+    )
     verifier = NowcastVerifier(thresholds, windows)
     verifier.update(forecast[:1], observed[:1], valid[:1] if masked else None)  # warm-up
     verifier.reset()
@@ -95,13 +99,17 @@ def benchmark_verification(
 
 
 def main(argv=None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--num-forecasts", type=int, default=1000)
     parser.add_argument("--lead-times", type=int, default=12)
     parser.add_argument("--size", type=int, default=128)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--pool", type=int, default=32, help="forecasts generated and cycled through")
-    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (the target is for 2 cores)")
+    parser.add_argument(
+        "--threads", type=int, default=2, help="torch CPU threads (the target is for 2 cores)"
+    )
     parser.add_argument("--masked", action="store_true", help="10 %% no-data pixels (the masked FSS path)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--output-json", default=None)

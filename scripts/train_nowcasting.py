@@ -72,7 +72,9 @@ def main(argv: list[str]) -> None:
     stages = [("synthetic", results["synthetic"]), ("radar", results["radar"])]
     for name, stage in stages:
         if stage is not None:
-            print(f"{name}: {stage['global_step']} steps in {stage['train_minutes']:.1f} min -> {stage['output_dir']}")
+            print(
+                f"{name}: {stage['global_step']} steps in {stage['train_minutes']:.1f} min -> {stage['output_dir']}"
+            )
     print(f"\nTest scores ({final['output_dir']}/eval/metrics.md), all lead times pooled:\n")
     print(format_scores_table(final["test"]))
     print(f"\nwhole run: {(time.perf_counter() - started) / 60:.1f} min; model: {results['output_dir']}")

@@ -49,13 +49,17 @@ def load_predictor(model: str):
 
     try:
         import bidirectional_conv_lstm  # noqa: F401  registers the pipeline with transformers
-        from bidirectional_conv_lstm.loading import check_model_name_or_path, load_pretrained_model
+        from bidirectional_conv_lstm.loading import load_pretrained_model
     except ImportError:
         return pipeline("frame-prediction", model=model, trust_remote_code=True)
-    folder = check_model_name_or_path(model, argument="--model")
-    if folder is not None and (folder / "preprocessor_config.json").is_file():
-        return pipeline("frame-prediction", model=str(folder))  # with the processor saved beside the model
-    return pipeline("frame-prediction", model=load_pretrained_model(model, argument="--model"))
+    from transformers import AutoImageProcessor
+
+    loaded = load_pretrained_model(model, argument="--model")
+    try:  # the processor saved beside the model (a radar model's rain-rate transform, ...)
+        processor = AutoImageProcessor.from_pretrained(model)
+    except (OSError, ValueError):
+        processor = None  # a model saved without one: the pipeline builds it from the model's config
+    return pipeline("frame-prediction", model=loaded, image_processor=processor)
 
 
 # --------------------------------------------------------------------------- inputs

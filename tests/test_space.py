@@ -169,3 +169,43 @@ def test_browser_runs_an_example_and_shows_the_prediction(demo):
             browser.close()
     assert external == []
     assert (ARTIFACTS / "space.png").stat().st_size > 10_000
+
+
+@pytest.mark.slow
+def test_app_runs_the_models_own_code_where_the_package_is_not_installed(tmp_path):
+    """As on a Space: no bidirectional_conv_lstm, the pipeline and processor come from the saved model folder."""
+    import json
+    import subprocess
+    import sys
+    import textwrap
+
+    from bidirectional_conv_lstm import save_frame_prediction_model
+    from test_hub import BLOCK_PACKAGE, NETWORK_GUARD
+
+    torch.manual_seed(0)
+    save_frame_prediction_model(ConvLSTMForFramePrediction(ConvLSTMConfig(**TINY)), tmp_path / "model")
+    script = (
+        NETWORK_GUARD
+        + BLOCK_PACKAGE
+        + textwrap.dedent(
+            f"""
+        import json, sys
+        import numpy as np
+        sys.path.insert(0, {str(ROOT / "space")!r})
+        import app
+        predictor = app.load_predictor({str(tmp_path / "model")!r})
+        out = app.predict(predictor, [str(app.EXAMPLES_DIR / "moving_mnist_1.gif")], 4, output_dir={str(tmp_path)!r})
+        print(json.dumps({{"module": type(predictor).__module__, "shape": list(np.load(out[3]).shape),
+                          "package": "bidirectional_conv_lstm" in sys.modules}}))
+        """
+        )
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "TRANSFORMERS_"))}
+    env.update(HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "hf_home"), GRADIO_ANALYTICS_ENABLED="False")
+    result = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=180, cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    out = json.loads(result.stdout.strip().splitlines()[-1])
+    assert out["module"].startswith("transformers_modules.") and out["module"].endswith(".pipeline_convlstm")
+    assert out["shape"] == [4, 64, 64] and out["package"] is False
