@@ -451,6 +451,12 @@ def summarize(variants: list[Variant], baseline: str = "concat") -> list[dict]:
             )
         )
     add_limit_shares(rows)
+    # bf16 rows against the bf16 reference where it ran (the targets compare within a precision)
+    concat_bf16 = next((row for row in rows if row["variant"] == "concat+bf16"), None)
+    if concat_bf16 is not None:
+        for row in rows:
+            if row["precision"] == "bf16":
+                row["speedup_vs_concat"] = concat_bf16["train_ms"] / row["train_ms"]
     return rows
 
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The GPU check: on a machine with a CUDA GPU, from a fresh checkout, in at most 8 minutes (install included):
-#   1. install (a venv; torch with CUDA; this package),
+#   1. install (torch with CUDA: the machine's own, else one in a venv; this package),
 #   2. the CUDA tests (tests/test_cuda.py: fused and plain paths in fp32 and bf16, channels_last, torch.compile,
 #      gradient checkpointing, CUDA graphs, training steps, the Accelerate loop),
 #   3. scripts/benchmark.py --device cuda on (a), (b) and (e) at batch 16 and 64, fp32 and bf16, against the GPU's
@@ -15,12 +15,13 @@
 #                                     # (install, CUDA tests, CUDA graphs), with tiny sizes (tests/test_gpu_check.py)
 #
 # Environment:
-#   PYTHON           interpreter that makes the venv (default python3; in a dry run .venv/bin/python if present)
-#   VENV             the venv (default .venv-gpu); USE_VENV=0 uses $PYTHON as it is
-#   TORCH_SPEC       "auto" (default): reuse $PYTHON's torch when it sees a GPU (a venv with
-#                    --system-site-packages: GPU images ship a torch built for their driver), else install
-#                    torch==2.13.0, which on Linux x86_64 the default package index serves as a CUDA build.
-#                    "system": always reuse $PYTHON's torch. Anything else: a pip requirement for torch.
+#   PYTHON           the interpreter (default python3; in a dry run .venv/bin/python if present)
+#   TORCH_SPEC       "auto" (default): use $PYTHON's torch when it sees a GPU (GPU images ship a torch built for
+#                    their driver; the package is installed into that interpreter's environment), else install
+#                    torch==2.13.0 into a venv: on Linux x86_64 the default package index serves it as a CUDA build.
+#                    "system": always $PYTHON's torch. Anything else: the pip requirement for torch to install.
+#   VENV             the venv for an installed torch (default .venv-gpu); USE_VENV=0 installs into $PYTHON's
+#                    environment instead
 #   TORCH_INDEX_URL  a wheel index for torch only, e.g. PyTorch's index of the wheels for one CUDA version (see the
 #                    install page of pytorch.org) when the driver needs another CUDA than the default wheel's
 #   PIP_NO_INDEX=1 PIP_FIND_LINKS=DIR   offline: install from a folder of wheels (pip reads these itself)
@@ -96,23 +97,16 @@ skip_step() {
 
 install() {
     set -e
-    if [ "$USE_VENV" = 1 ]; then
-        if [ "$TORCH_SPEC" = auto ]; then
-            if "$PYTHON" -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)" 2>/dev/null; then
-                TORCH_SPEC=system
-            else
-                TORCH_SPEC="torch==2.13.0"
-            fi
+    if [ "$TORCH_SPEC" != system ]; then
+        if [ "$USE_VENV" = 1 ]; then
+            [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
         fi
-        local site=()
-        [ "$TORCH_SPEC" = system ] && site=(--system-site-packages)
-        [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "${site[@]}" "$VENV"
-        PY="$VENV/bin/python"
-        if [ "$TORCH_SPEC" != system ]; then
-            "$PY" -m pip install -q ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL"} "$TORCH_SPEC"
-        fi
-        "$PY" -m pip install -q -e ".[dev]"
+        "$PY" -m pip install -q ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL"} "$TORCH_SPEC"
     fi
+    # this package and its dependencies (already there are kept); offline, setuptools may have to come from the
+    # environment rather than an isolated build
+    "$PY" -m pip install -q -e . || "$PY" -m pip install -q --no-build-isolation -e .
+    "$PY" -c "import pytest" 2>/dev/null || "$PY" -m pip install -q pytest
     "$PY" -c "import torch, bidirectional_conv_lstm; print('torch', torch.__version__, 'CUDA', torch.version.cuda,
 'GPU available:', torch.cuda.is_available())"
     "$PY" -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else 'torch sees no GPU: a CPU build? '
@@ -121,16 +115,21 @@ install() {
 
 # ------------------------------------------------------------------------------------------------ 1. install
 if [ "$DRY_RUN" = 1 ]; then
-    skip_step "install" "dry run (would make $VENV, install torch ($TORCH_SPEC) and pip install -e .[dev])"
-elif ! (
+    skip_step "install" "dry run (would install torch ($TORCH_SPEC) and pip install -e .)"
+else
+    if [ "$TORCH_SPEC" = auto ]; then
+        TORCH_SPEC="torch==2.13.0"
+        "$PYTHON" -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)" 2>/dev/null \
+            && TORCH_SPEC=system
+    fi
+    # The machine's own CUDA torch is used where it is (a GPU image's torch matches its driver): its interpreter
+    # takes the package. A torch to install goes into a venv.
+    [ "$TORCH_SPEC" != system ] && [ "$USE_VENV" = 1 ] && PY="$VENV/bin/python"
     export PYTHON VENV TORCH_SPEC USE_VENV PY TORCH_INDEX_URL="${TORCH_INDEX_URL:-}"
     export -f install
-    run_step "install" 150 "$OUT/install.log" bash -c install
-); then
-    PY="${PY:-$PYTHON}"
-    [ -x "$VENV/bin/python" ] && PY="$VENV/bin/python"
+    run_step "install ($([ "$TORCH_SPEC" = system ] && echo "the machine's torch" || echo "$TORCH_SPEC"))" 150 \
+        "$OUT/install.log" bash -c install
 fi
-[ "$DRY_RUN" = 0 ] && [ -x "$VENV/bin/python" ] && [ "$USE_VENV" = 1 ] && PY="$VENV/bin/python"
 
 # ------------------------------------------------------------------------------------------------ 2. CUDA tests
 if [ "$DRY_RUN" = 1 ]; then

@@ -22,9 +22,8 @@ def main(argv: list[str]) -> None:
         raise SystemExit(f"train.py: error: {error}") from None
     results = train(args)
     test = results["test"]
-    if (
-        "methods" in test
-    ):  # rain rate: nowcast scores of the model and the baselines (eval/metrics.md has all)
+    # rain rate: nowcast scores of the model and the baselines (eval/metrics.md has all)
+    if "methods" in test:
         keys = ("csi@0.5", "csi@1", "csi@2", "fss@1/16", "mae")
         summary = {
             name: {k: scores["overall"][k] for k in keys if k in scores["overall"]}

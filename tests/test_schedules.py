@@ -133,12 +133,14 @@ def test_budget_driven_run_finishes_its_schedules_and_prints_scores_on_their_own
             checkpointing_steps=100,
             teacher_forcing_steps=40,
             mixed_precision="auto",
+            adapt_num_threads=True,  # whatever it picks, the caller's thread count comes back
         )
     )
-    output = io.StringIO()
+    output, threads = io.StringIO(), torch.get_num_threads()
     with redirect_stdout(output), redirect_stderr(output):
         results = training.train(args)
     text = output.getvalue()
+    assert torch.get_num_threads() == threads
     # start() reads t = 0; the position of step k is read at t = k + 1: 40 * (k + 1) / 10 steps.
     assert results["global_step"] == 9
     assert positions == [4.0 * (k + 1) for k in range(9)]

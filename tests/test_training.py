@@ -281,7 +281,15 @@ def test_killed_run_resumes_from_its_last_checkpoint(tmp_path, cache_dir):
 
 
 def test_two_cpu_processes_see_different_data_and_agree_on_weights(tmp_path, cache_dir):
-    config = tiny_config(tmp_path / "ddp", cache_dir, max_train_steps=4, eval_steps=4, checkpointing_steps=4)
+    # With a time budget the processes follow the main process's clock (broadcast at every step).
+    config = tiny_config(
+        tmp_path / "ddp",
+        cache_dir,
+        max_train_steps=4,
+        eval_steps=4,
+        checkpointing_steps=4,
+        max_train_minutes=30,
+    )
     env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
     command = [
         sys.executable,

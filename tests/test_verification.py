@@ -1,9 +1,10 @@
 """Nowcast verification against hand-computed tables, pysteps' scores, a brute-force masked FSS, and itself
 (streaming, merging, gathering, per lead time vs overall)."""
 
-import glob
+import importlib.util
 import math
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -25,7 +26,11 @@ from bidirectional_conv_lstm.verification import (
     fss_merge,
 )
 
-FMI_EVENT = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "radar", "fmi", "pgm", "20160928")
+RADAR_ROOT = Path(
+    os.environ.get("BCL_RADAR_DATA") or Path(__file__).resolve().parents[2] / "shared" / "radar"
+)
+FMI_EVENT = RADAR_ROOT / "fmi" / "pgm" / "20160928"
+BENCHMARK = Path(__file__).resolve().parents[1] / "scripts" / "benchmark_verification.py"
 PYSTEPS_NAMES = {"csi": "CSI", "pod": "POD", "far": "FAR", "bias": "BIAS", "hss": "HSS", "ets": "GSS"}
 
 
@@ -142,14 +147,18 @@ def test_fss_matches_pysteps():
             for step in range(3):
                 expected = _pysteps_fss(forecast[:, step], observed[:, step], threshold, window)
                 assert result["per_lead_time"][name][step] == pytest.approx(expected, rel=1e-6, abs=1e-12)
-            expected = _pysteps_fss(forecast.reshape(-1, 26, 23), observed.reshape(-1, 26, 23), threshold, window)
+            expected = _pysteps_fss(
+                forecast.reshape(-1, 26, 23), observed.reshape(-1, 26, 23), threshold, window
+            )
             assert result["overall"][name] == pytest.approx(expected, rel=1e-6, abs=1e-12)
     one = fss_init(1.0, 4)
     fss_accum(one, forecast[:1, :1], observed[:1, :1])
-    assert fss_compute(one)["overall"]["fss@1/4"] == pytest.approx(fss(forecast[0, 0], observed[0, 0], 1.0, 4))
+    assert fss_compute(one)["overall"]["fss@1/4"] == pytest.approx(
+        fss(forecast[0, 0], observed[0, 0], 1.0, 4)
+    )
 
 
-@pytest.mark.skipif(not os.path.isdir(FMI_EVENT), reason="the shared radar events are not here")
+@pytest.mark.skipif(not FMI_EVENT.is_dir(), reason="the shared radar events are not here ($BCL_RADAR_DATA)")
 def test_scores_match_pysteps_on_a_real_radar_field():
     pytest.importorskip("pysteps")
     import pysteps.io
@@ -157,7 +166,7 @@ def test_scores_match_pysteps_on_a_real_radar_field():
     from pysteps.verification.spatialscores import fss
 
     frames = []
-    for path in sorted(glob.glob(os.path.join(FMI_EVENT, "*.pgm.gz")))[:2]:
+    for path in sorted(FMI_EVENT.glob("*.pgm.gz"))[:2]:
         field, _, metadata = pysteps.io.import_fmi_pgm(path, gzipped=True)
         frames.append(pysteps.utils.to_rainrate(field, metadata)[0])
     forecast, observed = frames  # persistence: the first frame forecasts the second
@@ -167,11 +176,15 @@ def test_scores_match_pysteps_on_a_real_radar_field():
     verifier = NowcastVerifier(thresholds, windows)
     verifier.update(forecast[None, None], observed[None, None])  # NaN = no-data, as a mask
     result = verifier.compute()["overall"]
-    filled = NowcastVerifier(thresholds, windows)  # pysteps' fss counts NaN as no event: compare filled fields
+    filled = NowcastVerifier(
+        thresholds, windows
+    )  # pysteps' fss counts NaN as no event: compare filled fields
     filled.update(np.nan_to_num(forecast)[None, None], np.nan_to_num(observed)[None, None])
     filled_result = filled.compute()["overall"]
     for threshold in thresholds:
-        _, scores = _pysteps_det_cat(forecast[valid][:, None, None, None], observed[valid][:, None, None, None], threshold)
+        _, scores = _pysteps_det_cat(
+            forecast[valid][:, None, None, None], observed[valid][:, None, None, None], threshold
+        )
         for name, pysteps_name in PYSTEPS_NAMES.items():
             assert result[f"{name}@{threshold:g}"] == pytest.approx(scores[pysteps_name], rel=1e-6)
         for window in windows:
@@ -245,7 +258,9 @@ def test_masked_contingency_matches_pysteps_on_valid_pixels():
     valid = np.random.default_rng(8).random(observed.shape) < 0.7
     table = det_cat_init((1.0,))
     det_cat_accum(table, forecast, observed, valid=torch.from_numpy(valid))
-    reference, _ = _pysteps_det_cat(forecast[valid][:, None, None, None], observed[valid][:, None, None, None], 1.0)
+    reference, _ = _pysteps_det_cat(
+        forecast[valid][:, None, None, None], observed[valid][:, None, None, None], 1.0
+    )
     np.testing.assert_array_equal(
         table["counts"][0, 0].numpy(),
         [reference[name][0] for name in ("hits", "false_alarms", "misses", "correct_negatives")],
@@ -263,6 +278,7 @@ def test_streaming_and_merging_equal_one_shot():
     first.update(forecast[:1], observed[:1])
     second.update(forecast[1:], observed[1:])
     assert first.merge(second) is first
+    streamed.update(forecast[:0], observed[:0])  # an empty batch adds nothing
     expected = one_shot.compute()
     assert expected["num_samples"] == 6
     _assert_scores_equal(expected, streamed.compute())
@@ -304,7 +320,11 @@ def test_per_lead_time_and_overall():
     names |= {f"fss@{threshold:g}/{window}" for threshold in (0.5, 1, 2, 5, 10) for window in (1, 4, 16)}
     assert set(result["overall"]) == names | {"csi_m", "mse", "mae"}
     # Pooled counts are not averaged per-frame scores: the overall CSI lies between the lead times'.
-    assert min(result["per_lead_time"]["csi@1"]) <= result["overall"]["csi@1"] <= max(result["per_lead_time"]["csi@1"])
+    assert (
+        min(result["per_lead_time"]["csi@1"])
+        <= result["overall"]["csi@1"]
+        <= max(result["per_lead_time"]["csi@1"])
+    )
 
 
 def test_gather_concatenates_per_sample_counts():
@@ -383,3 +403,17 @@ def test_cuda_matches_cpu():
     on_cpu.update(forecast, observed, valid)
     on_gpu.update(*(torch.from_numpy(a).cuda() for a in (forecast, observed, valid)))
     _assert_scores_equal(on_cpu.compute(), on_gpu.compute(), rel=1e-9)
+
+
+def test_benchmark_script_scores_a_tiny_setting():
+    spec = importlib.util.spec_from_file_location("benchmark_verification", BENCHMARK)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    for masked in (False, True):
+        report = module.benchmark_verification(
+            num_forecasts=5, lead_times=2, size=20, batch_size=2, pool=3, masked=masked
+        )
+        assert report["num_forecasts"] == 5 and report["masked"] == masked
+        assert report["wall_s"] > 0 and 0 < report["csi@1"] < 1
+    with pytest.raises(ValueError, match="batch_size"):
+        module.benchmark_verification(batch_size=0)

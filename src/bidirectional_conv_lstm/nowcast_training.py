@@ -167,15 +167,16 @@ def _event_configs(args: TrainingArguments) -> dict:
     overrides = options.get("event_overrides") or {}
     if not isinstance(overrides, dict) or not all(isinstance(v, dict) for v in overrides.values()):
         raise ValueError(f"data.event_overrides must map event names to option dicts, got {overrides!r}")
-    for key, names in (("events", events), ("test_events", test), ("validation_events", validation)):
-        unknown = sorted(set(names) - set(known))
-        if unknown:
-            raise ValueError(f"data.{key} names unknown events {unknown}; the archive has {known}")
     for key, names in (
+        ("events", events),
         ("test_events", test),
         ("validation_events", validation),
         ("event_overrides", overrides),
     ):
+        unknown = sorted(set(names) - set(known))
+        if unknown:
+            raise ValueError(f"data.{key} names unknown events {unknown}; the archive has {known}")
+    for key, names in (("test_events", test), ("validation_events", validation)):
         outside = sorted(set(names) - set(events))
         if outside:
             raise ValueError(f"data.{key} {outside} are not among data.events {events}")

@@ -276,6 +276,16 @@ def train(args: TrainingArguments) -> dict:
         splits = load_datasets(args)
     task = make_task(args, splits)
     collator = task.collator
+    for name in ("train", "validation"):
+        if len(splits[name]) == 0:
+            raise ValueError(f"the {name} split of dataset={args.dataset!r} is empty; check the data options")
+    needed = args.per_device_train_batch_size * accelerator.num_processes
+    if len(splits["train"]) < needed:  # drop_last would leave no batch at all, and the loop would never end
+        raise ValueError(
+            f"the training split has {len(splits['train'])} samples, fewer than one batch "
+            f"(per_device_train_batch_size={args.per_device_train_batch_size} x {accelerator.num_processes} "
+            "processes); use more data or a smaller batch"
+        )
     # On a GPU, batches go from pinned memory without blocking; workers live across epochs and evaluations.
     loader_options = dict(
         collate_fn=collator,
@@ -496,6 +506,8 @@ def train(args: TrainingArguments) -> dict:
 
         url = upload_folder_to_hub(output_dir, args.hub_model_id, private=args.hub_private)
         accelerator.print(f"uploaded to {url}")
+    if tuner is not None:  # the caller gets torch's thread count back as it was
+        torch.set_num_threads(tuner.max_threads)
     return results
 
 

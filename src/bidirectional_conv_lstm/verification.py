@@ -359,12 +359,14 @@ class NowcastVerifier:
         if self._gather is not None:
             batch, steps = observed.shape[:2]
             shapes = {method: part.shape[2:] for method, part in parts.items()}
-            flat = torch.cat([part.reshape(batch, steps, -1) for part in parts.values()], dim=-1)
+            sizes = [math.prod(shape) for shape in shapes.values()]
+            flat = torch.cat(
+                [part.reshape(batch, steps, size) for part, size in zip(parts.values(), sizes)], -1
+            )
             device = self._device if self._device is not None else flat.device
             dtype = torch.float32 if device.type == "mps" else torch.float64
             flat = self._gather(flat.to(device=device, dtype=dtype))
             flat = flat.to(device="cpu" if flat.device.type == "mps" else flat.device, dtype=torch.float64)
-            sizes = [math.prod(shape) for shape in shapes.values()]
             pieces = flat.split(sizes, dim=-1)
             parts = {
                 method: piece.reshape(*piece.shape[:2], *shapes[method])

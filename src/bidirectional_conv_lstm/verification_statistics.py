@@ -141,58 +141,60 @@ def _widen(tensor: torch.Tensor, largest: int, wide: torch.dtype) -> torch.Tenso
     return tensor
 
 
-def _strided_sums(flat, sizes, step: int, bound: int, wide: torch.dtype) -> dict[int, torch.Tensor]:
-    """Sums of ``n`` entries ``step`` apart in the 1-D ``flat``, for each ``n`` in ``sizes``: ``{n: out}`` with
-    ``out[j] = flat[j] + flat[j + step] + ... + flat[j + (n - 1) * step]``, for entries in ``[0, bound]``.
+def _window_sums(tensor, sizes, dim: int, bound: int, wide: torch.dtype) -> dict[int, torch.Tensor]:
+    """Sums of ``n`` consecutive entries along ``dim`` for each ``n`` in ``sizes``: ``{n: out}`` with
+    ``out[j] = tensor[j] + ... + tensor[j + n - 1]`` (length ``L - n + 1``), for entries in ``[0, bound]``.
 
-    Step 1 sums along image rows, step = a row's length along columns: every addition is one contiguous run
-    over the whole chunk (sums that straddle a row's end are computed and never read). Sums of 2, 4, 8, ...
-    entries are built by doubling and shared by all sizes; a size adds the powers of two of its binary digits
-    end to end, so it costs O(log n) additions. uint8 sums turn ``wide`` before they could overflow.
+    Sums of 2, 4, 8, ... entries are built by doubling and shared by all sizes; a size is the sum of the powers
+    of two of its binary digits, placed end to end. uint8 sums turn ``wide`` before they could overflow.
     """
     sizes = sorted(set(sizes))
-    powers = {1: flat}
+    powers = {1: tensor}
     power = 1
     while 2 * power <= sizes[-1]:
         previous = _widen(powers[power], 2 * power * bound, wide)
-        length = previous.numel() - power * step
-        powers[2 * power] = previous[:length] + previous[power * step : power * step + length]
+        length = previous.shape[dim] - power
+        powers[2 * power] = previous.narrow(dim, 0, length) + previous.narrow(dim, power, length)
         power *= 2
     sums = {}
     for size in sizes:
-        length = flat.numel() - (size - 1) * step
+        length = tensor.shape[dim] - size + 1
         total, offset = None, 0
         for bit in sorted((p for p in powers if size & p), reverse=True):
-            piece = powers[bit][offset * step : offset * step + length]
+            piece = powers[bit].narrow(dim, offset, length)
             total = piece if total is None else _widen(total, size * bound, wide) + piece
             offset += bit
         sums[size] = total
     return sums
 
 
-def _row_gram(rows: torch.Tensor) -> torch.Tensor:
-    """``(sum f*f, sum f*o, sum o*o)`` of each row pair in ``rows`` (R, 2, W) -> float64 (R, 3).
+def _gram_sums(fractions: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """``(sum f*f, sum f*o, sum o*o)`` over pixels of ``fractions`` (N, K, H, 2, W) -> float64 (N, K, 3).
 
-    One 2 x 2 matrix product per row. In float32 the sums of integer window counts are exact while a row's sums
-    stay below 2**24, and stay exact under reduced-precision matmul settings (TF32, bf16) while the counts are
-    <= 256 (windows up to 16); the caller passes float64 rows otherwise.
+    One 2 x 2 matrix product per image row in ``dtype``, the rows then summed in float64. In float32 the sums of
+    integer window counts are exact while a row's sums stay below 2**24, and stay exact under reduced-precision
+    matmul settings (TF32, bf16) while the counts are <= 256 (windows up to 16); callers pass float64 otherwise.
     """
-    gram = torch.bmm(rows, rows.transpose(1, 2)).view(-1, 4)
-    return gram[:, [0, 1, 3]].to(torch.float64)
+    frames, thresholds, height, _, width = fractions.shape
+    rows = fractions.reshape(-1, 2, width).to(dtype)
+    gram = torch.bmm(rows, rows.transpose(1, 2)).view(frames, thresholds, height, 4).to(torch.float64)
+    return gram[..., [0, 1, 3]].sum(2)
 
 
 def _contingency(
-    levels: torch.Tensor, thresholds: tuple[float, ...], num_valid: torch.Tensor
+    events: torch.Tensor, thresholds: tuple[float, ...], num_valid: torch.Tensor
 ) -> torch.Tensor:
-    """Hits, false alarms, misses, correct negatives (N, K, 4) float64 from ``levels`` (N, H, 2, W): how many
-    thresholds each pixel of the forecast ([:, :, 0]) and of the observation ([:, :, 1]) reaches.
+    """Hits, false alarms, misses, correct negatives (N, K, 4) float64 from ``events`` uint8 (N, K, H, 2, W).
 
-    Events are nested over thresholds, so one histogram of (K + 1) x (K + 1) level pairs per frame holds the
+    Counted through each pixel's pair of levels (how many thresholds the forecast and the observation reach):
+    events are nested over thresholds, so one histogram of (K + 1) x (K + 1) level pairs per frame holds the
     tables of every threshold. No-data pixels reach no level and only count through ``num_valid``.
     """
-    frames, bins = levels.shape[0], len(thresholds) + 1
-    offsets = torch.arange(frames, device=levels.device, dtype=torch.int32).view(-1, 1, 1) * (bins * bins)
-    pairs = (levels[:, :, 0].to(torch.int32) * bins + levels[:, :, 1] + offsets).flatten()
+    frames, count = events.shape[:2]
+    bins = count + 1
+    levels = events.sum(1, dtype=torch.uint8).to(torch.int32)  # (N, H, 2, W)
+    offsets = torch.arange(frames, device=events.device, dtype=torch.int32).view(-1, 1, 1) * (bins * bins)
+    pairs = (levels[:, :, 0] * bins + levels[:, :, 1] + offsets).flatten()
     joint = torch.bincount(pairs, minlength=frames * bins * bins).view(frames, bins, bins).to(torch.float64)
     # reached[n, a, b]: pixels whose forecast reaches at least level a and the observation at least level b.
     reached = joint.flip((1, 2)).cumsum(1).cumsum(2).flip((1, 2))
@@ -204,60 +206,50 @@ def _contingency(
     return torch.stack([hits, false_alarms, misses, correct_negatives], dim=-1)
 
 
-def _errors(forecast, observed, valid):
-    """Sums of squared and absolute errors and valid pixels (N, 3) float64, and the no-data mask (or None)."""
+def _chunk_statistics(forecast, observed, valid, thresholds, windows) -> dict[str, torch.Tensor]:
     frames, height, width = observed.shape
+    device = observed.device
     error = observed - forecast
     absolute = error.abs()
     known = absolute < math.inf  # False where either field is NaN or infinite: no-data
     if valid is not None:
         known &= valid
-    if bool(known.all()):
-        valid = None
-        num_valid = torch.full((frames,), float(height * width), dtype=torch.float64, device=observed.device)
+    valid = None if bool(known.all()) else known
+    if valid is None:
+        num_valid = torch.full((frames,), float(height * width), dtype=torch.float64, device=device)
     else:
-        valid = known
         num_valid = valid.sum((-1, -2)).to(torch.float64)
-        error, absolute = error.masked_fill(~valid, 0.0), absolute.masked_fill(~valid, 0.0)
+        error = error.masked_fill(~valid, 0.0)
+        absolute = absolute.masked_fill(~valid, 0.0)
     squared = (error * error).sum((-1, -2)).to(torch.float64)
-    return torch.stack([squared, absolute.sum((-1, -2)).to(torch.float64), num_valid], dim=-1), valid
-
-
-def _chunk_statistics(forecast, observed, valid, thresholds, windows) -> dict[str, torch.Tensor]:
-    stats = {}
-    stats["errors"], valid = _errors(forecast, observed, valid)
+    stats = {"errors": torch.stack([squared, absolute.sum((-1, -2)).to(torch.float64), num_valid], dim=-1)}
     if not thresholds:
         return stats
-    frames, height, width = observed.shape
-    count, device = len(thresholds), observed.device
-    largest = max((1, *windows))
-    low, padded_height, padded_width = largest // 2, height + largest - 1, width + largest - 1
-    row = 2 * padded_width  # a padded row of both fields
-    # Both fields' rows side by side, zero-padded as pysteps pads (no event outside the field) and with one
-    # frame of tail that keeps the strided views below in bounds: (N + 1, H', 2, W'); no-data is never an event.
-    fields = torch.stack([forecast, observed], dim=2)  # (N, H, 2, W)
+    both = torch.stack([forecast, observed], dim=2)  # (N, H, 2, W): rows of both fields side by side
     if valid is not None:
-        fields = fields.masked_fill(~valid[:, :, None], -math.inf)
-    padded = torch.full(
-        (frames + 1, padded_height, 2, padded_width), -math.inf, dtype=fields.dtype, device=device
+        both = both.masked_fill(~valid[:, :, None], -math.inf)  # no-data is never an event
+    largest = max((1, *windows))
+    low, high = largest // 2, largest - 1 - largest // 2
+    # Events of every threshold and both fields, zero-padded as pysteps pads: uint8 (N, K, H', 2, W').
+    events = torch.zeros(
+        (frames, len(thresholds), height + low + high, 2, width + low + high), dtype=torch.bool, device=device
     )
-    padded[:frames, low : low + height, :, low : low + width] = fields
-    levels = torch.tensor(thresholds, dtype=fields.dtype, device=device).view(1, -1, 1, 1, 1)
-    events = (padded[:, None] >= levels).view(torch.uint8)  # (N + 1, K, H', 2, W')
-    reached = events.view(frames + 1, count, -1).sum(1, dtype=torch.uint8)[:frames]
-    stats["contingency"] = _contingency(
-        reached.view(frames, *padded.shape[1:]), thresholds, stats["errors"][:, 2]
-    )
+    levels = torch.tensor(thresholds, dtype=both.dtype, device=device).view(1, -1, 1, 1, 1)
+    torch.ge(both[:, None], levels, out=events[:, :, low : low + height, :, low : low + width])
+    events = events.view(torch.uint8)
+    inner = events[:, :, low : low + height, :, low : low + width]
+    stats["contingency"] = _contingency(inner, thresholds, num_valid)
     if not windows:
         return stats
     wide = [window for window in windows if window > 1] or [1]
-    along_rows = _strided_sums(events.view(-1), wide, step=1, bound=1, wide=torch.int32)
-    if (
-        valid is not None
-    ):  # pixels that count in a window's fractions: valid ones and the outside of the field
-        counted = torch.ones((frames + 1, padded_height, padded_width), dtype=torch.uint8, device=device)
-        counted[:frames, low : low + height, low : low + width] = valid
-        counted_rows = _strided_sums(counted.view(-1), wide, step=1, bound=1, wide=torch.int32)
+    along_width = _window_sums(events, wide, dim=-1, bound=1, wide=torch.int32)
+    if valid is not None:
+        # Pixels that count in a window's fractions: valid ones, and the outside of the field (pysteps' zeros).
+        counted = torch.ones(
+            (frames, 1, events.shape[2], 1, events.shape[4]), dtype=torch.uint8, device=device
+        )
+        counted[:, :, low : low + height, :, low : low + width] = valid[:, None, :, None]
+        counted_width = _window_sums(counted, wide, dim=-1, bound=1, wide=torch.int32)
     fss = []
     for window in windows:
         if window == 1:  # the fractions are the events themselves: the contingency counts give the sums
@@ -265,35 +257,17 @@ def _chunk_statistics(forecast, observed, valid, thresholds, windows) -> dict[st
             fss.append(torch.stack([hits + false_alarms, hits, hits + misses], dim=-1))
             continue
         start = low - window // 2  # pysteps' (uniform_filter's) window placement in the padded field
-        sums = _strided_sums(along_rows[window], (window,), step=row, bound=window, wide=torch.float32)[
-            window
-        ]
-        exact = valid is None and window * window <= 256 and width * window**4 < 2**24
-        sums = sums.to(torch.float32 if exact else torch.float64)
-        offset = sums.storage_offset() + start * row + start
-        if valid is None:  # every padded row of every frame and threshold: (N K H', 2, W), rows >= H unused
-            rows = sums.as_strided((frames * count * padded_height, 2, width), (row, padded_width, 1), offset)
-            gram = _row_gram(rows).view(frames, count, padded_height, 3)[:, :, :height].sum(2)
-            fss.append(gram / float(window) ** 4)
+        rows = along_width[window].narrow(-1, start, width).narrow(2, start, height + window - 1)
+        counts = _window_sums(rows, (window,), dim=2, bound=window, wide=torch.float32)[window]
+        if valid is None:
+            exact = window * window <= 256 and width * window**4 < 2**24
+            fss.append(_gram_sums(counts, torch.float32 if exact else torch.float64) / float(window) ** 4)
             continue
-        counts = sums.as_strided(
-            (frames, count, height, 2, width),
-            (count * padded_height * row, padded_height * row, row, padded_width, 1),
-            offset,
-        )
-        known = _strided_sums(
-            counted_rows[window], (window,), step=padded_width, bound=window, wide=torch.int32
-        )
-        known = known[window].to(torch.float64)
-        known = known.as_strided(
-            (frames, height, width),
-            (padded_height * padded_width, padded_width, 1),
-            known.storage_offset() + start * padded_width + start,
-        )
+        known_rows = counted_width[window].narrow(-1, start, width).narrow(2, start, height + window - 1)
+        known_counts = _window_sums(known_rows, (window,), dim=2, bound=window, wide=torch.float32)[window]
         # Fractions over the counted pixels of each window; windows centred on no-data pixels are left out.
-        scale = valid.to(torch.float64) / known.clamp(min=1)
-        fractions = counts * scale[:, None, :, None, :]  # (N, K, H, 2, W)
-        fss.append(_row_gram(fractions.view(-1, 2, width)).view(frames, count, height, 3).sum(2))
+        scale = valid[:, None, :, None].to(torch.float64) / known_counts.to(torch.float64).clamp(min=1)
+        fss.append(_gram_sums(counts.to(torch.float64).mul_(scale), torch.float64))  # one dtype: vectorized
     stats["fss"] = torch.stack(fss, dim=2)  # (N, K, W, 3)
     return stats
 
@@ -338,8 +312,18 @@ def frame_statistics(forecast, observed, valid, thresholds, windows) -> dict[str
                 windows,
             )
         )
+    if not pieces:  # no frame: empty sums of the right shapes
+        empty = {
+            "errors": (3,),
+            "contingency": (len(thresholds), 4),
+            "fss": (len(thresholds), len(windows), 3),
+        }
+        keys = (
+            ["errors"] + (["contingency"] if thresholds else []) + (["fss"] if thresholds and windows else [])
+        )
+        return {key: observed.new_zeros((batch, steps, *empty[key]), dtype=torch.float64) for key in keys}
     result = {}
-    for key in pieces[0] if pieces else ():
+    for key in pieces[0]:
         joined = torch.cat([piece[key] for piece in pieces])
         result[key] = joined.reshape(batch, steps, *joined.shape[1:])
     return result

@@ -1,0 +1,172 @@
+"""Nowcasting in the training loop: the radar data options (whole held-out events), and a tiny two-stage run
+(synthetic pretraining, then radar windows) that trains, scores the model beside the baselines, saves, reloads and
+forecasts mm/h."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from bidirectional_conv_lstm import ConvLSTMForFramePrediction
+from bidirectional_conv_lstm.data import generate_synthetic_rain
+from bidirectional_conv_lstm.nowcast_recipe import nowcasting_stages, run_nowcasting_recipe
+from bidirectional_conv_lstm.nowcast_training import load_rain_datasets
+from bidirectional_conv_lstm.training import train
+from bidirectional_conv_lstm.training_args import TrainingArguments
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_RADAR = ROOT.parent / "shared" / "radar"
+EVENTS = ("north", "south", "east")
+
+
+@pytest.fixture(scope="module")
+def radar_stacks(tmp_path_factory) -> list[dict]:
+    """Three small events as (T, H, W) mm/h stacks with a no-data corner, as RadarSource fields."""
+    folder = tmp_path_factory.mktemp("radar_stacks")
+    rain = generate_synthetic_rain(len(EVENTS), num_frames=12, size=32, seed=3, speed_range=(0.5, 1.5))
+    sources = []
+    for name, event in zip(EVENTS, rain):
+        event[:, :3, :5] = np.nan  # outside the radar range
+        np.save(folder / f"{name}.npy", event)
+        sources.append({"name": name, "path": str(folder / f"{name}.npy"), "timestep": 5})
+    return sources
+
+
+def radar_arguments(sources, cache_dir, **overrides) -> dict:
+    values = {
+        "dataset": "radar",
+        "data": {
+            "sources": sources,
+            "test_events": ["east"],
+            "validation_events": ["south"],
+            "tile_size": 16,
+            "time_block_fractions": [1.0, 0.0, 0.0],  # the training event trains whole
+            "train_crops_per_window": 2,
+            "cache_dir": str(cache_dir),
+        },
+        "model": {"hidden_sizes": [4], "patch_size": 4, "rain_rate_transform": {"kind": "log1p"}},
+        "num_input_frames": 3,
+        "num_output_frames": 3,
+    }
+    values.update(overrides)
+    return values
+
+
+def test_radar_runs_hold_out_whole_events_and_check_their_options_first(radar_stacks, tmp_path):
+    args = TrainingArguments(**radar_arguments(radar_stacks, tmp_path))
+    splits = load_rain_datasets(args)
+    assert {split: set(splits[split]["event"]) for split in ("train", "validation", "test")} == {
+        "train": {"north"},
+        "validation": {"south"},
+        "test": {"east"},
+    }
+    assert {name: info["role"] for name, info in splits["info"]["events"].items()} == {
+        "north": "train",
+        "south": "validation",
+        "east": "test",
+    }
+    bad = [
+        ({"test_events": ["west"]}, ValueError, "unknown events"),
+        ({"test_events": ["east"], "validation_events": ["east"]}, ValueError, "both"),
+        ({"test_events": ["north", "east"], "validation_events": ["south"]}, ValueError, "none is left"),
+        ({"event_overrides": {"north": {"tile_size": 8}}}, ValueError, "may not change"),
+        ({"sources": None}, ValueError, "data.root"),
+        ({"root": str(tmp_path / "nowhere"), "sources": None}, FileNotFoundError, "data.root"),
+        ({"tile_sizes": 16}, ValueError, "unknown radar options"),
+    ]
+    for change, error, message in bad:
+        values = radar_arguments(radar_stacks, tmp_path)
+        values["data"] = {**values["data"], **change}
+        with pytest.raises(error, match=message):
+            TrainingArguments(**values)
+    with pytest.raises(ValueError, match="rain_rate_transform"):
+        TrainingArguments(**radar_arguments(radar_stacks, tmp_path, model={"hidden_sizes": [4]}))
+
+
+@pytest.mark.skipif(not SHARED_RADAR.is_dir(), reason="the shared radar events are not here")
+def test_the_recipe_configs_are_valid_and_hold_out_the_test_events(tmp_path):
+    first, second = nowcasting_stages(
+        ROOT / "configs" / "nowcasting_synthetic.yaml",
+        ROOT / "configs" / "nowcasting_radar.yaml",
+        output_dir=tmp_path,
+        radar_root=SHARED_RADAR,
+    )
+    assert first.output_dir == str(tmp_path / "synthetic") and second.output_dir == str(tmp_path)
+    assert (first.num_input_frames, first.num_output_frames) == (second.num_input_frames, 12) == (4, 12)
+    assert {"fmi_20170509", "bom2_20180616"} <= set(second.data["test_events"])
+    assert first.model["rain_rate_transform"] and first.model["advection"]
+
+
+@pytest.mark.slow
+def test_tiny_two_stage_run_scores_saves_reloads_and_forecasts_mm_h(radar_stacks, tmp_path):
+    cache = tmp_path / "cache"
+    tiny = {
+        "data": {
+            "num_train": 8,
+            "num_validation": 4,
+            "num_test": 4,
+            "num_frames": 6,
+            "size": 32,
+            "cache_dir": str(cache),
+        },
+        "model": {"hidden_sizes": [4]},
+        "num_input_frames": 3,
+        "num_output_frames": 3,
+        "per_device_train_batch_size": 4,
+        "per_device_eval_batch_size": 4,
+        "max_train_steps": 2,
+        "max_train_minutes": None,
+        "eval_steps": 2,
+        "eval_num_samples": 4,
+        "test_num_samples": 4,
+        "teacher_forcing_steps": 1,
+        "num_threads": 1,
+    }
+    # Stage 1 with the recipe's own config, shrunk: synthetic fields only (no archive).
+    results = run_nowcasting_recipe(
+        ROOT / "configs" / "nowcasting_synthetic.yaml",
+        ROOT / "configs" / "nowcasting_radar.yaml",
+        output_dir=tmp_path / "synthetic",
+        synthetic_overrides=tiny,
+    )
+    assert results["radar"] is None and results["output_dir"] == str(tmp_path / "synthetic")
+    # Stage 2: fine-tune the stage-1 model on radar windows (here: stacks with no data), score, save.
+    values = radar_arguments(radar_stacks, cache, model={}, model_name_or_path=str(tmp_path / "synthetic"))
+    values.update(
+        {k: v for k, v in tiny.items() if k not in ("data", "model")}, output_dir=str(tmp_path / "radar")
+    )
+    test = train(TrainingArguments(**values))["test"]
+
+    assert set(test["methods"]) == {"model", "persistence", "extrapolation", "sprog"}
+    for scores in test["methods"].values():
+        assert 0 <= scores["overall"]["csi@0.5"] <= 1 and len(scores["per_lead_time"]["csi@0.5"]) == 3
+    output = tmp_path / "radar"
+    for name in (
+        "eval/metrics.json",
+        "eval/metrics.md",
+        "eval/scores_by_lead_time.png",
+        "forecast.png",
+        "forecast.gif",
+    ):
+        assert (output / name).is_file(), name
+    assert (
+        json.loads((output / "eval" / "metrics.json").read_text())["num_windows"] == test["num_windows"] > 0
+    )
+    card = (output / "README.md").read_text()
+    assert "| **this model** |" in card and "| Lucas-Kanade extrapolation |" in card and "east" in card
+    assert yaml.safe_load((output / "training_config.yaml").read_text())["model_name_or_path"] == str(
+        tmp_path / "synthetic"
+    )
+
+    model = ConvLSTMForFramePrediction.from_pretrained(output)
+    assert model.config.rain_rate_transform["kind"] == "log1p" and model.config.advection
+    observed = np.load(radar_stacks[2]["path"])[None, :3]  # the held-out event, NaN corner included
+    forecast = model.forecast_rain_rate(observed, num_output_frames=5)
+    assert isinstance(forecast, np.ndarray) and forecast.shape == (1, 5, 32, 32)
+    assert np.isnan(forecast[:, :, :3, :5]).all() and (forecast[:, :, 3:] >= 0).all()
+    assert torch.isfinite(torch.from_numpy(forecast[:, :, 3:])).all()
