@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from transformers.utils import find_labels
 
 from bidirectional_conv_lstm import ConvLSTMConfig, ConvLSTMForFramePrediction
 from bidirectional_conv_lstm.losses_convlstm import frame_prediction_loss, rain_rate_weights
@@ -79,7 +80,7 @@ def test_weighted_losses_match_a_float64_reference(kind, transform_kind, masked)
         predictions,
         labels,
         kind,
-        labels_mask=mask,
+        loss_mask=mask,
         rain_rate_inverse=transform.inverse,
         thresholds=thresholds,
         weights=weights,
@@ -102,14 +103,14 @@ def test_model_loss_uses_the_configured_thresholds_and_weights_and_ignores_inval
     model = ConvLSTMForFramePrediction(config)
     pixel_values = torch.rand(2, 3, 1, 6, 6)
     _, labels, mask = rain_batch(transform, shape=(2, 2, 1, 6, 6), seed=3)
-    out = model(pixel_values, labels=labels, labels_mask=mask)
+    out = model(pixel_values, labels=labels, loss_mask=mask)
     expected = reference_loss(
         out.predictions.detach(), labels, mask, "weighted_mse", transform, (1.0, 20.0), (0.5, 3.0, 7.0)
     )
     assert math.isclose(out.loss.item(), expected, rel_tol=1e-5)
     # Whatever an invalid label pixel holds, the loss and the gradients do not change.
     scrambled = torch.where(mask, labels, torch.rand_like(labels))
-    again = model(pixel_values, labels=scrambled, labels_mask=mask)
+    again = model(pixel_values, labels=scrambled, loss_mask=mask)
     assert torch.equal(again.loss, out.loss)
     out.loss.backward()
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
@@ -127,19 +128,22 @@ def test_image_losses_average_over_valid_pixels(loss):
         "mse+l1": ((p - y) ** 2).mean() + 0.25 * (p - y).abs().mean(),
         "bce": -(y * p.log() + (1 - y) * (1 - p).log()).mean(),
     }[loss]
-    got = model.compute_loss(predictions, labels, labels_mask=mask)
+    got = model.compute_loss(predictions, labels, loss_mask=mask)
     assert math.isclose(got.item(), expected.item(), rel_tol=1e-5)
 
 
-def test_labels_mask_is_checked():
+def test_loss_mask_is_checked_and_is_no_label_for_the_trainer():
+    # transformers.Trainer takes every forward argument with "label" in its name for a label, and evaluates
+    # without a loss when one is missing: the mask must not look like one.
+    assert find_labels(ConvLSTMForFramePrediction) == ["labels"]
     model = ConvLSTMForFramePrediction(ConvLSTMConfig(**TINY))
     pixel_values, labels = torch.rand(1, 3, 1, 4, 4), torch.rand(1, 2, 1, 4, 4)
-    with pytest.raises(ValueError, match="labels_mask must be a bool tensor"):
-        model(pixel_values, labels=labels, labels_mask=torch.ones(1, 2, 1, 4, 4))
-    with pytest.raises(ValueError, match="labels_mask must be a bool tensor"):
-        model(pixel_values, labels=labels, labels_mask=torch.ones(1, 1, 1, 4, 4, dtype=torch.bool))
+    with pytest.raises(ValueError, match="loss_mask must be a bool tensor"):
+        model(pixel_values, labels=labels, loss_mask=torch.ones(1, 2, 1, 4, 4))
+    with pytest.raises(ValueError, match="loss_mask must be a bool tensor"):
+        model(pixel_values, labels=labels, loss_mask=torch.ones(1, 1, 1, 4, 4, dtype=torch.bool))
     with pytest.raises(ValueError, match="without labels"):
-        model(pixel_values, labels_mask=torch.ones(1, 2, 1, 4, 4, dtype=torch.bool))
+        model(pixel_values, loss_mask=torch.ones(1, 2, 1, 4, 4, dtype=torch.bool))
 
 
 @pytest.mark.parametrize(

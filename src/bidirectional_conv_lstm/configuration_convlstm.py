@@ -72,7 +72,7 @@ class ConvLSTMConfig(PreTrainedConfig):
             times B-MAE) are the balanced losses of Shi et al. 2017 (arXiv:1706.03458): each pixel's error, taken in
             the model's (transformed) space, is weighted by the target's rain rate in mm/h (`loss_thresholds`,
             `loss_weights`), so heavy rain counts; they need `rain_rate_transform`. Every loss is a mean over the
-            valid pixels when `forward` gets a `labels_mask`.
+            valid pixels when `forward` gets a `loss_mask`.
         l1_weight (`float`, *optional*, defaults to 1.0):
             The weight of the L1 term in `"mse+l1"` and of the B-MAE term in `"weighted_mse+mae"`. A small weight (e.g. 0.1) pushes the faint haze a blurry
             prediction leaves on an empty background to exactly dark (which SSIM rewards) without the collapse to

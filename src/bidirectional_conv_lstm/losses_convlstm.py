@@ -7,8 +7,8 @@
   2 mm/h, then 2, 5, 10, 30 from 2, 5, 10, 30 mm/h by default), so the rare heavy rain is not drowned by the
   common drizzle and dry ground.
 
-Every loss is a mean over the *valid* pixels when a `labels_mask` is given (radar pixels with no data never
-count). The error is taken in the model's output space (the rain-rate transform's space, e.g. scaled dBR), as
+Every loss is a mean over the *valid* pixels when a `loss_mask` is given (radar pixels with no data never
+count; the model's `forward` takes it as `loss_mask`, from the collator's `labels_mask`). The error is taken in the model's output space (the rain-rate transform's space, e.g. scaled dBR), as
 Shi et al. took it on radar-image pixel values; only the weights are read in mm/h, through the transform's
 inverse.
 
@@ -109,7 +109,7 @@ def frame_prediction_loss(
     labels: torch.Tensor,
     loss: str,
     *,
-    labels_mask: torch.Tensor | None = None,
+    loss_mask: torch.Tensor | None = None,
     logits: torch.Tensor | None = None,
     rain_rate_inverse: Callable[[torch.Tensor], torch.Tensor] | None = None,
     thresholds: Sequence[float] = (2.0, 5.0, 10.0, 30.0),
@@ -123,7 +123,7 @@ def frame_prediction_loss(
     Args:
         predictions, labels: `(B, T, C, H, W)` (any equal shapes for the pixel-wise losses), model space.
         loss: one of `ConvLSTMConfig`'s losses (see the module docstring).
-        labels_mask: bool, `labels`' shape: the valid pixels; the loss is their mean. For ``"mse+ssim"`` the
+        loss_mask: bool, `labels`' shape: the valid pixels; the loss is their mean. For ``"mse+ssim"`` the
             invalid pixels of `predictions` are replaced by the labels', so they add no error to the SSIM term.
         logits: the pre-sigmoid logits of `predictions`, for an exact ``"bce"``.
         rain_rate_inverse: model space -> mm/h (the rain-rate transform's inverse); the weighted losses need it.
@@ -137,8 +137,8 @@ def frame_prediction_loss(
         normalised away, so a batch with heavy rain has a larger loss, as in Shi et al. 2017.
     """
     predictions, labels = predictions.float(), labels.float()
-    if labels_mask is not None:
-        labels_mask = labels_mask.to(device=labels.device, dtype=torch.bool)
+    if loss_mask is not None:
+        loss_mask = loss_mask.to(device=labels.device, dtype=torch.bool)
     if loss == "bce":
         if logits is not None:
             elementwise = F.binary_cross_entropy_with_logits(logits.float(), labels, reduction="none")
@@ -146,29 +146,29 @@ def frame_prediction_loss(
             # Autocast refuses binary_cross_entropy on probabilities; the inputs are float32 already.
             with torch.autocast(predictions.device.type, enabled=False):
                 elementwise = F.binary_cross_entropy(predictions, labels, reduction="none")
-        return masked_mean(elementwise, labels_mask)
+        return masked_mean(elementwise, loss_mask)
     error = predictions - labels
     if loss in WEIGHTED_LOSSES:
         if rain_rate_inverse is None:
             raise ValueError(f"loss={loss!r} needs rain_rate_inverse (the weights are read in mm/h)")
         with torch.no_grad():
             pixel_weights = rain_rate_weights(rain_rate_inverse(labels.detach()).float(), thresholds, weights)
-        squared = masked_mean(pixel_weights * error.square(), labels_mask)
-        absolute = masked_mean(pixel_weights * error.abs(), labels_mask)
+        squared = masked_mean(pixel_weights * error.square(), loss_mask)
+        absolute = masked_mean(pixel_weights * error.abs(), loss_mask)
         if loss == "weighted_mse":
             return squared
         if loss == "weighted_mae":
             return absolute
         return squared + auxiliary_scale * l1_weight * absolute
     if loss == "l1":
-        return masked_mean(error.abs(), labels_mask)
-    mse = masked_mean(error.square(), labels_mask)
+        return masked_mean(error.abs(), loss_mask)
+    mse = masked_mean(error.square(), loss_mask)
     if loss == "mse" or not auxiliary_scale:
         return mse
     if loss == "mse+ssim":
-        if labels_mask is not None:
-            predictions = torch.where(labels_mask, predictions, labels)
+        if loss_mask is not None:
+            predictions = torch.where(loss_mask, predictions, labels)
         return mse + auxiliary_scale * ssim_weight * (1.0 - structural_similarity(predictions, labels).mean())
     if loss == "mse+l1":
-        return mse + auxiliary_scale * l1_weight * masked_mean(error.abs(), labels_mask)
+        return mse + auxiliary_scale * l1_weight * masked_mean(error.abs(), loss_mask)
     raise ValueError(f"unknown loss {loss!r}")

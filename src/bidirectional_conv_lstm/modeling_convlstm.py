@@ -431,8 +431,10 @@ class ConvLSTMForFramePrediction(ConvLSTMPreTrainedModel):
             `C = config.num_channels`, `H` and `W` divisible by `config.patch_size`, any `T_in >= 1`.
         labels (`torch.FloatTensor` of shape `(B, T_out, C, H, W)`, *optional*): the true future frames; when given,
             the output has `loss` (`config.loss`) and the horizon is `T_out`.
-        labels_mask (`torch.BoolTensor` of shape `(B, T_out, C, H, W)`, *optional*): which label pixels are valid
-            (radar pixels with no data are False); the loss is then a mean over the valid pixels only.
+        loss_mask (`torch.BoolTensor` of shape `(B, T_out, C, H, W)`, *optional*): which label pixels count in the
+            loss (False where the radar has no data: `RainRateCollator`'s `labels_mask`); the loss is then a mean
+            over those pixels only. (Not named `labels_*`: `transformers.Trainer` takes every `forward` argument
+            whose name holds "label" for a label, and evaluates without a loss when one is missing.)
         num_output_frames (`int`, *optional*): the horizon without labels; defaults to `config.num_output_frames`.
         teacher_forcing_ratio (`float`, *optional*, defaults to 0.0): scheduled sampling: the probability, per
             sample and step, of feeding the forecaster the true previous frame from `labels` instead of its own
@@ -468,7 +470,7 @@ class ConvLSTMForFramePrediction(ConvLSTMPreTrainedModel):
         self.post_init()
 
     def _check_inputs(
-        self, pixel_values, labels, num_output_frames, teacher_forcing_ratio, labels_mask=None
+        self, pixel_values, labels, num_output_frames, teacher_forcing_ratio, loss_mask=None
     ) -> tuple[int, float]:
         """Validate everything before any convolution runs; returns the horizon and the teacher forcing ratio."""
         _check_frames("pixel_values", pixel_values, self.config)
@@ -487,8 +489,8 @@ class ConvLSTMForFramePrediction(ConvLSTMPreTrainedModel):
         if not 0.0 <= teacher_forcing_ratio <= 1.0:
             raise ValueError(f"teacher_forcing_ratio must be in [0, 1], got {teacher_forcing_ratio!r}")
         if labels is None:
-            if labels_mask is not None:
-                raise ValueError("labels_mask was given without labels; it marks the valid pixels of labels")
+            if loss_mask is not None:
+                raise ValueError("loss_mask was given without labels; it marks the valid pixels of labels")
             if teacher_forcing_ratio > 0:
                 raise ValueError(
                     f"teacher_forcing_ratio={teacher_forcing_ratio} needs labels (the true frames to feed back)"
@@ -505,18 +507,18 @@ class ConvLSTMForFramePrediction(ConvLSTMPreTrainedModel):
             raise ValueError(
                 f"num_output_frames={num_output_frames} disagrees with labels, which hold {labels.shape[1]} frames"
             )
-        if labels_mask is not None and (
-            not isinstance(labels_mask, torch.Tensor)
-            or labels_mask.dtype != torch.bool
-            or labels_mask.shape != labels.shape
+        if loss_mask is not None and (
+            not isinstance(loss_mask, torch.Tensor)
+            or loss_mask.dtype != torch.bool
+            or loss_mask.shape != labels.shape
         ):
             described = (
-                f"a {labels_mask.dtype} tensor of shape {tuple(labels_mask.shape)}"
-                if isinstance(labels_mask, torch.Tensor)
-                else type(labels_mask).__name__
+                f"a {loss_mask.dtype} tensor of shape {tuple(loss_mask.shape)}"
+                if isinstance(loss_mask, torch.Tensor)
+                else type(loss_mask).__name__
             )
             raise ValueError(
-                f"labels_mask must be a bool tensor of labels' shape {tuple(labels.shape)}, got {described}"
+                f"loss_mask must be a bool tensor of labels' shape {tuple(labels.shape)}, got {described}"
             )
         return labels.shape[1], teacher_forcing_ratio
 
@@ -525,10 +527,10 @@ class ConvLSTMForFramePrediction(ConvLSTMPreTrainedModel):
         predictions: torch.Tensor,
         labels: torch.Tensor,
         logits: torch.Tensor | None = None,
-        labels_mask: torch.Tensor | None = None,
+        loss_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """`config.loss` between `predictions` and `labels` (any equal shapes), in float32, averaged over the pixels
-        where `labels_mask` is True (all without it). `"bce"` uses the pre-sigmoid `logits` of the predictions
+        where `loss_mask` is True (all without it). `"bce"` uses the pre-sigmoid `logits` of the predictions
         when given (exact for saturated pixels). See `losses_convlstm.frame_prediction_loss`."""
         config = self.config
         transform = self.rain_rate_transform
@@ -536,7 +538,7 @@ class ConvLSTMForFramePrediction(ConvLSTMPreTrainedModel):
             predictions,
             labels,
             config.loss,
-            labels_mask=labels_mask,
+            loss_mask=loss_mask,
             logits=logits,
             rain_rate_inverse=None if transform is None else transform.inverse,
             thresholds=config.loss_thresholds,
@@ -590,14 +592,14 @@ class ConvLSTMForFramePrediction(ConvLSTMPreTrainedModel):
         self,
         pixel_values: torch.Tensor,
         labels: torch.Tensor | None = None,
-        labels_mask: torch.Tensor | None = None,
+        loss_mask: torch.Tensor | None = None,
         num_output_frames: int | None = None,
         teacher_forcing_ratio: float = 0.0,
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
     ) -> FramePredictionOutput | tuple:
         horizon, teacher_forcing_ratio = self._check_inputs(
-            pixel_values, labels, num_output_frames, teacher_forcing_ratio, labels_mask
+            pixel_values, labels, num_output_frames, teacher_forcing_ratio, loss_mask
         )
         output_hidden_states = (
             self.config.output_hidden_states if output_hidden_states is None else output_hidden_states
@@ -628,7 +630,7 @@ class ConvLSTMForFramePrediction(ConvLSTMPreTrainedModel):
         if labels is not None:
             use_logits = self.config.loss == "bce" and logits is not None
             logits = F.pixel_shuffle(logits.transpose(0, 1), patch) if use_logits else None
-            loss = self.compute_loss(predictions, labels, logits=logits, labels_mask=labels_mask)
+            loss = self.compute_loss(predictions, labels, logits=logits, loss_mask=loss_mask)
 
         def batch_first(states):
             return None if states is None else tuple(x.transpose(0, 1) for x in states)

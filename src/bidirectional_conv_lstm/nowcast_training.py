@@ -10,7 +10,7 @@
   and ``augment`` (random flips and quarter turns of each training window, default true: rain moves and grows
   the same way in every direction, and a few radar events hold few directions of motion);
 - **batches**: :class:`~bidirectional_conv_lstm.data.RainRateCollator` maps rain rate to the model's space with
-  the model's ``rain_rate_transform`` and gives the model ``labels_mask``, so no-data pixels never count in the
+  the model's ``rain_rate_transform``; its ``labels_mask`` goes to the model as ``loss_mask``, so no-data pixels never count in the
   loss;
 - **validation**: the loss and the verification scores in mm/h (CSI at the thresholds, CSI-M, MAE, MSE, FSS at
   1 mm/h on 4-pixel windows), ``metric_for_best_model`` one of ``loss``, ``csi_m``, ``mse``, ``mae``;
@@ -293,7 +293,7 @@ def model_forecaster(model, *, no_data_value: float = 0.0):
 def augment_windows(batch: dict) -> dict:
     """Each sample of a batch turned by a random quarter turn (half turns only for non-square tiles) and flipped
     left-right at random, its frames and masks alike (uses torch's global generator)."""
-    keys = [key for key in ("pixel_values", "labels", "labels_mask") if key in batch]
+    keys = [key for key in ("pixel_values", "labels", "loss_mask") if key in batch]
     height, width = batch["pixel_values"].shape[-2:]
     turns = torch.randint(0, 4, (batch["pixel_values"].shape[0],)) if height == width else None
     if turns is None:
@@ -337,8 +337,13 @@ class RainRateTask:
         self.timestep_minutes = _timestep_minutes(args)
 
     def model_inputs(self, batch: dict) -> dict:
-        """``pixel_values``, ``labels`` and ``labels_mask`` of a training batch, augmented when asked."""
-        inputs = {key: batch[key] for key in ("pixel_values", "labels", "labels_mask")}
+        """``pixel_values``, ``labels`` and ``loss_mask`` (the collator's ``labels_mask``) of a training batch,
+        augmented when asked."""
+        inputs = {
+            "pixel_values": batch["pixel_values"],
+            "labels": batch["labels"],
+            "loss_mask": batch["labels_mask"],
+        }
         return augment_windows(inputs) if self.augment else inputs
 
     @torch.no_grad()
@@ -357,7 +362,7 @@ class RainRateTask:
         for batch in loader:
             labels, mask = batch["labels"], batch["labels_mask"]
             with accelerator.autocast():
-                out = model(pixel_values=batch["pixel_values"], labels=labels, labels_mask=mask)
+                out = model(pixel_values=batch["pixel_values"], labels=labels, loss_mask=mask)
             loss_sum += out.loss.float() * labels.shape[0]
             count += labels.shape[0]
             forecast = self.transform.inverse(out.predictions.float())[:, :, 0]
