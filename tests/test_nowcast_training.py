@@ -14,8 +14,8 @@ import yaml
 
 from bidirectional_conv_lstm import ConvLSTMForFramePrediction
 from bidirectional_conv_lstm.data import generate_synthetic_rain
+from bidirectional_conv_lstm.nowcast_data import load_rain_datasets
 from bidirectional_conv_lstm.nowcast_recipe import nowcasting_stages, run_nowcasting_recipe
-from bidirectional_conv_lstm.nowcast_training import load_rain_datasets
 from bidirectional_conv_lstm.training import train
 from bidirectional_conv_lstm.training_args import TrainingArguments
 

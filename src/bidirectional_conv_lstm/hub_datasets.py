@@ -153,9 +153,9 @@ def _source_parameters(args: TrainingArguments, kind: str) -> tuple[dict, int | 
 
         return MovingMNISTConfig(**options).to_dict(), GENERATOR_VERSION
     if kind in RAIN_RATE_DATASETS:
-        from .nowcast_training import _source_config
+        from .nowcast_data import source_config
 
-        config = _source_config(args)
+        config = source_config(args)
         parameters = dataclasses.asdict(config)
         parameters.update({k: v for k, v in options.items() if k not in parameters})  # e.g. radar events
         version = None

@@ -274,7 +274,8 @@ def evaluate_rain_dataset(
     """
     from accelerate import Accelerator
 
-    from .nowcast_training import _timestep_minutes, load_rain_datasets, model_forecaster
+    from .nowcast_data import load_rain_datasets, timestep_minutes
+    from .nowcast_training import model_forecaster
     from .training_args import RAIN_RATE_DATASETS, TrainingArguments
 
     if dataset not in RAIN_RATE_DATASETS:
@@ -314,7 +315,7 @@ def evaluate_rain_dataset(
         methods,
         num_input_frames=args.num_input_frames,
         num_output_frames=args.num_output_frames,
-        timestep_minutes=_timestep_minutes(args),
+        timestep_minutes=timestep_minutes(args),
         batch_size=batch_size,
         accelerator=accelerator,
         max_windows=max_samples,

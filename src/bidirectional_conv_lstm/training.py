@@ -52,7 +52,7 @@ def load_datasets(args: TrainingArguments) -> dict:
     from .data import MovingMNISTConfig, load_frames_dataset, load_frames_folder, load_moving_mnist
 
     if args.is_rain_rate:
-        from .nowcast_training import load_rain_datasets
+        from .nowcast_data import load_rain_datasets
 
         return load_rain_datasets(args)
     options = dict(args.data)

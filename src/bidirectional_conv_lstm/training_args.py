@@ -248,7 +248,7 @@ class TrainingArguments:
 
     def _check_data(self) -> None:
         if self.is_rain_rate:
-            from .nowcast_training import check_rain_data
+            from .nowcast_data import check_rain_data
 
             check_rain_data(self)
             return
