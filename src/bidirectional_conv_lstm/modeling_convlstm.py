@@ -562,27 +562,13 @@ class ConvLSTMForFramePrediction(ConvLSTMPreTrainedModel):
         num_output_frames: int | None = None,
         no_data_value: float = float("nan"),
     ):
-        """Forecast rain rate in mm/h from observed rain rate in mm/h (needs `config.rain_rate_transform`).
+        """Forecast rain rate in mm/h from observed rain rate in mm/h (needs `config.rain_rate_transform`): observed
+        `(B, T_in, H, W)` or `(B, T_in, 1, H, W)` mm/h of any size, torch or numpy, NaN or `valid=False` = no data;
+        returns `(B, T_out, H, W)` (or `(B, T_out, 1, H, W)`) float32 mm/h of the same kind, `no_data_value` where the
+        last observed frame has no data. See `forecasting_convlstm.forecast_rain_rate`.
 
-        Args:
-            rain_rate: `(B, T_in, H, W)` or `(B, T_in, 1, H, W)` mm/h, any size (padded to the patch size and
-                cropped back), torch or numpy; NaN = no data (filled with 0 mm/h for the model, as in training).
-            valid: optional bool mask of `rain_rate`'s shape, False = no data.
-            num_output_frames: the horizon in frames; defaults to `config.num_output_frames`.
-            no_data_value: the forecast where the last observed frame has no data (NaN by default).
-
-        Returns:
-            mm/h `(B, T_out, H, W)` (or `(B, T_out, 1, H, W)`), float32, numpy for numpy input, else a tensor on the
-            input's device. Runs without gradients, in the model's current mode (`eval()` after `from_pretrained`).
-
-        Example:
-
-        ```python
-        >>> model = ConvLSTMForFramePrediction.from_pretrained("outputs/nowcasting")
-        >>> observed = torch.rand(1, 4, 100, 120) * 5  # 4 radar frames in mm/h, any size
-        >>> model.forecast_rain_rate(observed, num_output_frames=12).shape
-        torch.Size([1, 12, 100, 120])
-        ```
+        Example: `model.forecast_rain_rate(torch.rand(1, 4, 100, 120) * 5, num_output_frames=12).shape` is
+        `(1, 12, 100, 120)`.
         """
         return forecast_rain_rate(
             self, rain_rate, valid, num_output_frames=num_output_frames, no_data_value=no_data_value
