@@ -212,7 +212,7 @@ start = text.rfind("\n{\n")
 result = json.loads(text[start:text.rfind("}") + 1])
 config = yaml.safe_load(open(f"{result['output_dir']}/training_config.yaml"))
 batch = config["per_device_train_batch_size"]
-seconds = 60 * result["train_minutes"]
+seconds = max(60 * result["train_minutes"], 1e-3)  # a dry run can finish in well under a second
 notes = [line[2:] for line in open(f"{result['output_dir']}/training_config.yaml") if line.startswith("# ")]
 print(f"{result['steps']} steps of {batch} sequences in {seconds:.0f} s: **{result['steps'] * batch / seconds:.1f} "
       "sequences/s** (the loop's wall clock, its final validation included), "

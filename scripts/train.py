@@ -38,7 +38,7 @@ def main(argv: list[str]) -> None:
         json.dumps(
             {
                 "output_dir": results["output_dir"],
-                "train_minutes": round(results["train_minutes"], 2),
+                "train_minutes": round(results["train_minutes"], 4),
                 "steps": results["global_step"],
                 "test": summary,
             },

@@ -49,6 +49,7 @@ import math
 
 import torch
 
+from .metrics import _gather_function
 from .verification_statistics import check_thresholds, check_windows, frame_statistics, to_fields
 
 __all__ = [
@@ -279,18 +280,6 @@ def det_cont_merge(errors_1: dict, errors_2: dict) -> dict:
 def det_cont_compute(errors: dict) -> dict:
     """``mse`` ((mm/h)**2) and ``mae`` (mm/h) over valid pixels, overall and per lead time."""
     return _compute(errors)
-
-
-def _gather_function(gather):
-    if gather is None:
-        return None, None
-    if hasattr(gather, "gather_for_metrics"):  # an accelerate.Accelerator
-        return gather.gather_for_metrics, torch.device(gather.device)
-    if callable(gather):
-        return gather, None
-    raise TypeError(
-        f"gather must be None, an accelerate.Accelerator or a callable, got {type(gather).__name__}"
-    )
 
 
 class NowcastVerifier:
