@@ -118,6 +118,16 @@ def test_sprog_returns_nonnegative_mm_h_of_the_right_shape():
         sprog_forecast(rain[:, :2], num_output_frames=1)
 
 
+def test_sprog_on_a_nearly_dry_window_falls_back_to_extrapolation():
+    pytest.importorskip("pysteps")
+    rain = np.zeros((1, 4, 64, 64), dtype=np.float32)
+    rain[0, :, 30, 30] = 2.0  # one wet pixel: S-PROG cannot fit its AR model on it ("Singular matrix")
+    forecast = sprog_forecast(rain, num_output_frames=3)
+    expected = extrapolation_forecast(rain, num_output_frames=3)
+    assert forecast.shape == (1, 3, 64, 64) and np.all(np.isfinite(forecast))
+    np.testing.assert_allclose(forecast, expected, atol=1e-6)
+
+
 def test_baselines_named_together_share_one_motion_field(monkeypatch):
     pytest.importorskip("pysteps")
     calls = []

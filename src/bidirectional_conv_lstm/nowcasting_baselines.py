@@ -215,6 +215,8 @@ def sprog_forecast(
 
     Returns:
         float32 (B, T_out, H, W) mm/h >= 0 (0 where S-PROG's domain mask, the input's no data, leaves it NaN).
+        A window where S-PROG cannot fit its autoregressive model (nearly dry: "Singular matrix") gets the
+        Lucas-Kanade extrapolation of its last frame instead.
     """
     if isinstance(n_cascade_levels, bool) or not isinstance(n_cascade_levels, int) or n_cascade_levels < 1:
         raise ValueError(f"n_cascade_levels must be an int >= 1, got {n_cascade_levels!r}")
@@ -227,19 +229,35 @@ def sprog_forecast(
     forecasts = []
     for sample, velocity in zip(rain, motion):
         dbr = _to_dbr(sample[-(ar_order + 1) :], threshold, zero_value)
-        with contextlib.redirect_stdout(io.StringIO()):  # S-PROG reports its settings and progress on stdout
-            forecast = sprog(
-                dbr,
-                velocity,
-                num_output_frames,
-                precip_thr=precip_thr,
-                n_cascade_levels=n_cascade_levels,
-                ar_order=ar_order,
-                decomp_method="fft",
-                bandpass_filter_method="gaussian",
-                probmatching_method=probmatching_method,
-                fft_method="numpy",
+        try:
+            with contextlib.redirect_stdout(
+                io.StringIO()
+            ):  # S-PROG reports its settings and progress on stdout
+                forecast = sprog(
+                    dbr,
+                    velocity,
+                    num_output_frames,
+                    precip_thr=precip_thr,
+                    n_cascade_levels=n_cascade_levels,
+                    ar_order=ar_order,
+                    decomp_method="fft",
+                    bandpass_filter_method="gaussian",
+                    probmatching_method=probmatching_method,
+                    fft_method="numpy",
+                )
+        except np.linalg.LinAlgError:
+            # A (nearly) dry window leaves the cascade levels without variance, so S-PROG cannot fit its AR
+            # model ("Singular matrix"); with nothing to decay, its forecast is the extrapolation of the last frame.
+            forecasts.append(
+                extrapolation_forecast(
+                    sample[None],
+                    num_output_frames=num_output_frames,
+                    motion=velocity[None],
+                    threshold=threshold,
+                    zero_value=zero_value,
+                )[0]
             )
+            continue
         forecasts.append(_from_dbr(np.asarray(forecast), threshold))
     return np.stack(forecasts)
 
