@@ -10,7 +10,6 @@ from pathlib import Path
 import datasets
 import numpy as np
 import pytest
-from bidirectional_conv_lstm.verification import NowcastVerifier
 
 from bidirectional_conv_lstm.data.rain_storage import encode_rain_rate, rain_window_features
 from bidirectional_conv_lstm.nowcast_evaluation import (
@@ -20,6 +19,7 @@ from bidirectional_conv_lstm.nowcast_evaluation import (
     score_value,
 )
 from bidirectional_conv_lstm.nowcasting_baselines import persistence_forecast
+from bidirectional_conv_lstm.verification import NowcastVerifier
 from test_nowcasting_baselines import translated_rain
 
 T_IN, T_OUT, SIZE = 3, 4, 48

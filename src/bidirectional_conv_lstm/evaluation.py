@@ -134,7 +134,7 @@ def evaluate(
 
     from .data import FramePredictionCollator, load_moving_mnist_test_file, mean_pixel_value
     from .loading import load_pretrained_model
-    from .training import load_datasets
+    from .run_datasets import load_datasets
     from .training_args import TrainingArguments
 
     if split not in ("train", "validation", "test"):

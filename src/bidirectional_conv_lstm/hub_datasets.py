@@ -93,7 +93,7 @@ def build_dataset_splits(args: TrainingArguments) -> datasets.DatasetDict:
     Moving MNIST and synthetic rain are generated (or read from the cache) exactly as ``scripts/train.py`` makes
     them; radar windows are cut from ``data.root``; a folder of sequences is split as training splits it.
     """
-    from .training import load_datasets
+    from .run_datasets import load_datasets
 
     # Rain-rate sources also hand back an "info" mapping (for model cards); the card reads the columns instead.
     splits = load_datasets(args)

@@ -34,55 +34,26 @@ from tqdm.auto import tqdm
 
 from .data import FramePredictionCollator
 from .hardware import resolve_mixed_precision
+from .run_datasets import load_datasets
 from .schedules import RunProgress, learning_rate_factor
 from .threads import ThreadTuner
-from .training_args import BEST_MODEL_METRICS, RAIN_BEST_MODEL_METRICS, TrainingArguments
+from .training_args import (
+    BEST_MODEL_METRICS,
+    CHECKPOINT_STATE_FILE,
+    RAIN_BEST_MODEL_METRICS,
+    TrainingArguments,
+)
 
 __all__ = ["FramePredictionTask", "find_latest_checkpoint", "load_datasets", "make_task", "train"]
 
-STATE_FILE = "trainer_state.json"
+STATE_FILE = (
+    CHECKPOINT_STATE_FILE  # written last into a checkpoint: its presence means the checkpoint is whole
+)
 # The clock of the time budget (max_train_minutes); tests replace it with a fake one.
 _clock = time.perf_counter
 
 
 # --------------------------------------------------------------------------- data
-def load_datasets(args: TrainingArguments) -> dict:
-    """``{"train", "validation", "test"}`` datasets for the run's data source: a ``frames`` column, or for the
-    rain-rate sources (``"synthetic_rain"``, ``"radar"``) the ``rain_storage`` schema (``rain_rate`` windows)."""
-    from .data import MovingMNISTConfig, load_frames_dataset, load_frames_folder, load_moving_mnist
-
-    if args.is_rain_rate:
-        from .nowcast_data import load_rain_datasets
-
-        return load_rain_datasets(args)
-    options = dict(args.data)
-    cache_dir = options.pop("cache_dir", None)
-    if args.dataset == "moving_mnist":
-        splits = load_moving_mnist(MovingMNISTConfig(**options), cache_dir=cache_dir)
-        return {name: splits[name] for name in ("train", "validation", "test")}
-    path = Path(args.dataset)
-    if (
-        path.is_dir()
-        and not any((path / name).exists() for name in ("dataset_dict.json", "state.json"))
-        and not (any(path.glob("*.parquet")) or any(path.glob("*.arrow")))
-    ):
-        # A folder of .npy/.npz files or of PNG folders: hold out the last tenth for validation and test.
-        frames = load_frames_folder(path, cache_dir=cache_dir)
-        split = frames.train_test_split(test_size=max(2, len(frames) // 5), seed=args.seed)
-        held_out = split["test"].train_test_split(test_size=0.5, seed=args.seed)
-        return {"train": split["train"], "validation": held_out["train"], "test": held_out["test"]}
-    column = options.get("frames_column", "frames")
-    names = {
-        "train": options.get("train_split", "train"),
-        "validation": options.get("validation_split", "validation"),
-        "test": options.get("test_split", "test"),
-    }
-    return {
-        key: load_frames_dataset(args.dataset, split=split, frames_column=column)
-        for key, split in names.items()
-    }
-
-
 def _subset(dataset, count: int | None):
     if count is None or not hasattr(dataset, "select") or count >= len(dataset):
         return dataset
