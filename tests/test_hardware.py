@@ -20,24 +20,28 @@ def features(monkeypatch):
     monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
     monkeypatch.delenv("DNNL_MAX_CPU_ISA", raising=False)
     monkeypatch.setattr(hardware, "_amx_permitted", lambda: True)
+    monkeypatch.setattr(
+        hardware, "cpu_bf16_speedup", lambda: 0.6
+    )  # a CPU where bf16 is slower, unless a test says
     return set_features
 
 
 def test_auto_on_this_machine_agrees_with_proc_cpuinfo():
-    """The choice here follows the kernel's own flags (read independently of torch's cpuinfo): bf16 only with AMX
-    bf16 tiles. On a CPU with avx512_bf16 and no AMX (the development machines) that is fp32."""
+    """The choice here follows the kernel's own flags (read independently of torch's cpuinfo): bf16 with AMX bf16
+    tiles; with avx512_bf16 alone, what the measurement says (the development machines differ: bf16 0.6x fp32 on
+    one, 1.9x on another); fp32 without either."""
     flags = hardware._proc_cpuinfo_flags()
     if not flags:
         pytest.skip("no /proc/cpuinfo flags to compare with")
     precision, reason = resolve_mixed_precision("auto", "cpu")
     if {"amx_bf16", "amx_tile"} <= flags and hardware.cpu_amx_bf16()[0]:
         assert precision == "bf16" and "AMX" in reason
+    elif "avx512_bf16" in flags:
+        speedup = hardware.cpu_bf16_speedup()  # cached: the very measurement the choice used
+        assert f"measured {speedup:.2f}x fp32" in reason and "avx512_bf16" in reason
+        assert precision == ("bf16" if speedup >= hardware.BF16_MIN_SPEEDUP else "no")
     else:
-        assert precision == "no"
-        if "amx_bf16" not in flags:
-            assert "no AMX bf16" in reason
-            if "avx512_bf16" in flags:  # named, since it is the feature that would mislead
-                assert "avx512_bf16" in reason
+        assert precision == "no" and "no AMX bf16" in reason
     assert hardware.cpu_features()["avx2"] == ("avx2" in flags)
 
 
@@ -50,7 +54,7 @@ def test_auto_picks_bf16_on_a_cpu_with_amx(features):
 @pytest.mark.parametrize(
     "present, cap, permitted, expected_reason",
     [
-        (dict(avx512_bf16=True, avx512_f=True, avx2=True), None, True, "no AMX bf16; has avx512_bf16"),
+        (dict(avx512_bf16=True, avx512_f=True, avx2=True), None, True, "measured 0.60x fp32"),
         (dict(avx2=True), None, True, "no AMX bf16; has avx2"),
         (dict(amx_bf16=True, amx_tile=True), "AVX512_CORE_BF16", True, "ONEDNN_MAX_CPU_ISA=AVX512_CORE_BF16"),
         (dict(amx_bf16=True, amx_tile=True), None, False, "did not grant"),
@@ -64,6 +68,22 @@ def test_auto_keeps_fp32_without_usable_amx(features, monkeypatch, present, cap,
     monkeypatch.setattr(hardware, "_amx_permitted", lambda: permitted)
     precision, reason = resolve_mixed_precision("auto", "cpu")
     assert precision == "no" and expected_reason in reason
+
+
+def test_auto_picks_bf16_where_avx512_bf16_measures_fast(features, monkeypatch):
+    features(avx512_bf16=True, avx512_f=True, avx2=True)
+    monkeypatch.setattr(hardware, "cpu_bf16_speedup", lambda: 1.93)
+    precision, reason = resolve_mixed_precision("auto", "cpu")
+    assert precision == "bf16" and "measured 1.93x fp32" in reason
+    monkeypatch.setattr(hardware, "cpu_bf16_speedup", lambda: hardware.BF16_MIN_SPEEDUP - 0.01)
+    assert resolve_mixed_precision("auto", "cpu")[0] == "no"
+
+
+def test_bf16_speedup_is_a_positive_ratio():
+    speedup = hardware.cpu_bf16_speedup.__wrapped__(
+        repeats=1
+    )  # not the cached one: a fresh, short measurement
+    assert 0.05 < speedup < 20
 
 
 def test_an_amx_cap_still_allows_amx(features, monkeypatch):

@@ -6,19 +6,23 @@ bf16 pays only where the hardware multiplies bf16 faster than fp32:
 * a CPU with AMX tiles (``amx_bf16``: Intel Xeon from Sapphire Rapids on), on which oneDNN runs bf16 convolutions
   with ``avx512_core_amx`` kernels, about twice as fast as fp32.
 
-A CPU with only ``avx512_bf16`` (``vdpbf16ps``: the same FLOPs per cycle as two fp32 FMAs, plus conversions) runs
-bf16 convolutions *slower* than fp32 (about 0.6x, BENCHMARKS.md), so ``mixed_precision: auto`` keeps fp32 there.
+A CPU with ``avx512_bf16`` but no AMX is the undecided case: on one Intel Xeon without AMX exposed, bf16
+convolutions ran at about 0.6x fp32, while on an AMD EPYC (Zen 4) they ran at 1.96x (BENCHMARKS.md). There
+``mixed_precision: auto`` measures: one convolution's forward and backward in both precisions (about a second, once
+per process, :func:`cpu_bf16_speedup`), and bf16 is chosen when it is at least 1.2x faster. Other CPUs keep fp32.
 
     from bidirectional_conv_lstm.hardware import resolve_mixed_precision
-    resolve_mixed_precision("auto", "cpu")   # on a CPU without AMX:
-    # ('no', 'CPU without AMX bf16 (no AMX bf16; has avx512_bf16, ...): its bf16 convolutions are slower than fp32')
+    resolve_mixed_precision("auto", "cpu")   # on a CPU with avx512_bf16 and no AMX, e.g.:
+    # ('bf16', 'CPU without AMX but with avx512_bf16 (...): bf16 convolutions measured 1.9x fp32 here')
 """
 
 from __future__ import annotations
 
 import os
+import statistics
 import subprocess
 import sys
+import time
 from functools import lru_cache
 from pathlib import Path
 
@@ -27,6 +31,7 @@ import torch
 __all__ = [
     "CPU_FEATURES",
     "cpu_amx_bf16",
+    "cpu_bf16_speedup",
     "cpu_features",
     "describe_cpu",
     "onednn_isa",
@@ -115,6 +120,39 @@ def cpu_amx_bf16() -> tuple[bool, str]:
     return True, "AMX bf16 tiles"
 
 
+# bf16 is chosen on a CPU without AMX only when measured at least this much faster than fp32: below it the
+# conversions around the convolutions and the noise of one short measurement eat the gain.
+BF16_MIN_SPEEDUP = 1.2
+
+
+@lru_cache(maxsize=1)
+def cpu_bf16_speedup(repeats: int = 5) -> float:
+    """fp32 time over bf16 time of one convolution's forward and backward on this CPU (> 1: bf16 is faster).
+
+    The shape is the recurrent convolution class of the CPU recipes (a batch of 64 patch grids of 16 x 16, 64 -> 128
+    channels, kernel 3, channels_last); the median of ``repeats`` timed passes after one warm-up, in this process's
+    thread setting. Measured once per process (about a second); a busy machine makes it noisy, which
+    :data:`BF16_MIN_SPEEDUP` absorbs.
+    """
+    generator = torch.Generator().manual_seed(0)
+    inputs = torch.randn(64, 64, 16, 16, generator=generator).to(memory_format=torch.channels_last)
+    weight = torch.randn(128, 64, 3, 3, generator=generator).to(memory_format=torch.channels_last)
+
+    def seconds(dtype: torch.dtype) -> float:
+        x = inputs.to(dtype).requires_grad_()
+        w = weight.to(dtype).requires_grad_()
+        times = []
+        for index in range(repeats + 1):
+            started = time.perf_counter()
+            torch.nn.functional.conv2d(x, w, padding=1).sum().backward()
+            if index:  # the first pass warms oneDNN's kernel cache up
+                times.append(time.perf_counter() - started)
+        return statistics.median(times)
+
+    with torch.autocast("cpu", enabled=False):
+        return seconds(torch.float32) / seconds(torch.bfloat16)
+
+
 def _cuda_native_bf16(device: torch.device) -> bool:
     if torch.version.hip:  # every ROCm GPU torch supports computes bf16 natively
         return True
@@ -130,8 +168,9 @@ def resolve_mixed_precision(requested: str, device: str | torch.device) -> tuple
 
     Returns:
         ``(precision, reason)``: ``precision`` is ``"no"``, ``"fp16"`` or ``"bf16"`` (Accelerate's names);
-        for ``"auto"`` it is ``"bf16"`` on a CUDA GPU with native bf16 and on a CPU with AMX bf16
-        (:func:`cpu_amx_bf16`), else ``"no"`` (fp32).
+        for ``"auto"`` it is ``"bf16"`` on a CUDA GPU with native bf16, on a CPU with AMX bf16
+        (:func:`cpu_amx_bf16`), and on a CPU with avx512_bf16 where bf16 convolutions measure at least
+        :data:`BF16_MIN_SPEEDUP` times as fast as fp32 (:func:`cpu_bf16_speedup`), else ``"no"`` (fp32).
 
     Raises:
         ValueError: ``requested`` is not one of the four values.
@@ -154,7 +193,18 @@ def resolve_mixed_precision(requested: str, device: str | torch.device) -> tuple
         amx, why = cpu_amx_bf16()
         if amx:
             return "bf16", f"CPU with {why}: oneDNN's bf16 convolutions run about twice as fast as fp32"
-        return "no", f"CPU without AMX bf16 ({why}): its bf16 convolutions are slower than fp32"
+        if not cpu_features()["avx512_bf16"]:
+            return "no", f"CPU without AMX bf16 or avx512_bf16 ({why}): bf16 is emulated, slower than fp32"
+        speedup = cpu_bf16_speedup()
+        if speedup >= BF16_MIN_SPEEDUP:
+            return (
+                "bf16",
+                f"CPU without AMX but with avx512_bf16 ({why}): bf16 convolutions measured {speedup:.2f}x fp32 here",
+            )
+        return "no", (
+            f"CPU without AMX bf16 ({why}): bf16 convolutions measured {speedup:.2f}x fp32 here "
+            f"(bf16 needs >= {BF16_MIN_SPEEDUP}x)"
+        )
     return "no", f"no measured fast bf16 path on device type {device.type!r}"
 
 
