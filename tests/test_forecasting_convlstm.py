@@ -118,6 +118,43 @@ def test_advect_moves_frames_by_whole_pixels_and_brings_in_nothing():
     assert (moved[:, :, :, :2] == 0).all() and (moved[:, :, -1] == 0).all()  # from outside the frame: nothing
 
 
+def test_boundary_padding_extends_the_frames_by_their_edges_and_crops_back():
+    from bidirectional_conv_lstm.modeling_convlstm import extend_frames
+
+    frames = torch.rand(2, 3, 1, 8, 12)
+    wider = extend_frames(frames, 4)
+    assert wider.shape == (2, 3, 1, 16, 20)
+    torch.testing.assert_close(wider[..., 4:12, 4:16], frames)
+    torch.testing.assert_close(wider[..., :4, 4:16], frames[..., :1, :].expand(2, 3, 1, 4, 12))
+    torch.testing.assert_close(wider[..., :4, :4], frames[..., :1, :1].expand(2, 3, 1, 4, 4))  # corners too
+
+    plain = rain_model(advection=True)
+    padded = rain_model(advection=True, boundary_padding=8)
+    padded.load_state_dict(plain.state_dict())  # the same weights: the margin adds none
+    pixel_values = torch.rand(2, 3, 1, 8, 12)
+    with torch.no_grad():
+        one = padded(pixel_values, num_output_frames=1, output_hidden_states=True)
+        reference = plain(extend_frames(pixel_values, 8), num_output_frames=1).predictions
+    # One step is the plain model on the extended frames, cropped; hidden states are the frame's patch grid.
+    torch.testing.assert_close(one.predictions, reference[..., 8:16, 8:20])
+    assert one.hidden_states[0].shape[-2:] == one.encoder_hidden_states[0].shape[-2:] == (2, 3)
+
+    fed = []
+    step = padded.forecaster.step
+    padded.forecaster.step = lambda frame, *states: fed.append(frame) or step(frame, *states)
+    with torch.no_grad():
+        out = padded(pixel_values, num_output_frames=3).predictions
+    assert out.shape == (2, 3, 1, 8, 12)
+    for index, frame in enumerate(fed[1:]):
+        # Every fed-back frame is the previous prediction, its margin the prediction's edge pixels repeated.
+        pixels = F.pixel_shuffle(frame, 4)
+        torch.testing.assert_close(pixels, extend_frames(out[:, index], 8))
+    with pytest.raises(
+        ValueError, match="boundary_padding must be an int >= 0 and a multiple of patch_size=4"
+    ):
+        ConvLSTMConfig(hidden_sizes=[4], patch_size=4, boundary_padding=6)
+
+
 def test_untrained_advection_head_starts_near_persistence_and_learns_motion():
     model = rain_model(advection=True)
     model.forecaster.advection.conv.weight.data.zero_()  # as initialised: no motion, the gate at its bias

@@ -11,8 +11,13 @@ import torch
 from transformers.utils import find_labels
 
 from bidirectional_conv_lstm import ConvLSTMConfig, ConvLSTMForFramePrediction
-from bidirectional_conv_lstm.losses_convlstm import frame_prediction_loss, rain_rate_weights
+from bidirectional_conv_lstm.losses_convlstm import (
+    fractions_skill_loss,
+    frame_prediction_loss,
+    rain_rate_weights,
+)
 from bidirectional_conv_lstm.rain_rate import RainRateTransform
+from bidirectional_conv_lstm.verification import NowcastVerifier
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -157,6 +162,12 @@ def test_loss_mask_is_checked_and_is_no_label_for_the_trainer():
         ({"loss_thresholds": [0.0, 2.0], "loss_weights": [1, 2, 3]}, "loss_thresholds"),
         ({"loss_weights": [1.0, 2.0]}, "loss_weights"),
         ({"loss_weights": [1.0, 2.0, 5.0, 10.0, -30.0]}, "loss_weights"),
+        ({"fss_loss_weight": 1.0}, "adds an FSS term to the rain-rate losses"),
+        ({"fss_loss_weight": -1.0}, "fss_loss_weight must be a finite float >= 0"),
+        ({"fss_loss_thresholds": []}, "fss_loss_thresholds"),
+        ({"fss_loss_thresholds": [0.0]}, "fss_loss_thresholds"),
+        ({"fss_loss_windows": [0]}, "fss_loss_windows"),
+        ({"fss_loss_windows": [4.5]}, "fss_loss_windows"),
     ],
 )
 def test_config_rejects_bad_rain_rate_options(overrides, message):
@@ -175,12 +186,78 @@ def test_transform_and_loss_options_round_trip_through_save_and_from_pretrained(
         rain_rate_transform=transform.to_dict(),
         loss_thresholds=(1.0, 4.0),
         loss_weights=(1.0, 3.0, 9.0),
+        fss_loss_weight=0.5,
+        fss_loss_thresholds=(0.5, 2.0),
+        fss_loss_windows=(4, 9),
     )
     ConvLSTMForFramePrediction(config).save_pretrained(tmp_path)
     loaded = ConvLSTMForFramePrediction.from_pretrained(tmp_path)
     assert loaded.rain_rate_transform == transform
     assert (loaded.config.loss_thresholds, loaded.config.loss_weights) == ([1.0, 4.0], [1.0, 3.0, 9.0])
     assert loaded.config.loss == "weighted_mae"
+    assert (loaded.config.fss_loss_weight, loaded.config.fss_loss_thresholds) == (0.5, [0.5, 2.0])
+    assert loaded.config.fss_loss_windows == [4, 9]
     rain = torch.tensor([0.0, 0.5, 3.0, 40.0])
     torch.testing.assert_close(loaded.rain_rate_transform.inverse(transform.forward(rain)), rain)
     assert ConvLSTMForFramePrediction(ConvLSTMConfig(**TINY)).rain_rate_transform is None
+
+
+def binary_rain(shape, seed, wet=0.3):
+    """Fields of 0 or 10 mm/h (far from a 1 mm/h threshold, where the soft threshold is exact)."""
+    generator = torch.Generator().manual_seed(seed)
+    return (torch.rand(shape, generator=generator) < wet).float() * 10.0
+
+
+@pytest.mark.parametrize("masked", [False, True])
+def test_fractions_skill_loss_is_one_minus_the_verification_fss(masked):
+    shape = (2, 3, 23, 19)  # odd and even sides; windows larger than the field's side included
+    forecast, observed = binary_rain(shape, 1), binary_rain(shape, 2)
+    valid = torch.rand(shape, generator=torch.Generator().manual_seed(3)) > 0.2 if masked else None
+    windows = (1, 4, 9, 16, 30)
+    got = fractions_skill_loss(forecast, observed, thresholds=(1.0, 5.0), windows=windows, valid=valid)
+    verifier = NowcastVerifier(thresholds=(1.0, 5.0), fss_windows=windows)
+    verifier.update(forecast, observed, valid)
+    overall = verifier.compute()["overall"]
+    expected = np.mean([1.0 - overall[f"fss@{t}/{n}"] for t in (1, 5) for n in windows])
+    assert math.isclose(got.item(), expected, rel_tol=1e-4)  # float32 running sums against float64
+    # A perfect forecast scores 0; no event anywhere is 0 too (not NaN).
+    assert fractions_skill_loss(observed, observed, thresholds=(1.0,), windows=(4,)).item() == pytest.approx(
+        0.0
+    )
+    dry = torch.zeros(shape)
+    assert fractions_skill_loss(dry, dry, thresholds=(1.0,), windows=(4,)).item() == 0.0
+
+
+def test_fractions_skill_loss_has_a_gradient_near_the_threshold_and_none_from_invalid_pixels():
+    observed = binary_rain((1, 2, 16, 16), 4)
+    forecast = (torch.rand(1, 2, 16, 16, generator=torch.Generator().manual_seed(5)) * 2).requires_grad_()
+    valid = torch.ones(1, 2, 16, 16, dtype=torch.bool)
+    valid[..., :4, :] = False
+    fractions_skill_loss(forecast, observed, thresholds=(1.0,), windows=(4,), valid=valid).backward()
+    gradient = forecast.grad
+    assert torch.isfinite(gradient).all()
+    assert gradient[..., 4:, :].abs().sum() > 0
+    assert torch.all(gradient[..., :4, :] == 0)
+
+
+def test_model_adds_the_weighted_fss_term_to_the_weighted_loss():
+    transform = RainRateTransform("log1p")
+    options = {**TINY, "loss": "weighted_mse+mae", "rain_rate_transform": transform.to_dict()}
+    plain = ConvLSTMForFramePrediction(ConvLSTMConfig(**options))
+    with_fss = ConvLSTMForFramePrediction(
+        ConvLSTMConfig(**options, fss_loss_weight=0.7, fss_loss_thresholds=[0.5, 2.0], fss_loss_windows=[3])
+    )
+    with_fss.load_state_dict(plain.state_dict())
+    pixel_values = torch.rand(2, 3, 1, 6, 6)
+    _, labels, mask = rain_batch(transform, shape=(2, 2, 1, 6, 6), seed=7)
+    base = plain(pixel_values, labels=labels, loss_mask=mask)
+    out = with_fss(pixel_values, labels=labels, loss_mask=mask)
+    term = fractions_skill_loss(
+        transform.inverse(out.predictions.detach()),
+        transform.inverse(labels),
+        thresholds=(0.5, 2.0),
+        windows=(3,),
+        valid=mask,
+    )
+    assert term.item() > 0
+    assert math.isclose(out.loss.item(), base.loss.item() + 0.7 * term.item(), rel_tol=1e-5)

@@ -470,7 +470,8 @@ def test_save_pretrained_from_pretrained_bit_identical(tmp_path):
         "configuration_convlstm.py",
         "modeling_convlstm.py",
         "convlstm.py",
-    } <= files  # the code travels too
+        "convlstm_fused.py",
+    } <= files  # the code travels too, the layer's relative import included
     assert not any(name.endswith(".bin") for name in files)
     auto_map = json.loads((tmp_path / "config.json").read_text())["auto_map"]
     assert auto_map == {

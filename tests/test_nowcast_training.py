@@ -88,6 +88,26 @@ def test_radar_runs_hold_out_whole_events_and_check_their_options_first(radar_st
         TrainingArguments(**radar_arguments(radar_stacks, tmp_path, model={"hidden_sizes": [4]}))
 
 
+@pytest.mark.parametrize("augment", [True, False])
+def test_only_training_batches_are_augmented_from_the_run_seed(radar_stacks, tmp_path, augment):
+    from bidirectional_conv_lstm.nowcast_training import RainRateTask
+
+    values = radar_arguments(radar_stacks, tmp_path, seed=11)
+    values["data"] = {**values["data"], "augment": augment}
+    args = TrainingArguments(**values)
+    splits = load_rain_datasets(args)
+    task = RainRateTask(args, splits)
+    assert (task.train_collator.augment, task.train_collator.seed) == (augment, 11)
+    assert task.collator.augment is False  # validation and test windows are scored as they are
+    windows = [splits["train"][i] for i in range(4)]
+    plain, trained = task.collator(windows), task.train_collator(windows)
+    turned = not torch.equal(plain["pixel_values"], trained["pixel_values"])
+    assert turned is augment
+    # model_inputs only renames the collator's mask: the batch is not turned a second time.
+    inputs = task.model_inputs(trained)
+    assert inputs["pixel_values"] is trained["pixel_values"] and inputs["loss_mask"] is trained["labels_mask"]
+
+
 @pytest.mark.skipif(not SHARED_RADAR.is_dir(), reason="the shared radar events are not here")
 def test_the_recipe_configs_are_valid_and_hold_out_the_test_events(tmp_path):
     first, second = nowcasting_stages(
@@ -100,6 +120,24 @@ def test_the_recipe_configs_are_valid_and_hold_out_the_test_events(tmp_path):
     assert (first.num_input_frames, first.num_output_frames) == (second.num_input_frames, 12) == (4, 12)
     assert {"fmi_20170509", "bom2_20180616"} <= set(second.data["test_events"])
     assert first.model["rain_rate_transform"] and first.model["advection"]
+    # The radar stage fine-tunes stage 1's model: its own model settings are fine-tuning ones, over stage 1's.
+    _, changed = nowcasting_stages(
+        ROOT / "configs" / "nowcasting_synthetic.yaml",
+        ROOT / "configs" / "nowcasting_radar.yaml",
+        output_dir=tmp_path,
+        radar_root=SHARED_RADAR,
+        radar_overrides={"model": {"fss_loss_weight": 0.25, "boundary_padding": 8}},
+    )
+    assert (changed.model["fss_loss_weight"], changed.model["boundary_padding"]) == (0.25, 8)
+    assert changed.model["hidden_sizes"] == first.model["hidden_sizes"] and "boundary_padding" not in first.model
+    with pytest.raises(ValueError, match=r"may only change .*not \['hidden_sizes'\]"):
+        nowcasting_stages(
+            ROOT / "configs" / "nowcasting_synthetic.yaml",
+            ROOT / "configs" / "nowcasting_radar.yaml",
+            output_dir=tmp_path,
+            radar_root=SHARED_RADAR,
+            radar_overrides={"model": {"hidden_sizes": [8]}},
+        )
 
 
 @pytest.mark.slow
@@ -136,7 +174,11 @@ def test_tiny_two_stage_run_scores_saves_reloads_and_forecasts_mm_h(radar_stacks
     )
     assert results["radar"] is None and results["output_dir"] == str(tmp_path / "synthetic")
     # Stage 2: fine-tune the stage-1 model on radar windows (here: stacks with no data), score, save.
-    values = radar_arguments(radar_stacks, cache, model={}, model_name_or_path=str(tmp_path / "synthetic"))
+    # (with the fine-tuning settings of the radar recipe: a boundary margin and the FSS loss term)
+    tuning = {"boundary_padding": 4, "fss_loss_weight": 0.5}
+    values = radar_arguments(
+        radar_stacks, cache, model=tuning, model_name_or_path=str(tmp_path / "synthetic")
+    )
     values.update(
         {k: v for k, v in tiny.items() if k not in ("data", "model")}, output_dir=str(tmp_path / "radar")
     )
@@ -165,6 +207,7 @@ def test_tiny_two_stage_run_scores_saves_reloads_and_forecasts_mm_h(radar_stacks
 
     model = ConvLSTMForFramePrediction.from_pretrained(output)
     assert model.config.rain_rate_transform["kind"] == "log1p" and model.config.advection
+    assert (model.config.boundary_padding, model.config.fss_loss_weight) == (4, 0.5)
     observed = np.load(radar_stacks[2]["path"])[None, :3]  # the held-out event, NaN corner included
     forecast = model.forecast_rain_rate(observed, num_output_frames=5)
     assert isinstance(forecast, np.ndarray) and forecast.shape == (1, 5, 32, 32)

@@ -7,8 +7,7 @@ import copy
 import pytest
 import torch
 
-from bidirectional_conv_lstm import ConvLSTM
-from bidirectional_conv_lstm import convlstm as convlstm_module
+from bidirectional_conv_lstm import ConvLSTM, convlstm_fused
 
 
 def randomize(module: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
@@ -28,13 +27,13 @@ def fused_and_plain(module: ConvLSTM) -> tuple[ConvLSTM, ConvLSTM]:
 
 def count_fused_calls(monkeypatch) -> list[int]:
     calls = [0]
-    original = convlstm_module._FusedConvLSTMSequence.apply
+    original = convlstm_fused._FusedConvLSTMSequence.apply
 
     def counting(*args):
         calls[0] += 1
         return original(*args)
 
-    monkeypatch.setattr(convlstm_module._FusedConvLSTMSequence, "apply", counting)
+    monkeypatch.setattr(convlstm_fused._FusedConvLSTMSequence, "apply", counting)
     return calls
 
 

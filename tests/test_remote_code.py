@@ -22,6 +22,7 @@ CODE_FILES = (
     "configuration_convlstm.py",
     "modeling_convlstm.py",
     "convlstm.py",
+    "convlstm_fused.py",
     "losses_convlstm.py",
     "forecasting_convlstm.py",
     "advection_convlstm.py",

@@ -413,6 +413,40 @@ def test_bad_config_value_fails_fast(tmp_path, overrides, error, name):
     assert not (tmp_path / "cache").exists()  # no data was generated
 
 
+def test_fine_tuning_may_change_the_loss_settings_only(tmp_path):
+    from bidirectional_conv_lstm.training import build_model
+
+    rain_model = ConvLSTMForFramePrediction(
+        ConvLSTMConfig(hidden_sizes=[4], loss="weighted_mse", rain_rate_transform={"kind": "log1p"})
+    )
+    rain_model.save_pretrained(tmp_path / "rain")
+    ConvLSTMForFramePrediction(ConvLSTMConfig(hidden_sizes=[4])).save_pretrained(tmp_path / "image")
+    config = tiny_config(tmp_path / "out", tmp_path / "cache")
+    config.pop("model")
+    config_path = _write_config(tmp_path / "fine.yaml", config)
+    settings = {"loss": "weighted_mse+mae", "fss_loss_weight": 0.5, "fss_loss_windows": [8]}
+    args = load_training_arguments(
+        config_path, {"model_name_or_path": str(tmp_path / "rain"), "model": settings}
+    )
+    model = build_model(args)
+    assert (model.config.loss, model.config.fss_loss_weight, model.config.fss_loss_windows) == (
+        "weighted_mse+mae",
+        0.5,
+        [8],
+    )
+    torch.testing.assert_close(model.state_dict(), rain_model.state_dict())  # the pretrained weights
+    with pytest.raises(ValueError, match=r"may only change .*not \['hidden_sizes'\]"):
+        load_training_arguments(
+            config_path, {"model_name_or_path": str(tmp_path / "rain"), "model": {"hidden_sizes": [8]}}
+        )
+    # Checked against the pretrained config before any work: an image model has no rain-rate transform.
+    with pytest.raises(ValueError, match="fine-tuning .*needs rain_rate_transform"):
+        load_training_arguments(
+            config_path, {"model_name_or_path": str(tmp_path / "image"), "model": {"loss": "weighted_mae"}}
+        )
+    assert not (tmp_path / "cache").exists()
+
+
 def test_command_line_overrides_and_script_error(tmp_path):
     config_path = _write_config(tmp_path / "run.yaml", tiny_config(tmp_path / "out", tmp_path / "cache"))
     args = parse_command_line(
@@ -548,6 +582,7 @@ def test_push_to_hub_at_the_end_of_training(local_hub, tmp_path, cache_dir):
         "README.md",
         "modeling_convlstm.py",
         "convlstm.py",
+        "convlstm_fused.py",
         "preprocessor_config.json",
         "pipeline_convlstm.py",
         "prediction.png",

@@ -7,6 +7,12 @@
   2 mm/h, then 2, 5, 10, 30 from 2, 5, 10, 30 mm/h by default), so the rare heavy rain is not drowned by the
   common drizzle and dry ground.
 
+A rain-rate model may add ``fss_loss_weight`` times a **fractions skill score term** (:func:`fractions_skill_loss`),
+``1 - FSS`` of the batch at rain-rate thresholds and window sizes (Roberts and Lean 2008), with the forecast's
+events thresholded softly so the term has a gradient (Lagerquist and Ebert-Uphoff 2022, "Can we integrate spatial
+verification methods into neural network loss functions for atmospheric science?"). A pixel-wise loss scores each
+pixel alone; the FSS term scores the rain's coverage over neighbourhoods, as the verification does.
+
 Every loss is a mean over the *valid* pixels when a `loss_mask` is given (radar pixels with no data never
 count; the model's `forward` takes it as `loss_mask`, from the collator's `labels_mask`). The error is taken in the model's output space (the rain-rate transform's space, e.g. scaled dBR), as
 Shi et al. took it on radar-image pixel values; only the weights are read in mm/h, through the transform's
@@ -16,6 +22,7 @@ This file travels with ``push_to_hub`` as remote code (``modeling_convlstm.py`` 
 imports only torch.
 """
 
+import math
 from collections.abc import Callable, Sequence
 
 import torch
@@ -25,6 +32,7 @@ __all__ = [
     "THRESHOLD_TOLERANCE",
     "WEIGHTED_LOSSES",
     "frame_prediction_loss",
+    "fractions_skill_loss",
     "masked_mean",
     "rain_rate_weights",
     "structural_similarity",
@@ -32,6 +40,9 @@ __all__ = [
 
 WEIGHTED_LOSSES = ("weighted_mse", "weighted_mae", "weighted_mse+mae")
 THRESHOLD_TOLERANCE = 1e-4  # relative; see rain_rate_weights
+# Width of the forecast's soft threshold in fractions_skill_loss, in natural-log rain rate: a forecast at
+# threshold x e**0.3 (x 1.35) counts as 0.95 of an event, at threshold / 1.35 as 0.05.
+FSS_SOFTNESS = 0.1
 
 
 def structural_similarity(
@@ -104,6 +115,76 @@ def masked_mean(values: torch.Tensor, mask: torch.Tensor | None = None) -> torch
     return (values * mask).sum() / mask.sum().clamp_min(1.0)
 
 
+def _window_sums(fields: torch.Tensor, window: int, outside: float) -> torch.Tensor:
+    """Sums over the `window x window` neighbourhood of each pixel of `(N, 1, H, W)` fields, the outside of the
+    field being `outside`; the window of pixel `i` covers `i - window // 2 ... i - window // 2 + window - 1`, as
+    scipy's `uniform_filter` (and so pysteps' and the verification's FSS) places it. Separable running sums: the
+    cost does not grow with the window."""
+    if window == 1:
+        return fields
+    low, high = window // 2, window - 1 - window // 2
+    padded = F.pad(fields, (low + 1, high, low + 1, high), value=outside)
+    padded[..., 0, :] = 0.0
+    padded[..., :, 0] = 0.0
+    sums = padded.cumsum(-2)
+    sums = sums[..., window:, :] - sums[..., :-window, :]
+    sums = sums.cumsum(-1)
+    return sums[..., window:] - sums[..., :-window]
+
+
+def fractions_skill_loss(
+    rain_rate: torch.Tensor,
+    observed: torch.Tensor,
+    *,
+    thresholds: Sequence[float],
+    windows: Sequence[int],
+    valid: torch.Tensor | None = None,
+    softness: float = FSS_SOFTNESS,
+) -> torch.Tensor:
+    """`1 - FSS` of a batch, averaged over `thresholds` x `windows`, differentiable in the forecast.
+
+    The sums of the FSS are pooled over the whole batch (every sample, lead time and pixel), as the verification
+    pools them, and laid out as :mod:`.verification` lays them out: the outside of the field counts as no event;
+    with `valid`, a window's fraction is over its valid pixels (and the outside) and windows centred on invalid
+    pixels are left out. The observed events are `observed >= threshold`; the forecast's are soft,
+    `sigmoid(ln(rain_rate / threshold) / softness)`, so with a small `softness` the term is the verification's
+    `1 - FSS` exactly.
+
+    Args:
+        rain_rate: the forecast in mm/h (>= 0), `(..., H, W)`, differentiable.
+        observed: the observed rain rate in mm/h, `rain_rate`'s shape.
+        thresholds: rain rates in mm/h (> 0); windows: window sizes in pixels (>= 1).
+        valid: bool, `rain_rate`'s shape, the pixels that count.
+        softness: the soft threshold's width in natural-log rain rate.
+
+    Returns:
+        A float32 scalar in `[0, 1]`; 0 when neither field has an event anywhere.
+    """
+    height, width = rain_rate.shape[-2:]
+    forecast = rain_rate.float().reshape(-1, 1, height, width)
+    observed = observed.float().reshape(-1, 1, height, width)
+    counted = None if valid is None else valid.reshape(-1, 1, height, width).float()
+    log_forecast = torch.log(forecast.clamp_min(0.0) + 1e-6)
+    terms = []
+    for threshold in thresholds:
+        forecast_events = torch.sigmoid((log_forecast - math.log(threshold)) / softness)
+        observed_events = (observed >= threshold * (1.0 - THRESHOLD_TOLERANCE)).float()
+        if counted is not None:
+            forecast_events, observed_events = forecast_events * counted, observed_events * counted
+        for window in windows:
+            forecast_fraction = _window_sums(forecast_events, window, 0.0)
+            observed_fraction = _window_sums(observed_events, window, 0.0)
+            if counted is None:
+                scale = 1.0 / float(window * window)
+            else:
+                scale = counted / _window_sums(counted, window, 1.0).clamp_min(1.0)
+            forecast_fraction, observed_fraction = forecast_fraction * scale, observed_fraction * scale
+            numerator = (forecast_fraction - observed_fraction).square().sum()
+            denominator = forecast_fraction.square().sum() + observed_fraction.square().sum()
+            terms.append(numerator / denominator.clamp_min(1e-12))
+    return torch.stack(terms).mean()
+
+
 def frame_prediction_loss(
     predictions: torch.Tensor,
     labels: torch.Tensor,
@@ -117,6 +198,9 @@ def frame_prediction_loss(
     l1_weight: float = 1.0,
     ssim_weight: float = 1.0,
     auxiliary_scale: float = 1.0,
+    fss_weight: float = 0.0,
+    fss_thresholds: Sequence[float] = (1.0,),
+    fss_windows: Sequence[int] = (16,),
 ) -> torch.Tensor:
     """The training loss `loss` between `predictions` and `labels`, in float32.
 
@@ -131,6 +215,9 @@ def frame_prediction_loss(
         l1_weight: weight of the L1 term of ``"mse+l1"`` and of the B-MAE term of ``"weighted_mse+mae"``.
         ssim_weight: weight of the `1 - SSIM` term of ``"mse+ssim"``.
         auxiliary_scale: a factor on that second term (a training loop's ramp); 0 drops it.
+        fss_weight, fss_thresholds, fss_windows: with a weight > 0, the weighted losses add `fss_weight` times
+            :func:`fractions_skill_loss` at these rain rates (mm/h) and window sizes (pixels), on the forecast and
+            labels in mm/h.
 
     Returns:
         A float32 scalar. With weights, it is `sum(w * error * valid) / sum(valid)`: the weights are not
@@ -155,11 +242,20 @@ def frame_prediction_loss(
             pixel_weights = rain_rate_weights(rain_rate_inverse(labels.detach()).float(), thresholds, weights)
         squared = masked_mean(pixel_weights * error.square(), loss_mask)
         absolute = masked_mean(pixel_weights * error.abs(), loss_mask)
-        if loss == "weighted_mse":
-            return squared
-        if loss == "weighted_mae":
-            return absolute
-        return squared + auxiliary_scale * l1_weight * absolute
+        total = {
+            "weighted_mse": squared,
+            "weighted_mae": absolute,
+            "weighted_mse+mae": squared + auxiliary_scale * l1_weight * absolute,
+        }[loss]
+        if fss_weight:
+            total = total + fss_weight * fractions_skill_loss(
+                rain_rate_inverse(predictions),
+                rain_rate_inverse(labels.detach()),
+                thresholds=fss_thresholds,
+                windows=fss_windows,
+                valid=loss_mask,
+            )
+        return total
     if loss == "l1":
         return masked_mean(error.abs(), loss_mask)
     mse = masked_mean(error.square(), loss_mask)

@@ -285,6 +285,26 @@ class ConvLSTMModel(ConvLSTMPreTrainedModel):
         return output if return_dict else output.to_tuple()
 
 
+def extend_frames(frames: torch.Tensor, margin: int) -> torch.Tensor:
+    """`(..., H, W)` frames extended by `margin` pixels on every side, repeating the edge pixels."""
+    if not margin:
+        return frames
+    *lead, height, width = frames.shape
+    flat = frames.reshape(-1, 1, height, width)
+    return F.pad(flat, (margin,) * 4, mode="replicate").reshape(
+        *lead, height + 2 * margin, width + 2 * margin
+    )
+
+
+def _crop_margin(tensor: torch.Tensor, margin: int) -> torch.Tensor:
+    """The inside of `(..., H, W)` without `margin` pixels (or patches) on every side."""
+    return (
+        tensor[..., margin : tensor.shape[-2] - margin, margin : tensor.shape[-1] - margin]
+        if margin
+        else tensor
+    )
+
+
 class ConvLSTMForecaster(nn.Module):
     r"""The unidirectional ConvLSTM stack that rolls the future forward, with the head that draws each frame.
 
@@ -393,9 +413,13 @@ class ConvLSTMForecaster(nn.Module):
         else:
             step = self.step
         frame, predictions, logits, hiddens = last_frame, [], [], []
+        patch, margin = self.config.patch_size, self.config.boundary_padding
         for index in range(num_frames):
             if index > 0:
                 frame = predictions[-1]
+                if margin:  # the fed-back frame's margin repeats its edge again (config.boundary_padding)
+                    pixels = _crop_margin(F.pixel_shuffle(frame, patch), margin)
+                    frame = F.pixel_unshuffle(extend_frames(pixels, margin), patch)
                 if truth is not None and teacher_forcing_ratio > 0:
                     if teacher_forcing_ratio >= 1:
                         frame = truth[index - 1]
@@ -546,6 +570,9 @@ class ConvLSTMForFramePrediction(ConvLSTMPreTrainedModel):
             l1_weight=config.l1_weight,
             ssim_weight=config.ssim_weight,
             auxiliary_scale=self.auxiliary_loss_scale,
+            fss_weight=config.fss_loss_weight,
+            fss_thresholds=config.fss_loss_thresholds,
+            fss_windows=config.fss_loss_windows,
         )
 
     @property
@@ -591,13 +618,14 @@ class ConvLSTMForFramePrediction(ConvLSTMPreTrainedModel):
             self.config.output_hidden_states if output_hidden_states is None else output_hidden_states
         )
         return_dict = self.config.return_dict if return_dict is None else return_dict
-        patch = self.config.patch_size
+        patch, margin = self.config.patch_size, self.config.boundary_padding
 
-        patches = F.pixel_unshuffle(pixel_values, patch).transpose(0, 1)  # (T_in, B, C*p*p, h, w)
+        # (T_in, B, C*p*p, h, w), with the boundary margin (config.boundary_padding) around the frames
+        patches = F.pixel_unshuffle(extend_frames(pixel_values, margin), patch).transpose(0, 1)
         _, encoder_states, final_h, final_c = self.encoder.encode(patches, output_hidden_states)
         truth = None
         if labels is not None and teacher_forcing_ratio > 0:
-            truth = F.pixel_unshuffle(labels, patch).transpose(0, 1)
+            truth = F.pixel_unshuffle(extend_frames(labels, margin), patch).transpose(0, 1)
         predicted, forecaster_states, logits = self.forecaster(
             patches[-1],
             self.forecaster.initial_states(final_h, final_c),
@@ -607,6 +635,7 @@ class ConvLSTMForFramePrediction(ConvLSTMPreTrainedModel):
             output_hidden_states=output_hidden_states,
         )
         predictions = F.pixel_shuffle(predicted.transpose(0, 1), patch).to(pixel_values.dtype)
+        predictions = _crop_margin(predictions, margin)
         if self.config.output_threshold > 0 and not self.training:
             # At inference only, and not in what the forecaster is fed back, which stays the raw predictions it was
             # trained on. (Trained through, even with a straight-through gradient, the background below the
@@ -615,11 +644,15 @@ class ConvLSTMForFramePrediction(ConvLSTMPreTrainedModel):
         loss = None
         if labels is not None:
             use_logits = self.config.loss == "bce" and logits is not None
-            logits = F.pixel_shuffle(logits.transpose(0, 1), patch) if use_logits else None
+            logits = (
+                _crop_margin(F.pixel_shuffle(logits.transpose(0, 1), patch), margin) if use_logits else None
+            )
             loss = self.compute_loss(predictions, labels, logits=logits, loss_mask=loss_mask)
 
         def batch_first(states):
-            return None if states is None else tuple(x.transpose(0, 1) for x in states)
+            if states is None:
+                return None
+            return tuple(_crop_margin(x.transpose(0, 1), margin // patch) for x in states)
 
         output = FramePredictionOutput(
             loss=loss,

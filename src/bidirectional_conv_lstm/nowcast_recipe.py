@@ -8,7 +8,9 @@
 
 Without an archive the recipe stops after stage 1, whose test is the synthetic test split. Both stages are the
 ordinary training loop (:func:`bidirectional_conv_lstm.training.train`), time-budgeted by their
-``max_train_minutes``; every value of either config can be overridden.
+``max_train_minutes``; every value of either config can be overridden. Stage 2 takes stage 1's model whole; its
+config's ``model`` may only change the fine-tuning settings
+(:data:`~bidirectional_conv_lstm.training_args.FINE_TUNING_FIELDS`: the loss, ``boundary_padding``).
 """
 
 from __future__ import annotations
@@ -16,7 +18,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .training_args import TrainingArguments, load_training_arguments
+import yaml
+
+from .training_args import FINE_TUNING_FIELDS, TrainingArguments, load_training_arguments
 
 __all__ = ["nowcasting_stages", "run_nowcasting_recipe"]
 
@@ -34,7 +38,9 @@ def nowcasting_stages(
 
     Stage 1 writes to ``output_dir`` (synthetic only) or ``output_dir/synthetic``; stage 2 to ``output_dir``,
     starting from stage 1's model, with ``data.root = radar_root``. Stage 2 is checked with stage 1's model
-    settings (its ``model_name_or_path`` only exists once stage 1 has run).
+    settings and its own fine-tuning settings over them (its ``model_name_or_path`` only exists once stage 1 has
+    run); its ``model`` holds the merged settings, of which :func:`run_nowcasting_recipe` passes on the
+    fine-tuning ones.
 
     Raises:
         FileNotFoundError / ValueError / TypeError: a missing config or archive, a bad value (named).
@@ -53,6 +59,13 @@ def nowcasting_stages(
         return first, None
     overrides = dict(radar_overrides or {})
     data = {**overrides.pop("data", {}), "root": str(radar_root)}
+    tuning = {**(_config_model(radar_config) or {}), **(overrides.pop("model", None) or {})}
+    others = sorted(set(tuning) - set(FINE_TUNING_FIELDS))
+    if others:
+        raise ValueError(
+            f"the radar stage fine-tunes stage 1's model: its model settings may only change "
+            f"{list(FINE_TUNING_FIELDS)}, not {others} (set those in the synthetic stage's config)"
+        )
     second = load_training_arguments(
         radar_config,
         {
@@ -60,12 +73,21 @@ def nowcasting_stages(
             "data": data,
             "output_dir": str(output_dir),
             "model_name_or_path": None,
-            "model": dict(first.model),
+            "model": {**first.model, **tuning},
             "num_input_frames": first.num_input_frames,
             "num_output_frames": first.num_output_frames,
         },
     )
     return first, second
+
+
+def _config_model(config_path) -> dict | None:
+    """The ``model`` mapping of a YAML run config (None when absent); missing files are reported later."""
+    path = Path(config_path)
+    if not path.is_file():
+        return None
+    loaded = yaml.safe_load(path.read_text()) or {}
+    return loaded.get("model") if isinstance(loaded, dict) else None
 
 
 def run_nowcasting_recipe(
@@ -99,7 +121,8 @@ def run_nowcasting_recipe(
     results["synthetic"].pop("model", None)
     if second is not None:
         # The model now exists: fine-tune it (its config, transform included, comes from stage 1's folder).
-        second = dataclasses.replace(second, model={}, model_name_or_path=first.output_dir)
+        tuning = {name: value for name, value in second.model.items() if name in FINE_TUNING_FIELDS}
+        second = dataclasses.replace(second, model=tuning, model_name_or_path=first.output_dir)
         results["radar"] = train(second)
         results["radar"].pop("model", None)
         results["output_dir"] = second.output_dir

@@ -39,7 +39,7 @@ from .nowcast_data import (
 )
 from .training_args import TrainingArguments
 
-__all__ = ["RainRateTask", "augment_windows", "check_rain_data", "load_rain_datasets", "model_forecaster"]
+__all__ = ["RainRateTask", "check_rain_data", "load_rain_datasets", "model_forecaster"]
 
 VALIDATION_THRESHOLDS = (0.5, 1.0, 2.0, 5.0, 10.0)
 VALIDATION_FSS_WINDOWS = (4,)
@@ -58,25 +58,6 @@ def model_forecaster(model, *, no_data_value: float = 0.0):
         )
 
     return forecaster
-
-
-def augment_windows(batch: dict) -> dict:
-    """Each sample of a batch turned by a random quarter turn (half turns only for non-square tiles) and flipped
-    left-right at random, its frames and masks alike (uses torch's global generator)."""
-    keys = [key for key in ("pixel_values", "labels", "loss_mask") if key in batch]
-    height, width = batch["pixel_values"].shape[-2:]
-    turns = torch.randint(0, 4, (batch["pixel_values"].shape[0],)) if height == width else None
-    if turns is None:
-        turns = 2 * torch.randint(0, 2, (batch["pixel_values"].shape[0],))
-    flips = torch.rand(batch["pixel_values"].shape[0]) < 0.5
-    out = dict(batch)
-    for key in keys:
-        samples = []
-        for index, sample in enumerate(batch[key]):
-            sample = torch.rot90(sample, int(turns[index]), dims=(-2, -1))
-            samples.append(sample.flip(-1) if flips[index] else sample)
-        out[key] = torch.stack(samples)
-    return out
 
 
 # --------------------------------------------------------------------------- the task
@@ -104,17 +85,24 @@ class RainRateTask:
                 )
         self.transform = RainRateTransform.from_dict(transform)
         self.collator = RainRateCollator(args.num_input_frames, args.num_output_frames, self.transform)
+        # Training batches alone are augmented, in the DataLoader's workers, from the run's seed.
+        self.train_collator = RainRateCollator(
+            args.num_input_frames,
+            args.num_output_frames,
+            self.transform,
+            augment=self.augment,
+            seed=args.seed,
+        )
         self.timestep_minutes = timestep_minutes(args)
 
     def model_inputs(self, batch: dict) -> dict:
-        """``pixel_values``, ``labels`` and ``loss_mask`` (the collator's ``labels_mask``) of a training batch,
-        augmented when asked."""
-        inputs = {
+        """``pixel_values``, ``labels`` and ``loss_mask`` (the collator's ``labels_mask``) of a training batch
+        (augmented by ``train_collator`` when ``data.augment``)."""
+        return {
             "pixel_values": batch["pixel_values"],
             "labels": batch["labels"],
             "loss_mask": batch["labels_mask"],
         }
-        return augment_windows(inputs) if self.augment else inputs
 
     @torch.no_grad()
     def validate(self, model, loader, accelerator: Accelerator, step: int) -> dict:

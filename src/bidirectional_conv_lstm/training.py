@@ -106,7 +106,10 @@ def build_model(args: TrainingArguments):
     if args.model_name_or_path is not None:
         from .loading import load_pretrained_model
 
-        return load_pretrained_model(args.model_name_or_path, argument="model_name_or_path")
+        model = load_pretrained_model(args.model_name_or_path, argument="model_name_or_path")
+        if args.model:  # the fine-tuning settings (training_args.FINE_TUNING_FIELDS)
+            args.fine_tuning_config(model.config)
+        return model
     return ConvLSTMForFramePrediction(args.model_config())
 
 
@@ -207,15 +210,9 @@ def make_task(args: TrainingArguments, splits: dict):
 
 
 # --------------------------------------------------------------------------- loop
-def train(args: TrainingArguments) -> dict:
-    """Train, evaluate and save a frame-prediction model as ``args`` says; returns the final results.
-
-    Returns:
-        ``{"global_step", "metric_for_best_model", "best_metric", "best_step", "train_minutes", "test": {metric: value, ..., "baselines": ...},
-        "output_dir", "model"}``; ``model`` is the model after the last step (the best one is in ``output_dir``).
-    """
-    if args.num_threads is not None:
-        torch.set_num_threads(args.num_threads)
+def _make_accelerator(args: TrainingArguments) -> tuple[Accelerator, TrainingArguments, str | None]:
+    """The run's Accelerator, with ``mixed_precision: auto`` resolved (the returned ``args`` name the choice, and
+    the note says why)."""
     precision_note = None
     if args.mixed_precision == "auto":
         # The choice depends on the device, which accelerate's process state knows before the Accelerator exists.
@@ -234,19 +231,11 @@ def train(args: TrainingArguments) -> dict:
     )
     if precision_note is not None:
         accelerator.print(precision_note)
-    set_seed(args.seed)
-    # Saturated sigmoids (a dark background pushed to exactly 0) produce denormal floats, which are ~100x slower
-    # on x86 CPUs; flushing them to zero changes no result that matters.
-    torch.set_flush_denormal(True)
-    output_dir = Path(args.output_dir)
-    if accelerator.is_main_process:
-        output_dir.mkdir(parents=True, exist_ok=True)
-        args.save(output_dir / "training_config.yaml", comment=precision_note)
+    return accelerator, args, precision_note
 
-    with accelerator.main_process_first():
-        splits = load_datasets(args)
-    task = make_task(args, splits)
-    collator = task.collator
+
+def _data_loaders(args: TrainingArguments, accelerator: Accelerator, splits: dict, task) -> tuple:
+    """The training and validation DataLoaders, after checking that both splits can feed the loop."""
     for name in ("train", "validation"):
         if len(splits[name]) == 0:
             raise ValueError(f"the {name} split of dataset={args.dataset!r} is empty; check the data options")
@@ -259,7 +248,6 @@ def train(args: TrainingArguments) -> dict:
         )
     # On a GPU, batches go from pinned memory without blocking; workers live across epochs and evaluations.
     loader_options = dict(
-        collate_fn=collator,
         num_workers=args.dataloader_num_workers,
         pin_memory=accelerator.device.type == "cuda",
         persistent_workers=args.dataloader_num_workers > 0,
@@ -269,13 +257,121 @@ def train(args: TrainingArguments) -> dict:
         batch_size=args.per_device_train_batch_size,
         shuffle=True,
         drop_last=True,
+        collate_fn=getattr(task, "train_collator", task.collator),  # a task may augment its training batches
         **loader_options,
     )
     eval_loader = DataLoader(
         _subset(splits["validation"], args.eval_num_samples),
         batch_size=args.per_device_eval_batch_size,
+        collate_fn=task.collator,
         **loader_options,
     )
+    return train_loader, eval_loader
+
+
+def _optimizer(args: TrainingArguments, model) -> torch.optim.Optimizer:
+    """AdamW, without weight decay on biases and norms."""
+    no_decay = [p for n, p in model.named_parameters() if p.ndim <= 1 or "norm" in n]
+    decay = [p for n, p in model.named_parameters() if not (p.ndim <= 1 or "norm" in n)]
+    return torch.optim.AdamW(
+        [{"params": decay, "weight_decay": args.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=args.learning_rate,
+        betas=(args.adam_beta1, args.adam_beta2),
+    )
+
+
+def _restored_state(args: TrainingArguments, accelerator: Accelerator) -> dict:
+    """The loop's position and best model so far: fresh, or loaded with the checkpoint ``resume_from_checkpoint``
+    names (whose model, optimizer, scheduler and random states accelerate restores)."""
+    state = {
+        "global_step": 0,
+        "epoch": 0,
+        "batches_in_epoch": 0,
+        "metric_for_best_model": args.metric_for_best_model,
+        "best_metric": None,
+        "best_step": None,
+    }
+    if args.resume_from_checkpoint is None:
+        return state
+    checkpoint = (
+        find_latest_checkpoint(args.output_dir)
+        if args.resume_from_checkpoint == "latest"
+        else Path(args.resume_from_checkpoint)
+    )
+    if checkpoint is None:
+        accelerator.print(
+            f"no checkpoint under {Path(args.output_dir) / 'checkpoints'}; starting from scratch"
+        )
+        return state
+    accelerator.load_state(str(checkpoint))
+    state = json.loads((checkpoint / STATE_FILE).read_text())
+    accelerator.print(f"resumed from {checkpoint} at step {state['global_step']}")
+    if state.get("metric_for_best_model", "mse") != args.metric_for_best_model:
+        accelerator.print(
+            f"metric_for_best_model changed to {args.metric_for_best_model!r}: the next evaluation starts "
+            "the search for the best model afresh"
+        )
+        state.update(best_metric=None, best_step=None)
+    state["metric_for_best_model"] = args.metric_for_best_model
+    return state
+
+
+def _test_best_model(
+    args: TrainingArguments, accelerator: Accelerator, task, state: dict, train_minutes: float
+):
+    """The best model (reloaded from ``output_dir``): its test evaluation, card and pictures (the task's), and the
+    run's results, written to ``eval/results.json``."""
+    from .modeling_convlstm import ConvLSTMForFramePrediction
+
+    output_dir = Path(args.output_dir)
+    accelerator.wait_for_everyone()
+    best = ConvLSTMForFramePrediction.from_pretrained(output_dir).to(accelerator.device)
+    test_metrics = task.test(best, accelerator, output_dir)
+    results = {
+        "global_step": state["global_step"],
+        "metric_for_best_model": args.metric_for_best_model,
+        "best_metric": state["best_metric"],
+        "best_step": state["best_step"],
+        "train_minutes": train_minutes,
+        "test": test_metrics,
+        "output_dir": str(output_dir),
+    }
+    if accelerator.is_main_process:
+        accelerator.log(
+            {f"test/{k}": v for k, v in test_metrics.items() if isinstance(v, float)},
+            step=state["global_step"],
+        )
+        (output_dir / "eval" / "results.json").write_text(json.dumps(results, indent=2, default=float))
+    return results
+
+
+def train(args: TrainingArguments) -> dict:
+    """Train, evaluate and save a frame-prediction model as ``args`` says; returns the final results.
+
+    Phases: the accelerator and precision; the data, its task and loaders; the model, optimizer and the schedules'
+    position (:class:`RunProgress`); the state (fresh or resumed); the loop (steps, validation, the best model,
+    checkpoints, stopping at the step or time budget); the best model's test, card and pictures.
+
+    Returns:
+        ``{"global_step", "metric_for_best_model", "best_metric", "best_step", "train_minutes", "test": {metric: value, ..., "baselines": ...},
+        "output_dir", "model"}``; ``model`` is the model after the last step (the best one is in ``output_dir``).
+    """
+    if args.num_threads is not None:
+        torch.set_num_threads(args.num_threads)
+    accelerator, args, precision_note = _make_accelerator(args)
+    set_seed(args.seed)
+    # Saturated sigmoids (a dark background pushed to exactly 0) produce denormal floats, which are ~100x slower
+    # on x86 CPUs; flushing them to zero changes no result that matters.
+    torch.set_flush_denormal(True)
+    output_dir = Path(args.output_dir)
+    if accelerator.is_main_process:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        args.save(output_dir / "training_config.yaml", comment=precision_note)
+
+    with accelerator.main_process_first():
+        splits = load_datasets(args)
+    task = make_task(args, splits)
+    train_loader, eval_loader = _data_loaders(args, accelerator, splits, task)
 
     model = build_model(args)
     if args.gradient_checkpointing:
@@ -284,13 +380,7 @@ def train(args: TrainingArguments) -> dict:
             getattr(model, "activation_checkpointing_enable", None) or model.gradient_checkpointing_enable
         )
         enable()
-    no_decay = [p for n, p in model.named_parameters() if p.ndim <= 1 or "norm" in n]
-    decay = [p for n, p in model.named_parameters() if not (p.ndim <= 1 or "norm" in n)]
-    optimizer = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": args.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=args.learning_rate,
-        betas=(args.adam_beta1, args.adam_beta2),
-    )
+    optimizer = _optimizer(args, model)
     steps_per_epoch = math.ceil(
         len(train_loader) / accelerator.num_processes / args.gradient_accumulation_steps
     )
@@ -314,34 +404,7 @@ def train(args: TrainingArguments) -> dict:
     unwrapped_model = accelerator.unwrap_model(model)
     if accelerator.is_main_process and args.report_to != "none":
         accelerator.init_trackers("convlstm", config=_flat(args.to_dict()))
-
-    state = {
-        "global_step": 0,
-        "epoch": 0,
-        "batches_in_epoch": 0,
-        "metric_for_best_model": args.metric_for_best_model,
-        "best_metric": None,
-        "best_step": None,
-    }
-    if args.resume_from_checkpoint is not None:
-        checkpoint = (
-            find_latest_checkpoint(args.output_dir)
-            if args.resume_from_checkpoint == "latest"
-            else Path(args.resume_from_checkpoint)
-        )
-        if checkpoint is None:
-            accelerator.print(f"no checkpoint under {output_dir / 'checkpoints'}; starting from scratch")
-        else:
-            accelerator.load_state(str(checkpoint))
-            state = json.loads((checkpoint / STATE_FILE).read_text())
-            accelerator.print(f"resumed from {checkpoint} at step {state['global_step']}")
-            if state.get("metric_for_best_model", "mse") != args.metric_for_best_model:
-                accelerator.print(
-                    f"metric_for_best_model changed to {args.metric_for_best_model!r}: the next evaluation starts "
-                    "the search for the best model afresh"
-                )
-                state.update(best_metric=None, best_step=None)
-            state["metric_for_best_model"] = args.metric_for_best_model
+    state = _restored_state(args, accelerator)
 
     progress = tqdm(
         total=max_steps,
@@ -361,7 +424,9 @@ def train(args: TrainingArguments) -> dict:
     stop = state["global_step"] >= max_steps
     picture_batch = None
     if args.report_to != "none":  # a few validation sequences drawn at every evaluation
-        picture_batch = collator([splits["validation"][i] for i in range(min(2, len(splits["validation"])))])
+        picture_batch = task.collator(
+            [splits["validation"][i] for i in range(min(2, len(splits["validation"])))]
+        )
     while not stop:
         train_loader.set_epoch(state["epoch"])
         model.train()
@@ -443,28 +508,8 @@ def train(args: TrainingArguments) -> dict:
     progress.close()
     train_minutes = (time.perf_counter() - started) / 60
 
-    # The best model, its test evaluation, card and pictures.
-    from .modeling_convlstm import ConvLSTMForFramePrediction
-
-    accelerator.wait_for_everyone()
-    best = ConvLSTMForFramePrediction.from_pretrained(output_dir).to(accelerator.device)
-    test_metrics = task.test(best, accelerator, output_dir)
-    results = {
-        "global_step": state["global_step"],
-        "metric_for_best_model": args.metric_for_best_model,
-        "best_metric": state["best_metric"],
-        "best_step": state["best_step"],
-        "train_minutes": train_minutes,
-        "test": test_metrics,
-        "output_dir": str(output_dir),
-    }
+    results = _test_best_model(args, accelerator, task, state, train_minutes)
     unwrapped_model.auxiliary_loss_scale = 1.0
-    if accelerator.is_main_process:
-        accelerator.log(
-            {f"test/{k}": v for k, v in test_metrics.items() if isinstance(v, float)},
-            step=state["global_step"],
-        )
-        (output_dir / "eval" / "results.json").write_text(json.dumps(results, indent=2, default=float))
     # Release the DDP wrapper and the prepared objects while the process group is alive: torn down after
     # end_training() destroyed it, a process could wait forever for its already finished peer.
     accelerator.wait_for_everyone()

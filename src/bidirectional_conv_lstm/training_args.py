@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 __all__ = [
+    "FINE_TUNING_FIELDS",
     "RAIN_RATE_DATASETS",
     "TrainingArguments",
     "load_training_arguments",
@@ -32,6 +33,19 @@ BEST_MODEL_METRICS = {"mse": False, "mae": False, "psnr": True, "ssim": True}
 RAIN_BEST_MODEL_METRICS = {"loss": False, "csi_m": True, "mse": False, "mae": False}
 # Data sources of rain-rate windows (the data.rain_storage schema), trained through nowcast_training.
 RAIN_RATE_DATASETS = ("synthetic_rain", "radar")
+# The config fields a fine-tuning run may change (``model`` beside ``model_name_or_path``): how the model is
+# trained and how it treats the frame's edge, never the shapes of its weights or what its outputs mean.
+FINE_TUNING_FIELDS = (
+    "boundary_padding",
+    "loss",
+    "l1_weight",
+    "ssim_weight",
+    "loss_thresholds",
+    "loss_weights",
+    "fss_loss_weight",
+    "fss_loss_thresholds",
+    "fss_loss_windows",
+)
 _SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup")
 _TRACKERS = ("none", "tensorboard", "all")
 
@@ -54,7 +68,9 @@ class TrainingArguments:
             :class:`~bidirectional_conv_lstm.data.MovingMNISTConfig` plus ``cache_dir``; for other sources
             ``frames_column``, ``train_split``, ``validation_split``, ``test_split``; for the rain-rate sources
             see :func:`bidirectional_conv_lstm.nowcast_training.check_rain_data`.
-        model (`dict`): fields of :class:`~bidirectional_conv_lstm.ConvLSTMConfig` for a new model.
+        model (`dict`): fields of :class:`~bidirectional_conv_lstm.ConvLSTMConfig` for a new model; with
+            ``model_name_or_path``, only the settings of :data:`FINE_TUNING_FIELDS` (the loss and its options,
+            ``boundary_padding``), which replace the pretrained model's.
         model_name_or_path (`str`, *optional*): fine-tune from this folder or Hub id instead.
         num_input_frames, num_output_frames (`int`, defaults to 10): frames observed and predicted.
         per_device_train_batch_size, per_device_eval_batch_size (`int`): batch sizes per process.
@@ -206,9 +222,13 @@ class TrainingArguments:
         if self.push_to_hub and not self.hub_model_id:
             raise ValueError("push_to_hub=true needs hub_model_id (e.g. 'your-name/convlstm-moving-mnist')")
         if self.model_name_or_path is not None and self.model:
-            raise ValueError(
-                "give either model (a new model's config) or model_name_or_path (fine-tuning), not both"
-            )
+            others = sorted(set(self.model) - set(FINE_TUNING_FIELDS))
+            if others:
+                raise ValueError(
+                    f"model={dict(self.model)!r} with model_name_or_path={self.model_name_or_path!r}: a fine-tuning "
+                    f"run keeps the pretrained architecture and may only change {list(FINE_TUNING_FIELDS)}, not "
+                    f"{others}; drop them, or leave out model_name_or_path to train a new model"
+                )
         if self.model_name_or_path is None:
             self.model_config()  # ConvLSTMConfig checks its own fields
         else:
@@ -240,6 +260,26 @@ class TrainingArguments:
                 f"model_name_or_path={self.model_name_or_path!r} has no config.json; give a folder written by "
                 "save_pretrained (e.g. a training run's output_dir) or a Hub id such as 'user/model'"
             )
+        if looks_local and self.model:
+            from .configuration_convlstm import ConvLSTMConfig
+
+            self.fine_tuning_config(ConvLSTMConfig.from_pretrained(str(path)))
+
+    def fine_tuning_config(self, config):
+        """The pretrained model's ``config`` with the fine-tuning settings of ``model`` applied (in place), checked.
+
+        Raises:
+            ValueError: a value the config refuses (e.g. a weighted loss for a model without a rain-rate transform).
+        """
+        from .configuration_convlstm import check_config
+
+        for name, value in self.model.items():
+            setattr(config, name, list(value) if isinstance(value, tuple) else value)
+        try:
+            check_config(config)
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"model (fine-tuning {self.model_name_or_path!r}): {error}") from error
+        return config
 
     @property
     def is_rain_rate(self) -> bool:
