@@ -155,6 +155,49 @@ def test_boundary_padding_extends_the_frames_by_their_edges_and_crops_back():
         ConvLSTMConfig(hidden_sizes=[4], patch_size=4, boundary_padding=6)
 
 
+def test_mean_probability_matching_restores_the_observed_intensity_and_moves_no_rain():
+    from bidirectional_conv_lstm.forecasting_convlstm import WET_THRESHOLD, match_observed_mean
+
+    model = rain_model(advection=True, probability_matching="mean")
+    generator = torch.Generator().manual_seed(2)
+    observed = torch.rand(2, 3, 12, 12, generator=generator) * 8
+    observed[:, :, :4] = 0.0  # a dry band
+    observed[0, -1, 5, 5] = float("nan")  # no data in the last frame
+    matched = model.forecast_rain_rate(observed, num_output_frames=3)
+    plain = model.forecast_rain_rate(observed, num_output_frames=3, probability_matching=None)
+    valid = ~torch.isnan(observed[:, -1])
+    last = torch.nan_to_num(observed[:, -1])
+    wet = (plain >= WET_THRESHOLD) & valid[:, None]
+    assert wet.any() and not torch.equal(matched, plain)
+    torch.testing.assert_close(matched[~wet & valid[:, None]], plain[~wet & valid[:, None]])  # dry: unchanged
+    assert torch.isnan(matched[0, :, 5, 5]).all()
+    known = valid[:, None].expand_as(plain)
+    assert torch.equal(matched[known] > 0, plain[known] > 0)  # no rain created or removed, none moved
+    for sample in range(2):
+        observed_wet = last[sample][(last[sample] >= WET_THRESHOLD) & valid[sample]]
+        for lead in range(3):
+            forecast_wet = matched[sample, lead][wet[sample, lead]]
+            # Each frame's wet pixels now have the observed frame's geometric mean.
+            torch.testing.assert_close(
+                forecast_wet.log().mean(), observed_wet.log().mean(), rtol=1e-4, atol=1e-4
+            )
+    # A frame with nothing wet (or an observation with nothing wet) is left as it is.
+    dry = torch.zeros(1, 2, 4, 4)
+    torch.testing.assert_close(
+        match_observed_mean(dry, torch.full((1, 4, 4), 3.0), torch.ones(1, 4, 4, dtype=torch.bool)), dry
+    )
+    rainy = torch.full((1, 2, 4, 4), 2.0)
+    torch.testing.assert_close(
+        match_observed_mean(rainy, torch.zeros(1, 4, 4), torch.ones(1, 4, 4, dtype=torch.bool)), rainy
+    )
+    with pytest.raises(ValueError, match="probability_matching must be one of"):
+        model.forecast_rain_rate(observed, probability_matching="cdf")
+    with pytest.raises(ValueError, match="probability_matching must be None or 'mean'"):
+        rain_model(probability_matching="cdf")
+    with pytest.raises(ValueError, match="needs rain_rate_transform"):
+        ConvLSTMConfig(hidden_sizes=[4], probability_matching="mean")
+
+
 def test_untrained_advection_head_starts_near_persistence_and_learns_motion():
     model = rain_model(advection=True)
     model.forecaster.advection.conv.weight.data.zero_()  # as initialised: no motion, the gate at its bias

@@ -129,7 +129,9 @@ def test_the_recipe_configs_are_valid_and_hold_out_the_test_events(tmp_path):
         radar_overrides={"model": {"fss_loss_weight": 0.25, "boundary_padding": 8}},
     )
     assert (changed.model["fss_loss_weight"], changed.model["boundary_padding"]) == (0.25, 8)
-    assert changed.model["hidden_sizes"] == first.model["hidden_sizes"] and "boundary_padding" not in first.model
+    assert (
+        changed.model["hidden_sizes"] == first.model["hidden_sizes"] and "boundary_padding" not in first.model
+    )
     with pytest.raises(ValueError, match=r"may only change .*not \['hidden_sizes'\]"):
         nowcasting_stages(
             ROOT / "configs" / "nowcasting_synthetic.yaml",

@@ -114,10 +114,12 @@ def test_card_has_the_scores_beside_the_baselines_the_data_the_horizon_and_the_l
     assert 'AutoModel.from_pretrained("someone/convlstm-radar", trust_remote_code=True)' in text
     assert "forecast_rain_rate(observed, num_output_frames=2)" in text and "(1, 3, 64, 64)" in text
     assert "motion field the network predicts" in text and "extended by" not in text and "FSS)" not in text
+    assert "geometric mean" not in text
     # The boundary margin and an FSS loss term are described when the model has them.
-    margin = ConvLSTMConfig(**TINY, boundary_padding=4, fss_loss_weight=0.5)
+    margin = ConvLSTMConfig(**TINY, boundary_padding=4, fss_loss_weight=0.5, probability_matching="mean")
     text = create_nowcasting_model_card(margin, results=RESULTS, data_info=DATA_INFO).text
     assert "extended by 4 pixels on each side" in text and "`weighted_mse` loss plus 0.5 x (1 - FSS)" in text
+    assert "geometric mean rain rate" in text
     with pytest.raises(ValueError, match="rain_rate_transform"):
         create_nowcasting_model_card(ConvLSTMConfig(hidden_sizes=[4]))
     with pytest.raises(TypeError, match="methods"):

@@ -118,6 +118,12 @@ class ConvLSTMConfig(PreTrainedConfig):
         loss_weights (`list[float]`, *optional*, defaults to `[1.0, 2.0, 5.0, 10.0, 30.0]`):
             The weights of the weighted losses: the first below `loss_thresholds[0]`, then one per threshold (Shi
             et al. 2017's values by default). One more entry than `loss_thresholds`, each positive.
+        probability_matching (`str`, *optional*):
+            For rain-rate models, `"mean"` makes `forecast_rain_rate` scale each forecast frame's wet pixels
+            (>= 0.1 mm/h) to the geometric mean rain rate of the last observed frame, the "mean" probability
+            matching of pysteps' S-PROG: a model trained with a mean-seeking loss fades uncertain rain with lead
+            time, and this restores the observed intensity without moving or growing any rain area. `None` (the
+            default) returns the model's forecast as it is. `predictions` of `forward` are never changed.
         fss_loss_weight (`float`, *optional*, defaults to 0.0):
             For the weighted (rain-rate) losses, the weight of an added `1 - FSS` term: the fractions skill score of
             the batch at `fss_loss_thresholds` (mm/h) over `fss_loss_windows` (pixels), with the forecast's events
@@ -169,6 +175,7 @@ class ConvLSTMConfig(PreTrainedConfig):
     rain_rate_transform: dict | None = None
     loss_thresholds: list[float] | tuple[float, ...] = (2.0, 5.0, 10.0, 30.0)
     loss_weights: list[float] | tuple[float, ...] = (1.0, 2.0, 5.0, 10.0, 30.0)
+    probability_matching: str | None = None
     fss_loss_weight: float = 0.0
     fss_loss_thresholds: list[float] | tuple[float, ...] = (1.0,)
     fss_loss_windows: list[int] | tuple[int, ...] = (16,)
@@ -336,6 +343,13 @@ def _check_rain_rate_options(config: ConvLSTMConfig) -> None:
         raise ValueError(
             f"loss_weights must be a list of len(loss_thresholds) + 1 = {len(thresholds) + 1} positive weights "
             f"(one below the first threshold, one per threshold), got {weights!r}"
+        )
+    if config.probability_matching not in (None, "mean"):
+        raise ValueError(f"probability_matching must be None or 'mean', got {config.probability_matching!r}")
+    if config.probability_matching is not None and transform is None:
+        raise ValueError(
+            f"probability_matching={config.probability_matching!r} applies to rain-rate forecasts and needs "
+            "rain_rate_transform"
         )
     fss_weight = config.fss_loss_weight
     if (

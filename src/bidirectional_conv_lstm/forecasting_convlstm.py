@@ -8,7 +8,12 @@ mm/h of any size, with no-data pixels, and returns the forecast in mm/h:
 2. the frames are padded with 0 mm/h on the bottom and right to a multiple of ``config.patch_size``;
 3. ``config.rain_rate_transform`` maps them to model space, the model forecasts, the transform's inverse maps
    the predictions back to mm/h (>= 0; below the transform's threshold exactly 0), and the padding is cropped;
-4. pixels with no data in the *last observed frame* get ``no_data_value`` (NaN by default) at every lead time:
+4. with ``probability_matching="mean"`` (``config.probability_matching`` by default), each forecast frame's wet
+   pixels (>= 0.1 mm/h) are scaled so that their geometric mean rain rate equals the last observed frame's, the
+   "mean" probability matching of pysteps' S-PROG (an additive shift in dBR): a model trained with a
+   mean-seeking loss fades uncertain rain with lead time, and this restores its intensity from what was observed
+   without moving or growing any rain area;
+5. pixels with no data in the *last observed frame* get ``no_data_value`` (NaN by default) at every lead time:
    the model has nothing to say where the radar saw nothing. (Rain advected in from a no-data area is not
    known either, but a forecast there is still the model's best guess, so only the last frame's mask is used.)
 
@@ -28,7 +33,35 @@ import torch.nn.functional as F
 
 from .rain_rate import RainRateTransform
 
-__all__ = ["forecast_rain_rate"]
+__all__ = ["PROBABILITY_MATCHING", "WET_THRESHOLD", "forecast_rain_rate", "match_observed_mean"]
+
+PROBABILITY_MATCHING = (None, "mean")
+WET_THRESHOLD = 0.1  # mm/h: rain for the mean matching (pysteps' usual precipitation threshold)
+
+
+def match_observed_mean(forecast: torch.Tensor, observed: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """Scale each forecast frame's wet pixels so their geometric mean equals the observed frame's.
+
+    Args:
+        forecast: mm/h `(B, T, H, W)`; observed: mm/h `(B, H, W)` (the last observed frame); valid: bool
+            `(B, H, W)`, the pixels of `observed` with data (only they count, in both fields).
+
+    Returns:
+        The scaled forecast, `(B, T, H, W)`: pixels below :data:`WET_THRESHOLD` are unchanged, and so is a frame
+        when it or the observation has no wet pixel.
+    """
+    floor = torch.tensor(WET_THRESHOLD, dtype=forecast.dtype, device=forecast.device)
+    observed_wet = (observed >= WET_THRESHOLD) & valid
+    forecast_wet = (forecast >= WET_THRESHOLD) & valid[:, None]
+    observed_count, forecast_count = observed_wet.sum((-1, -2)), forecast_wet.sum((-1, -2))
+    observed_log = torch.where(observed_wet, torch.log(torch.maximum(observed, floor)), 0.0).sum((-1, -2))
+    forecast_log = torch.where(forecast_wet, torch.log(torch.maximum(forecast, floor)), 0.0).sum((-1, -2))
+    shift = observed_log[:, None] / observed_count.clamp_min(1)[
+        :, None
+    ] - forecast_log / forecast_count.clamp_min(1)
+    both = (observed_count > 0)[:, None] & (forecast_count > 0)
+    factor = torch.where(both, torch.exp(shift), torch.ones_like(shift))
+    return torch.where(forecast_wet, forecast * factor[..., None, None], forecast)
 
 
 def _as_tensor(value, name: str) -> tuple[torch.Tensor, bool]:
@@ -90,6 +123,7 @@ def forecast_rain_rate(
     *,
     num_output_frames: int | None = None,
     no_data_value: float = float("nan"),
+    probability_matching: str | None = "config",
 ):
     """Forecast rain rate in mm/h with `model` (see the module docstring for the steps).
 
@@ -103,6 +137,7 @@ def forecast_rain_rate(
             and of the training data); defaults to `config.num_output_frames`.
         no_data_value: the forecast at pixels with no data in the last observed frame (NaN by default; 0.0 to
             match the baselines).
+        probability_matching: `"mean"` (see the module docstring) or None; by default `config.probability_matching`.
 
     Returns:
         mm/h `(B, T_out, H, W)` (or `(B, T_out, 1, H, W)` when `rain_rate` had a channel axis), float32, a numpy
@@ -112,6 +147,12 @@ def forecast_rain_rate(
         ValueError / TypeError: a model without a rain-rate transform, a bad shape, dtype, mask or horizon.
     """
     config = model.config
+    if probability_matching == "config":
+        probability_matching = getattr(config, "probability_matching", None)
+    if probability_matching not in PROBABILITY_MATCHING:
+        raise ValueError(
+            f"probability_matching must be one of {PROBABILITY_MATCHING}, got {probability_matching!r}"
+        )
     rain, mask, as_numpy, channel_axis, horizon = _check(rain_rate, valid, num_output_frames, config)
     transform = RainRateTransform.from_dict(config.rain_rate_transform)
     device, output_device = next(model.parameters()).device, rain.device
@@ -124,6 +165,8 @@ def forecast_rain_rate(
     pixel_values = transform.forward(filled).unsqueeze(2).to(dtype)  # (B, T, 1, H', W')
     predictions = model(pixel_values=pixel_values, num_output_frames=horizon).predictions
     forecast = transform.inverse(predictions[:, :, 0, :height, :width].float())
+    if probability_matching == "mean":
+        forecast = match_observed_mean(forecast, filled[:, -1, :height, :width], mask[:, -1])
     last_valid = mask[:, -1:].expand_as(forecast)
     forecast = torch.where(last_valid, forecast, torch.full_like(forecast, float(no_data_value)))
     if channel_axis:

@@ -588,17 +588,25 @@ class ConvLSTMForFramePrediction(ConvLSTMPreTrainedModel):
         *,
         num_output_frames: int | None = None,
         no_data_value: float = float("nan"),
+        probability_matching: str | None = "config",
     ):
         """Forecast rain rate in mm/h from observed rain rate in mm/h (needs `config.rain_rate_transform`): observed
         `(B, T_in, H, W)` or `(B, T_in, 1, H, W)` mm/h of any size, torch or numpy, NaN or `valid=False` = no data;
         returns `(B, T_out, H, W)` (or `(B, T_out, 1, H, W)`) float32 mm/h of the same kind, `no_data_value` where the
-        last observed frame has no data. See `forecasting_convlstm.forecast_rain_rate`.
+        last observed frame has no data. With `probability_matching="mean"` (`config.probability_matching` by
+        default) each forecast frame's wet pixels are scaled to the last observed frame's geometric mean rain
+        rate. See `forecasting_convlstm.forecast_rain_rate`.
 
         Example: `model.forecast_rain_rate(torch.rand(1, 4, 100, 120) * 5, num_output_frames=12).shape` is
         `(1, 12, 100, 120)`.
         """
         return forecast_rain_rate(
-            self, rain_rate, valid, num_output_frames=num_output_frames, no_data_value=no_data_value
+            self,
+            rain_rate,
+            valid,
+            num_output_frames=num_output_frames,
+            no_data_value=no_data_value,
+            probability_matching=probability_matching,
         )
 
     def forward(

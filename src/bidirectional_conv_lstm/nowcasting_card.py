@@ -243,6 +243,7 @@ def create_nowcasting_model_card(
         advection=config.advection,
         fss_loss_weight=config.fss_loss_weight,
         boundary_padding=config.boundary_padding,
+        probability_matching=config.probability_matching,
         num_input_frames=config.num_input_frames,
         num_output_frames=config.num_output_frames,
         timestep_minutes=f"{step:g}" if step else None,

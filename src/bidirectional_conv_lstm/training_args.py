@@ -37,6 +37,7 @@ RAIN_RATE_DATASETS = ("synthetic_rain", "radar")
 # trained and how it treats the frame's edge, never the shapes of its weights or what its outputs mean.
 FINE_TUNING_FIELDS = (
     "boundary_padding",
+    "probability_matching",
     "loss",
     "l1_weight",
     "ssim_weight",
@@ -70,7 +71,7 @@ class TrainingArguments:
             see :func:`bidirectional_conv_lstm.nowcast_training.check_rain_data`.
         model (`dict`): fields of :class:`~bidirectional_conv_lstm.ConvLSTMConfig` for a new model; with
             ``model_name_or_path``, only the settings of :data:`FINE_TUNING_FIELDS` (the loss and its options,
-            ``boundary_padding``), which replace the pretrained model's.
+            ``boundary_padding``, ``probability_matching``), which replace the pretrained model's.
         model_name_or_path (`str`, *optional*): fine-tune from this folder or Hub id instead.
         num_input_frames, num_output_frames (`int`, defaults to 10): frames observed and predicted.
         per_device_train_batch_size, per_device_eval_batch_size (`int`): batch sizes per process.
