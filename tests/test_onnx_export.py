@@ -99,3 +99,29 @@ def test_bad_arguments_fail_before_exporting(exported, tmp_path):
         run_script(["--model", str(tmp_path / "nowhere"), "--output", str(tmp_path / "model.onnx")])
     assert exit_info.value.code == 2
     assert not (tmp_path / "model.onnx").exists()
+
+
+def test_rain_model_with_advection_and_a_boundary_margin_exports_and_matches(tmp_path):
+    # The advection head's grid_sample warp and the repeated-edge margin around every fed-back frame.
+    torch.manual_seed(3)
+    config = ConvLSTMConfig(
+        hidden_sizes=[4],
+        patch_size=2,
+        num_input_frames=3,
+        num_output_frames=2,
+        advection=True,
+        boundary_padding=2,
+        rain_rate_transform={"kind": "log1p"},
+    )
+    model = ConvLSTMForFramePrediction(config).eval()
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.add_(0.2 * torch.randn_like(parameter))
+    result = export_onnx(model, tmp_path / "rain.onnx")  # checks two input sizes against PyTorch itself
+    assert max(result["max_abs_diff"].values()) <= 1e-4
+    session = onnxruntime.InferenceSession(str(result["path"]), providers=["CPUExecutionProvider"])
+    pixel_values = torch.rand(2, 3, 1, 8, 10)
+    with torch.no_grad():
+        expected = model(pixel_values=pixel_values, num_output_frames=2).predictions.numpy()
+    actual = session.run(None, {"pixel_values": pixel_values.numpy()})[0]
+    assert actual.shape == (2, 2, 1, 8, 10) and np.abs(actual - expected).max() <= 1e-4
