@@ -43,7 +43,7 @@ def main() -> None:
     parser.add_argument("--num_output_frames", type=int)
     parser.add_argument("--batch_size", type=int, default=32)
     parser.add_argument("--max_samples", type=int)
-    parser.add_argument("--mixed_precision", default="no", choices=["no", "fp16", "bf16"])
+    parser.add_argument("--mixed_precision", default="no", choices=["no", "fp16", "bf16", "auto"])
     parser.add_argument("--output_dir", default="outputs/evaluation")
     parser.add_argument(
         "--baselines",

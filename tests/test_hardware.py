@@ -124,3 +124,14 @@ def test_proc_cpuinfo_parsing(tmp_path):
     cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu avx2 avx512_bf16\n\nprocessor\t: 1\nflags\t\t: fpu\n")
     assert hardware._proc_cpuinfo_flags(cpuinfo) == {"fpu", "avx2", "avx512_bf16"}
     assert hardware._proc_cpuinfo_flags(tmp_path / "missing") == set()
+
+
+def test_accelerator_precision_resolves_auto_for_the_run_device_and_keeps_explicit_choices():
+    from bidirectional_conv_lstm.hardware import accelerator_precision
+
+    assert accelerator_precision("bf16") == ("bf16", None) and accelerator_precision("no") == ("no", None)
+    precision, note = accelerator_precision("auto")
+    assert precision == resolve_mixed_precision("auto", "cpu")[0]  # no GPU in the test run
+    assert note.startswith(f"mixed_precision: auto -> {precision!r} on cpu: ")
+    with pytest.raises(ValueError, match="mixed_precision must be one of"):
+        accelerator_precision("fp8")

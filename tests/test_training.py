@@ -337,6 +337,8 @@ def test_evaluate_and_predict_scripts(tiny_run, tmp_path):
             str(tmp_path / "eval"),
             "--batch_size",
             "4",
+            "--mixed_precision",
+            "auto",
         ],
         capture_output=True,
         text=True,
@@ -345,6 +347,7 @@ def test_evaluate_and_predict_scripts(tiny_run, tmp_path):
     )
     assert completed.returncode == 0, completed.stderr[-2000:]
     assert "baseline: copy_last" in completed.stdout
+    assert "mixed_precision: auto -> " in completed.stdout  # resolved as training resolves it, and said
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert metrics["num_samples"] == 8 and (tmp_path / "eval" / "lead_time.png").is_file()
 

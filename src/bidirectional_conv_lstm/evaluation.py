@@ -124,7 +124,7 @@ def evaluate(
         num_input_frames, num_output_frames: default to the model config's.
         batch_size, max_samples: evaluation batch size and an optional cap on sequences.
         output_dir: where to write metrics.json, metrics.md and lead_time.png.
-        mixed_precision: "no", "fp16" or "bf16".
+        mixed_precision: "no", "fp16", "bf16" or "auto" (as training resolves it: bf16 where it is faster).
 
     Returns:
         the results dict of :func:`evaluate_dataloader` (with baselines).
@@ -142,7 +142,12 @@ def evaluate(
     model = load_pretrained_model(model_name_or_path)  # clear errors for a missing folder / repo, bad weights
     num_input_frames = num_input_frames or model.config.num_input_frames
     num_output_frames = num_output_frames or model.config.num_output_frames
-    accelerator = Accelerator(mixed_precision=mixed_precision)
+    from .hardware import accelerator_precision
+
+    precision, note = accelerator_precision(mixed_precision)
+    accelerator = Accelerator(mixed_precision=precision)
+    if note is not None:
+        accelerator.print(note)
     if dataset.startswith("moving_mnist_test_file:"):
         evaluation_set = load_moving_mnist_test_file(dataset.split(":", 1)[1])
         mean_value = mean_pixel_value(evaluation_set, max_sequences=1000)

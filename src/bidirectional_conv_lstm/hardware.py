@@ -29,6 +29,7 @@ from pathlib import Path
 import torch
 
 __all__ = [
+    "accelerator_precision",
     "CPU_FEATURES",
     "cpu_amx_bf16",
     "cpu_bf16_speedup",
@@ -157,6 +158,20 @@ def _cuda_native_bf16(device: torch.device) -> bool:
     if torch.version.hip:  # every ROCm GPU torch supports computes bf16 natively
         return True
     return torch.cuda.get_device_capability(device)[0] >= 8
+
+
+def accelerator_precision(requested: str) -> tuple[str, str | None]:
+    """``requested`` (``"auto"``, ``"no"``, ``"fp16"``, ``"bf16"``) resolved for the device Accelerate will use,
+    before the ``Accelerator`` exists: ``(precision, note)``, the note saying what ``"auto"`` chose and why
+    (None for an explicit precision)."""
+    if requested != "auto":
+        return resolve_mixed_precision(requested, "cpu")[0], None
+    from accelerate import PartialState
+    from accelerate.utils import parse_flag_from_env
+
+    device = PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU")).device
+    precision, reason = resolve_mixed_precision("auto", device)
+    return precision, f"mixed_precision: auto -> {precision!r} on {device.type}: {reason}"
 
 
 def resolve_mixed_precision(requested: str, device: str | torch.device) -> tuple[str, str]:

@@ -307,7 +307,12 @@ def evaluate_rain_dataset(
         num_output_frames=num_output_frames or 12,
     )
     windows = load_rain_datasets(args)[split]
-    accelerator = Accelerator(mixed_precision=mixed_precision)
+    from .hardware import accelerator_precision
+
+    precision, note = accelerator_precision(mixed_precision)
+    accelerator = Accelerator(mixed_precision=precision)
+    if note is not None:
+        accelerator.print(note)
     if model is not None:
         model.to(accelerator.device)
     return evaluate_nowcasts(

@@ -27,13 +27,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from accelerate import Accelerator, PartialState
-from accelerate.utils import DataLoaderConfiguration, broadcast, parse_flag_from_env, set_seed
+from accelerate import Accelerator
+from accelerate.utils import DataLoaderConfiguration, broadcast, set_seed
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from .data import FramePredictionCollator
-from .hardware import resolve_mixed_precision
+from .hardware import accelerator_precision
 from .run_datasets import load_datasets
 from .schedules import RunProgress, learning_rate_factor
 from .threads import ThreadTuner
@@ -213,13 +213,8 @@ def make_task(args: TrainingArguments, splits: dict):
 def _make_accelerator(args: TrainingArguments) -> tuple[Accelerator, TrainingArguments, str | None]:
     """The run's Accelerator, with ``mixed_precision: auto`` resolved (the returned ``args`` name the choice, and
     the note says why)."""
-    precision_note = None
-    if args.mixed_precision == "auto":
-        # The choice depends on the device, which accelerate's process state knows before the Accelerator exists.
-        device = PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU")).device
-        precision, reason = resolve_mixed_precision("auto", device)
-        precision_note = f"mixed_precision: auto -> {precision!r} on {device.type}: {reason}"
-        args = dataclasses.replace(args, mixed_precision=precision)
+    precision, precision_note = accelerator_precision(args.mixed_precision)
+    args = dataclasses.replace(args, mixed_precision=precision)
     accelerator = Accelerator(
         mixed_precision=args.mixed_precision,
         gradient_accumulation_steps=args.gradient_accumulation_steps,
