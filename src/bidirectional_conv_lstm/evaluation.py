@@ -129,10 +129,10 @@ def evaluate(
     Returns:
         the results dict of :func:`evaluate_dataloader` (with baselines).
     """
-    from accelerate import Accelerator
     from torch.utils.data import DataLoader
 
     from .data import FramePredictionCollator, load_moving_mnist_test_file, mean_pixel_value
+    from .hardware import make_accelerator
     from .loading import load_pretrained_model
     from .run_datasets import load_datasets
     from .training_args import TrainingArguments
@@ -142,12 +142,7 @@ def evaluate(
     model = load_pretrained_model(model_name_or_path)  # clear errors for a missing folder / repo, bad weights
     num_input_frames = num_input_frames or model.config.num_input_frames
     num_output_frames = num_output_frames or model.config.num_output_frames
-    from .hardware import accelerator_precision
-
-    precision, note = accelerator_precision(mixed_precision)
-    accelerator = Accelerator(mixed_precision=precision)
-    if note is not None:
-        accelerator.print(note)
+    accelerator, _ = make_accelerator(mixed_precision)
     if dataset.startswith("moving_mnist_test_file:"):
         evaluation_set = load_moving_mnist_test_file(dataset.split(":", 1)[1])
         mean_value = mean_pixel_value(evaluation_set, max_sequences=1000)

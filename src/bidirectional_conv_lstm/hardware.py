@@ -30,6 +30,7 @@ import torch
 
 __all__ = [
     "accelerator_precision",
+    "make_accelerator",
     "CPU_FEATURES",
     "cpu_amx_bf16",
     "cpu_bf16_speedup",
@@ -172,6 +173,19 @@ def accelerator_precision(requested: str) -> tuple[str, str | None]:
     device = PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU")).device
     precision, reason = resolve_mixed_precision("auto", device)
     return precision, f"mixed_precision: auto -> {precision!r} on {device.type}: {reason}"
+
+
+def make_accelerator(mixed_precision: str, **accelerator_kwargs):
+    """An ``accelerate.Accelerator`` with ``mixed_precision`` resolved by :func:`accelerator_precision` (``"auto"``
+    included), printing what ``"auto"`` chose and why; returns ``(accelerator, note)`` (note None for an explicit
+    precision). ``accelerator.mixed_precision`` names the precision in use."""
+    from accelerate import Accelerator
+
+    precision, note = accelerator_precision(mixed_precision)
+    accelerator = Accelerator(mixed_precision=precision, **accelerator_kwargs)
+    if note is not None:
+        accelerator.print(note)
+    return accelerator, note
 
 
 def resolve_mixed_precision(requested: str, device: str | torch.device) -> tuple[str, str]:

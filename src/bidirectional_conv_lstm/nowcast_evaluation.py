@@ -272,8 +272,7 @@ def evaluate_rain_dataset(
     Returns:
         the results dict of :func:`evaluate_nowcasts` (written to ``output_dir`` when given).
     """
-    from accelerate import Accelerator
-
+    from .hardware import make_accelerator
     from .nowcast_data import load_rain_datasets, timestep_minutes
     from .nowcast_training import model_forecaster
     from .training_args import RAIN_RATE_DATASETS, TrainingArguments
@@ -307,12 +306,7 @@ def evaluate_rain_dataset(
         num_output_frames=num_output_frames or 12,
     )
     windows = load_rain_datasets(args)[split]
-    from .hardware import accelerator_precision
-
-    precision, note = accelerator_precision(mixed_precision)
-    accelerator = Accelerator(mixed_precision=precision)
-    if note is not None:
-        accelerator.print(note)
+    accelerator, _ = make_accelerator(mixed_precision)
     if model is not None:
         model.to(accelerator.device)
     return evaluate_nowcasts(

@@ -33,7 +33,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from .data import FramePredictionCollator
-from .hardware import accelerator_precision
+from .hardware import make_accelerator
 from .run_datasets import load_datasets
 from .schedules import RunProgress, learning_rate_factor
 from .threads import ThreadTuner
@@ -213,10 +213,8 @@ def make_task(args: TrainingArguments, splits: dict):
 def _make_accelerator(args: TrainingArguments) -> tuple[Accelerator, TrainingArguments, str | None]:
     """The run's Accelerator, with ``mixed_precision: auto`` resolved (the returned ``args`` name the choice, and
     the note says why)."""
-    precision, precision_note = accelerator_precision(args.mixed_precision)
-    args = dataclasses.replace(args, mixed_precision=precision)
-    accelerator = Accelerator(
-        mixed_precision=args.mixed_precision,
+    accelerator, precision_note = make_accelerator(
+        args.mixed_precision,
         gradient_accumulation_steps=args.gradient_accumulation_steps,
         log_with=None if args.report_to == "none" else args.report_to,
         project_dir=args.output_dir,
@@ -224,8 +222,7 @@ def _make_accelerator(args: TrainingArguments) -> tuple[Accelerator, TrainingArg
             use_seedable_sampler=True, data_seed=args.seed, non_blocking=torch.cuda.is_available()
         ),
     )
-    if precision_note is not None:
-        accelerator.print(precision_note)
+    args = dataclasses.replace(args, mixed_precision=accelerator.mixed_precision)
     return accelerator, args, precision_note
 
 
