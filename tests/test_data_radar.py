@@ -247,6 +247,49 @@ def test_window_counts_follow_the_formula_and_event_splits_are_disjoint(tmp_path
     assert valid.all() and windows["validation"].features["rain_rate"].dtype == "uint16"
 
 
+def test_eval_context_shows_the_surroundings_of_observed_frames_and_scores_the_tile_alone(tmp_path):
+    stack_path = _stack(tmp_path, "b", 8, size=40)
+    stack = np.load(stack_path)["rain_rate"]
+    stack[:, 30:, 30:] = np.nan  # no data in a corner: it shows in the surroundings of the tiles beside it
+    np.savez(stack_path, rain_rate=stack, timestamps=np.load(stack_path)["timestamps"])
+    sources = [
+        RadarSource(name="a", path=_stack(tmp_path, "a", 8, size=40, seed=1)),
+        RadarSource(name="b", path=stack_path),
+    ]
+    config = RadarWindowsConfig(
+        num_input_frames=3, num_output_frames=2, tile_size=16, split="event", test_events=["b"]
+    )
+    plain = load_radar_windows(sources, config, cache_dir=tmp_path / "cache")
+    context = load_radar_windows(sources, config, cache_dir=tmp_path / "cache", eval_context=6)
+    assert context["train"].features == plain["train"].features  # training crops keep the tile size
+    assert context["test"].features["rain_rate"].shape == (5, 1, 28, 28)
+    # The same tiles of the same windows are kept: the decision is taken on the tile alone.
+    assert list(zip(context["test"]["origin"], context["test"]["y"], context["test"]["x"])) == list(
+        zip(plain["test"]["origin"], plain["test"]["y"], plain["test"]["x"])
+    )
+    for row, tile in zip(_rows(context["test"]), _rows(plain["test"])):
+        rain, valid = decode_rain_rate(row["rain_rate"][:, 0])
+        tile_rain, tile_valid = decode_rain_rate(tile["rain_rate"][:, 0])
+        np.testing.assert_array_equal(rain[:, 6:22, 6:22], tile_rain)  # the centre is the plain tile
+        np.testing.assert_array_equal(valid[:, 6:22, 6:22], tile_valid)
+        ring = np.ones((28, 28), bool)
+        ring[6:22, 6:22] = False
+        assert not valid[3:, ring].any()  # the future around the tile is no data: it cannot be scored
+        start = (datetime.fromisoformat(row["origin"]) - datetime(2024, 1, 1, 10)) // timedelta(minutes=5)
+        y, x = row["y"], row["x"]
+        padded = np.pad(stack[start : start + 3], ((0, 0), (6, 6), (6, 6)), constant_values=np.nan)
+        expected = padded[:, y : y + 28, x : x + 28]  # the observed surroundings, no data beyond the grid
+        np.testing.assert_array_equal(valid[:3], ~np.isnan(expected))
+        np.testing.assert_allclose(rain[:3][valid[:3]], expected[~np.isnan(expected)], atol=0.005 + 1e-6)
+    assert (0, 0) in set(
+        zip(context["test"]["y"], context["test"]["x"])
+    )  # a corner tile: data on two sides only
+    with pytest.raises(ValueError, match="eval_context must be >= 0 pixels, got -1"):
+        RadarWindowsConfig(eval_context=-1)
+    with pytest.raises(TypeError, match="eval_context must be an int"):
+        RadarWindowsConfig(eval_context=2.5)
+
+
 def test_time_blocks_never_share_a_frame_and_straddling_windows_are_dropped(tmp_path):
     source = RadarSource(name="long", path=_stack(tmp_path, "long", 40, size=16))
     config = RadarWindowsConfig(

@@ -16,6 +16,7 @@ from bidirectional_conv_lstm.nowcast_evaluation import (
     decode_windows,
     evaluate_nowcasts,
     format_scores_table,
+    nowcast_report,
     score_value,
 )
 from bidirectional_conv_lstm.nowcasting_baselines import persistence_forecast
@@ -98,6 +99,49 @@ def test_no_data_pixels_are_not_scored(windows):
         num_output_frames=T_OUT,
     )
     assert results["methods"]["noisy"]["overall"] == results["methods"]["persistence"]["overall"]
+
+
+def test_context_is_seen_by_forecasters_but_not_scored(windows):
+    context = 8
+    inner = (slice(None), slice(None), slice(context, -context), slice(context, -context))
+    seen = []
+
+    def spy(observed, valid=None, *, num_output_frames):
+        seen.append(tuple(observed.shape[-2:]))
+        return persistence_forecast(observed, valid, num_output_frames=num_output_frames)
+
+    def wrong_outside(observed, valid=None, *, num_output_frames):
+        forecast = persistence_forecast(observed, valid, num_output_frames=num_output_frames)
+        outside = np.ones(forecast.shape[-2:], bool)
+        outside[context:-context, context:-context] = False
+        forecast[..., outside] = 500.0  # around the tile: must not count
+        return forecast
+
+    kwargs = {"num_input_frames": T_IN, "num_output_frames": T_OUT, "batch_size": 4}
+    results = evaluate_nowcasts(
+        windows, {"persistence": spy, "wrong": wrong_outside}, context=context, **kwargs
+    )
+    assert seen == [(SIZE, SIZE)] and results["context"] == context
+    assert results["methods"]["wrong"]["overall"] == results["methods"]["persistence"]["overall"]
+    # The scores are those of the cropped tiles, FSS windows at the tile's edge included.
+    observed, observed_valid, future, future_valid = decode_windows(
+        windows.with_format("numpy")[:]["rain_rate"], T_IN, T_OUT
+    )
+    verifier = NowcastVerifier()
+    forecast = persistence_forecast(observed, observed_valid, num_output_frames=T_OUT)
+    verifier.update(forecast[inner], future[inner], future_valid[inner])
+    reference = verifier.compute()["overall"]
+    for key, value in results["methods"]["persistence"]["overall"].items():
+        assert value == pytest.approx(reference[key], rel=1e-9, abs=1e-12, nan_ok=True), key
+    assert "saw 8 px of surroundings" in nowcast_report(results)
+    assert (
+        results["methods"]["persistence"]["overall"]
+        != evaluate_nowcasts(windows, ["persistence"], **kwargs)["methods"]["persistence"]["overall"]
+    )
+    for bad in (-1, SIZE // 2, True):
+        with pytest.raises(ValueError, match="context must be|leaves nothing"):
+            evaluate_nowcasts(windows, {"spy": spy}, context=bad, **kwargs)
+    assert seen == [(SIZE, SIZE)]
 
 
 def test_the_accelerator_path_gives_the_same_scores(windows):

@@ -232,6 +232,46 @@ def test_best_model_by_a_higher_is_better_metric(tmp_path, cache_dir):
     assert last_ssim <= saved_ssim + 1e-6  # the saved model is the best by SSIM, not merely the last one
 
 
+def test_weight_average_is_validated_saved_and_resumed(tmp_path, cache_dir):
+    """With ema_decay the saved model is the moving average of the weights after each step, and a run resumed
+    from a checkpoint goes on with the average it had."""
+    common = dict(
+        lr_scheduler_type="constant",
+        warmup_steps=0,
+        teacher_forcing_start=0.0,
+        teacher_forcing_steps=0,
+        checkpointing_steps=2,
+    )
+    after_one = train(
+        TrainingArguments(**tiny_config(tmp_path / "one", cache_dir, max_train_steps=1, **common))
+    )
+    averaged_args = TrainingArguments(
+        **tiny_config(tmp_path / "ema", cache_dir, max_train_steps=2, eval_steps=2, ema_decay=0.75, **common)
+    )
+    averaged = train(averaged_args)
+    saved = ConvLSTMForFramePrediction.from_pretrained(tmp_path / "ema").state_dict()
+    first, last = after_one["model"].state_dict(), averaged["model"].state_dict()
+    assert state_hash(after_one["model"]) != state_hash(
+        averaged["model"]
+    )  # the second step moved the weights
+    for name, value in saved.items():
+        torch.testing.assert_close(value, 0.75 * first[name] + 0.25 * last[name], msg=name)
+    # Four steps in one go, and the same run resumed from its step-2 checkpoint: the same average is saved.
+    four = tiny_config(
+        tmp_path / "four", cache_dir, max_train_steps=4, eval_steps=4, ema_decay=0.75, **common
+    )
+    train(TrainingArguments(**four))
+    resumed_dir = tmp_path / "resumed"
+    checkpoint = Path(four["output_dir"]) / "checkpoints" / "checkpoint-000002"
+    shutil.copytree(checkpoint, resumed_dir / "checkpoints" / checkpoint.name)
+    train(TrainingArguments(**{**four, "output_dir": str(resumed_dir), "resume_from_checkpoint": "latest"}))
+    assert state_hash(ConvLSTMForFramePrediction.from_pretrained(resumed_dir)) == state_hash(
+        ConvLSTMForFramePrediction.from_pretrained(four["output_dir"])
+    )
+    with pytest.raises(ValueError, match="ema_decay must be in \\(0, 1\\) or null, got 1.0"):
+        TrainingArguments(**tiny_config(tmp_path / "bad", cache_dir, ema_decay=1.0))
+
+
 def _write_config(path: Path, config: dict) -> Path:
     path.write_text(yaml.safe_dump(config))
     return path

@@ -16,7 +16,14 @@ from pathlib import Path
 
 from .training_args import TrainingArguments
 
-__all__ = ["check_rain_data", "load_rain_datasets", "pretraining_info", "source_config", "timestep_minutes"]
+__all__ = [
+    "check_rain_data",
+    "eval_context",
+    "load_rain_datasets",
+    "pretraining_info",
+    "source_config",
+    "timestep_minutes",
+]
 
 DATA_OPTIONS = ("cache_dir", "augment")
 # Radar options of this module, on top of RadarWindowsConfig's (whose split / validation_events / test_events
@@ -170,7 +177,7 @@ def _event_configs(args: TrainingArguments) -> dict:
     configs = {}
     for name in events:
         fields = dict(overrides.get(name, {}))
-        frozen = sorted(set(fields) & {"num_input_frames", "num_output_frames", "tile_size"})
+        frozen = sorted(set(fields) & {"num_input_frames", "num_output_frames", "tile_size", "eval_context"})
         if frozen:
             raise ValueError(
                 f"data.event_overrides[{name!r}] may not change {frozen}: every window must match"
@@ -263,6 +270,12 @@ def timestep_minutes(args: TrainingArguments) -> float | None:
         return None  # synthetic fields have no clock
     steps = {config.timestep for config in _event_configs(args).values()}
     return float(steps.pop()) if len(steps) == 1 and None not in steps else None
+
+
+def eval_context(args: TrainingArguments) -> int:
+    """Pixels of surroundings around each validation / test tile of a radar run (``data.eval_context``, see
+    :class:`~bidirectional_conv_lstm.data.RadarWindowsConfig`): forecasters see them, scores leave them out."""
+    return source_config(args).eval_context if args.dataset == "radar" else 0
 
 
 def pretraining_info(args: TrainingArguments) -> dict:

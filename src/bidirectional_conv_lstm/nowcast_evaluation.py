@@ -10,7 +10,7 @@ over the same windows and the same valid pixels for every method.
 Results are a plain dict (written as ``metrics.json``)::
 
     {"num_windows": N, "num_input_frames": 4, "num_output_frames": 12, "timestep_minutes": 5 | None,
-     "thresholds": [...], "fss_windows": [...],
+     "thresholds": [...], "fss_windows": [...], "context": pixels seen around each tile, not scored (if any),
      "methods": {name: {"overall": {"csi@1": ..., "fss@1/16": ..., "mae": ...},
                         "per_lead_time": {...}, "seconds_per_window": ...}}}
 
@@ -34,6 +34,7 @@ from .nowcast_tables import format_scores_table, nowcast_report, score_value
 from .nowcasting_baselines import get_baselines
 
 __all__ = [
+    "crop_context",
     "decode_windows",
     "evaluate_nowcasts",
     "evaluate_rain_dataset",
@@ -101,6 +102,25 @@ def decode_windows(stored, num_input_frames: int, num_output_frames: int):
     return rain[:, :split], valid[:, :split], rain[:, split:], valid[:, split:]
 
 
+def crop_context(frames, context: int):
+    """``frames`` (..., H, W) without ``context`` pixels on every side (the surroundings of an evaluation tile,
+    see ``RadarWindowsConfig.eval_context``); ``frames`` itself when ``context`` is 0."""
+    if context == 0:
+        return frames
+    return frames[..., context:-context, context:-context]
+
+
+def _check_context(context, shape) -> int:
+    if isinstance(context, bool) or not isinstance(context, (int, np.integer)) or context < 0:
+        raise ValueError(f"context must be an int >= 0 (pixels around each tile), got {context!r}")
+    if 2 * context >= min(shape[-2:]):
+        raise ValueError(
+            f"context={context} leaves nothing of windows {shape[-2]} x {shape[-1]} pixels to score; expected "
+            f"less than half the smaller side"
+        )
+    return int(context)
+
+
 def _collate(rows: list[Mapping]) -> torch.Tensor:
     return torch.stack([torch.as_tensor(np.asarray(row["rain_rate"])) for row in rows])
 
@@ -123,6 +143,7 @@ def score_nowcasts(
     accelerator=None,
     max_windows: int | None = None,
     progress: bool = False,
+    context: int = 0,
 ) -> tuple[dict, dict[str, float], int]:
     """Stream ``windows`` through every forecaster into one :class:`NowcastVerifier` per method.
 
@@ -137,6 +158,9 @@ def score_nowcasts(
             verifiers gather them (every process ends with the same scores).
         max_windows: score only the first windows.
         progress: a progress bar (main process).
+        context: pixels on every side of each window that the forecasters see but that are not scored (the
+            surroundings of ``RadarWindowsConfig.eval_context``): forecasts and the future are cropped to the
+            tile before verification.
 
     Returns:
         ``({name: NowcastVerifier}, {name: seconds in the forecaster per window}, number of windows scored)``;
@@ -156,6 +180,7 @@ def score_nowcasts(
         windows = windows.with_format("numpy", columns=["rain_rate"])
     first = np.asarray(windows[0]["rain_rate"])[None]
     decode_windows(first, num_input_frames, num_output_frames)  # shape check before any heavy work
+    context = _check_context(context, first.shape)
     if max_windows is not None:
         windows = Subset(windows, range(min(_check_frames("max_windows", max_windows), len(windows))))
     verifiers = {
@@ -191,7 +216,11 @@ def score_nowcasts(
             forecast = torch.as_tensor(
                 forecast.detach().cpu() if isinstance(forecast, torch.Tensor) else forecast
             )
-            verifiers[name].update(forecast.float(), future, future_valid)
+            verifiers[name].update(
+                crop_context(forecast.float(), context),
+                crop_context(future, context),
+                crop_context(future_valid, context),
+            )
     return verifiers, {name: value / max(count, 1) for name, value in seconds.items()}, len(windows)
 
 
@@ -209,6 +238,7 @@ def evaluate_nowcasts(
     max_windows: int | None = None,
     output_dir: str | os.PathLike | None = None,
     progress: bool = False,
+    context: int = 0,
 ) -> dict:
     """Score every method on ``windows`` (see :func:`score_nowcasts`) and, with ``output_dir``, write
     metrics.json, metrics.md and scores_by_lead_time.png (main process).
@@ -228,6 +258,7 @@ def evaluate_nowcasts(
         accelerator=accelerator,
         max_windows=max_windows,
         progress=progress,
+        context=context,
     )
     results = results_from_verifiers(
         verifiers,
@@ -239,6 +270,8 @@ def evaluate_nowcasts(
         timestep_minutes=timestep_minutes,
         seconds_per_window=seconds,
     )
+    if context:
+        results["context"] = context
     if output_dir is not None and (accelerator is None or accelerator.is_main_process):
         write_nowcast_evaluation(results, output_dir)
     return results
@@ -273,7 +306,7 @@ def evaluate_rain_dataset(
         the results dict of :func:`evaluate_nowcasts` (written to ``output_dir`` when given).
     """
     from .hardware import make_accelerator
-    from .nowcast_data import load_rain_datasets, timestep_minutes
+    from .nowcast_data import eval_context, load_rain_datasets, timestep_minutes
     from .nowcast_training import model_forecaster
     from .training_args import RAIN_RATE_DATASETS, TrainingArguments
 
@@ -320,6 +353,7 @@ def evaluate_rain_dataset(
         max_windows=max_samples,
         output_dir=output_dir,
         progress=True,
+        context=eval_context(args),
     )
 
 

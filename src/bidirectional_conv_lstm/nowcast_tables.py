@@ -101,7 +101,12 @@ def nowcast_report(results: Mapping, *, lead_times: Iterable[int] = ()) -> str:
         f"{results['num_windows']} windows, {results['num_input_frames']} observed -> "
         f"{results['num_output_frames']} forecast frames"
         + (f" of {step:g} min" if step else "")
-        + "; thresholds in mm/h, FSS windows in pixels; contingency counts pooled over windows and pixels.",
+        + "; thresholds in mm/h, FSS windows in pixels; contingency counts pooled over windows and pixels"
+        + (
+            f"; every method saw {results['context']} px of surroundings around each tile, scored on the tile alone."
+            if results.get("context")
+            else "."
+        ),
     ]
     for lead_time in (None, *lead_times):
         text.append(f"\n**{_describe(results, lead_time)}**\n")

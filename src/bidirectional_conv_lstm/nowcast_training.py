@@ -33,6 +33,7 @@ from accelerate import Accelerator
 from .nowcast_data import (
     _split_options,
     check_rain_data,
+    eval_context,
     load_rain_datasets,
     pretraining_info,
     timestep_minutes,
@@ -94,6 +95,7 @@ class RainRateTask:
             seed=args.seed,
         )
         self.timestep_minutes = timestep_minutes(args)
+        self.eval_context = eval_context(args)
 
     def model_inputs(self, batch: dict) -> dict:
         """``pixel_values``, ``labels`` and ``loss_mask`` (the collator's ``labels_mask``) of a training batch
@@ -170,6 +172,7 @@ class RainRateTask:
             accelerator=accelerator,
             max_windows=args.test_num_samples,
             progress=True,
+            context=self.eval_context,
         )
         if accelerator.is_main_process:
             lead_times = [t for t in REPORT_LEAD_TIMES if t <= args.num_output_frames]
@@ -188,8 +191,9 @@ class RainRateTask:
 
     def save_pictures(self, model, output_dir: Path, *, max_candidates: int = 64) -> dict[str, Path]:
         """``forecast.png`` (strip) and ``forecast.gif`` of the test window with the most rain (>= 1 mm/h) in its
-        future among the first `max_candidates`: observed, truth, and every method's forecast."""
-        from .nowcast_evaluation import decode_windows, resolve_forecasters
+        future among the first `max_candidates`: observed, truth, and every method's forecast, on the scored tile
+        (the forecasters see its ``eval_context`` surroundings)."""
+        from .nowcast_evaluation import crop_context, decode_windows, resolve_forecasters
         from .visualize_radar import save_radar_gif, save_radar_strip
 
         args, windows = self.args, self.splits["test"]
@@ -201,13 +205,20 @@ class RainRateTask:
         index = int(np.argmax(((future >= 1.0) & future_valid).sum(axis=(1, 2, 3))))
         pick = slice(index, index + 1)
         forecasts = {
-            name: np.asarray(
-                forecaster(
-                    observed[pick], valid=observed_valid[pick], num_output_frames=args.num_output_frames
-                )
-            )[0]
+            name: crop_context(
+                np.asarray(
+                    forecaster(
+                        observed[pick], valid=observed_valid[pick], num_output_frames=args.num_output_frames
+                    )
+                )[0],
+                self.eval_context,
+            )
             for name, forecaster in resolve_forecasters(self.methods(model)).items()
         }
+        observed, observed_valid, future, future_valid = (
+            crop_context(frames, self.eval_context)
+            for frames in (observed, observed_valid, future, future_valid)
+        )
         options = dict(
             observed_valid=observed_valid[index],
             truth_valid=future_valid[index],

@@ -209,7 +209,13 @@ def create_nowcasting_model_card(
         evaluation_text = (
             f"On {results['num_windows']} test windows ({results['num_input_frames']} observed -> "
             f"{results['num_output_frames']} forecast frames), all lead times pooled, every method on the same "
-            "windows, grid and valid pixels:"
+            "windows, grid and valid pixels"
+            + (
+                f"; every method saw {results['context']} pixels of surroundings around each tile (the radar "
+                "field beyond it, as when forecasting the whole domain) and was scored on the tile alone:"
+                if results.get("context")
+                else ":"
+            )
         )
     else:
         evaluation_text = ""

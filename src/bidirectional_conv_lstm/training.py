@@ -394,6 +394,9 @@ def train(args: TrainingArguments) -> dict:
         model, optimizer, train_loader, eval_loader, scheduler
     )
     unwrapped_model = accelerator.unwrap_model(model)
+    averaged = _weight_average(args, accelerator, unwrapped_model)
+    # What is validated, kept as the best model and tested: the weights, or their moving average.
+    evaluated_model = unwrapped_model if averaged is None else averaged.module
     if accelerator.is_main_process and args.report_to != "none":
         accelerator.init_trackers("convlstm", config=_flat(args.to_dict()))
     state = _restored_state(args, accelerator)
@@ -451,6 +454,8 @@ def train(args: TrainingArguments) -> dict:
             window_samples += batch["pixel_values"].shape[0] * accelerator.num_processes
             if not accelerator.sync_gradients:
                 continue
+            if averaged is not None:
+                averaged.update_parameters(unwrapped_model)
             state["global_step"] += 1
             state["train_seconds"] = run_progress.elapsed  # a resumed run's budget goes on from here
             step = state["global_step"]
@@ -476,18 +481,19 @@ def train(args: TrainingArguments) -> dict:
             out_of_time = run_progress.out_of_time
             if step % args.eval_steps == 0 or step >= max_steps or out_of_time:
                 progress.clear()  # the scores go on a line of their own, not after the progress bar
-                metrics = task.validate(unwrapped_model, eval_loader, accelerator, step)
+                evaluated_model.auxiliary_loss_scale = unwrapped_model.auxiliary_loss_scale
+                metrics = task.validate(evaluated_model, eval_loader, accelerator, step)
                 sys.stdout.flush()  # now, also when stdout is a pipe (`make train | tee log`)
                 progress.refresh()
                 if args.report_to != "none" and accelerator.is_main_process:
-                    _log_pictures(accelerator, unwrapped_model, picture_batch, step)
+                    _log_pictures(accelerator, evaluated_model, picture_batch, step)
                 value, best = metrics[args.metric_for_best_model], state["best_metric"]
                 higher_is_better = {**BEST_MODEL_METRICS, **RAIN_BEST_MODEL_METRICS}[
                     args.metric_for_best_model
                 ]
                 if best is None or (value > best if higher_is_better else value < best):
                     state["best_metric"], state["best_step"] = value, step
-                    _save_model(accelerator, model, output_dir)
+                    _save_model(accelerator, model if averaged is None else averaged.module, output_dir)
                 model.train()
             if step % args.checkpointing_steps == 0:
                 _save_checkpoint(accelerator, args, state)
@@ -536,12 +542,25 @@ def _log_pictures(accelerator: Accelerator, model, batch: dict, step: int) -> No
             tracker.log_images({"validation/prediction": image}, step=step, dataformats="HWC")
 
 
+def _weight_average(args: TrainingArguments, accelerator: Accelerator, model):
+    """The exponential moving average of ``model``'s weights (``args.ema_decay``), registered for checkpointing,
+    or None."""
+    if args.ema_decay is None:
+        return None
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+    averaged = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(args.ema_decay), use_buffers=True)
+    accelerator.register_for_checkpointing(averaged)
+    return averaged
+
+
 def _save_model(accelerator: Accelerator, model, output_dir: Path) -> None:
+    """Save ``model`` (prepared by accelerate, or a plain module such as the weight average) with its processor
+    (from the model's config: channels, patch size, rain-rate transform) and the pipeline."""
     from .pipeline_convlstm import save_frame_prediction_model
 
     accelerator.wait_for_everyone()
     unwrapped = accelerator.unwrap_model(model)
-    # With its processor (from the model's config: channels, patch size, rain-rate transform) and the pipeline.
     save_frame_prediction_model(
         unwrapped,
         output_dir,

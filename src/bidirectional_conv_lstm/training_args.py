@@ -86,6 +86,10 @@ class TrainingArguments:
             and the share of the budget spent (:class:`~bidirectional_conv_lstm.schedules.RunProgress`), so a
             machine too slow for every step still finishes every schedule; ``false``: by steps only.
         gradient_accumulation_steps (`int`), max_grad_norm (`float`, 0 for no clipping).
+        ema_decay (`float`, *optional*): keep an exponential moving average of the weights, ``average = decay *
+            average + (1 - decay) * weights`` after every optimizer step (torch's ``AveragedModel``); validation,
+            the best model, the test and the saved model are then the average's (checkpoints hold it too, so a
+            resumed run goes on with it). 0.99 averages over about the last 100 steps.
         mixed_precision (`str`): ``"no"``, ``"fp16"``, ``"bf16"``, or ``"auto"``: bf16 where the hardware runs it
             fast (a CUDA GPU with native bf16, a CPU with AMX bf16), else fp32
             (:func:`~bidirectional_conv_lstm.hardware.resolve_mixed_precision`); the choice and its reason are
@@ -137,6 +141,7 @@ class TrainingArguments:
     max_train_minutes: float | None = None
     gradient_accumulation_steps: int = 1
     max_grad_norm: float = 1.0
+    ema_decay: float | None = None
     mixed_precision: str = "no"
     schedules_follow_budget: bool = True
     num_threads: int | None = None
@@ -200,6 +205,8 @@ class TrainingArguments:
         ):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
+        if self.ema_decay is not None and not 0 < self.ema_decay < 1:
+            raise ValueError(f"ema_decay must be in (0, 1) or null, got {self.ema_decay!r}")
         if not 0 < self.learning_rate < 1:
             raise ValueError(f"learning_rate must be in (0, 1), got {self.learning_rate!r}")
         for name in ("adam_beta1", "adam_beta2", "teacher_forcing_start", "teacher_forcing_end"):

@@ -61,6 +61,13 @@ class RadarWindowsConfig:
         train_crops_per_window (`int`, *optional*, defaults to 1): random crops drawn per training window.
         eval_tile_stride (`int`, *optional*): step of the fixed validation / test tiling; defaults to the tile
             size (no overlap; a remainder strip narrower than a tile at the bottom / right is not covered).
+        eval_context (`int`, *optional*, defaults to 0): pixels of surroundings cut around each validation / test
+            tile, on every side. Its observed frames (the first ``num_input_frames``) hold the radar field there
+            (no data beyond the grid); its future frames are no data, so a forecaster sees the rain about to
+            enter the tile, as it would running on the whole radar domain, while only the tile itself is scored.
+            Validation / test rows are then ``tile_size + 2 * eval_context`` pixels a side (training crops keep
+            ``tile_size``); which tiles are kept is decided on the tile alone, so the scored pixels are those of
+            ``eval_context=0``.
         min_valid_fraction (`float`, *optional*, defaults to 0.5): a tile is kept only if at least this share of
             its pixels (over all frames) has data; tiles outside the radar range are dropped.
         min_wet_fraction (`float`, *optional*, defaults to 0.0): training crops must have at least this share of
@@ -83,6 +90,7 @@ class RadarWindowsConfig:
     time_block_fractions: tuple[float, float, float] = (0.7, 0.15, 0.15)
     train_crops_per_window: int = 1
     eval_tile_stride: int | None = None
+    eval_context: int = 0
     min_valid_fraction: float = 0.5
     min_wet_fraction: float = 0.0
     wet_threshold: float = 0.1
@@ -107,6 +115,13 @@ class RadarWindowsConfig:
         set_("tile_size", tuple(_positive_int("tile_size", side) for side in tile))
         if self.eval_tile_stride is not None:
             set_("eval_tile_stride", _positive_int("eval_tile_stride", self.eval_tile_stride))
+        if isinstance(self.eval_context, bool) or not isinstance(self.eval_context, (int, np.integer)):
+            raise TypeError(
+                f"eval_context must be an int (pixels), got {self.eval_context!r} ({type(self.eval_context).__name__})"
+            )
+        if self.eval_context < 0:
+            raise ValueError(f"eval_context must be >= 0 pixels, got {self.eval_context}")
+        set_("eval_context", int(self.eval_context))
         if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)) or self.seed < 0:
             raise ValueError(f"seed must be an int >= 0, got {self.seed!r}")
         set_("seed", int(self.seed))
@@ -156,6 +171,11 @@ class RadarWindowsConfig:
     def num_frames(self) -> int:
         """Frames per window: ``num_input_frames + num_output_frames``."""
         return self.num_input_frames + self.num_output_frames
+
+    @property
+    def eval_tile_size(self) -> tuple[int, int]:
+        """Height and width of the validation / test rows: ``tile_size`` plus ``eval_context`` on every side."""
+        return tuple(side + 2 * self.eval_context for side in self.tile_size)
 
     def to_dict(self) -> dict:
         """JSON-able fields (tuples as lists)."""
@@ -244,12 +264,17 @@ def load_radar_windows(
     def build(scratch: Path) -> datasets.DatasetDict:
         for source in sources:  # every grid checked before any event is read in full
             _check_tiles(config, source.name, radar_grid_shape(source, cache_dir=events_cache))
-        features = rain_window_features(config.num_frames, *config.tile_size)
+        features = {
+            split: rain_window_features(
+                config.num_frames, *(config.tile_size if split == "train" else config.eval_tile_size)
+            )
+            for split in SPLITS
+        }
         info = {"config": config.to_dict(), "events": {}}
         with contextlib.ExitStack() as stack:
             writers = {
                 split: stack.enter_context(
-                    ArrowWriter(features=features, path=str(scratch / f"{split}.arrow"))
+                    ArrowWriter(features=features[split], path=str(scratch / f"{split}.arrow"))
                 )
                 for split in SPLITS
             }
@@ -265,7 +290,7 @@ def load_radar_windows(
                 {
                     split: datasets.Dataset.from_file(
                         str(scratch / f"{split}.arrow"),
-                        info=datasets.DatasetInfo(description=description, features=features),
+                        info=datasets.DatasetInfo(description=description, features=features[split]),
                     )
                     for split in SPLITS
                 }
@@ -387,6 +412,8 @@ def _write_event(
             for y, x in tiling:
                 tile = timeline.frames(rain, start, stop, y, x, height, width)
                 if _keep(tile, config, wet=False):
+                    if config.eval_context:
+                        tile = _with_context(timeline, rain, start, stop, y, x, config)
                     emit(split, start, tile, y, x)
     for split in SPLITS:
         _flush(writers[split], buffers[split], sequence.name)
@@ -407,6 +434,28 @@ def _write_event(
         "windows": windows,
         "rows": rows,
     }
+
+
+def _with_context(
+    timeline, rain: np.ndarray, start: int, stop: int, y: int, x: int, config: RadarWindowsConfig
+):
+    """The tile at ``(y, x)`` with ``eval_context`` pixels around it: observed frames hold the grid there (NaN
+    beyond it), future frames only the tile (NaN around it)."""
+    context, (height, width) = config.eval_context, config.tile_size
+    out = np.full((stop - start, height + 2 * context, width + 2 * context), np.nan, np.float32)
+    top, left = max(y - context, 0), max(x - context, 0)
+    bottom = min(y + height + context, rain.shape[1])
+    right = min(x + width + context, rain.shape[2])
+    rows = slice(top - (y - context), bottom - (y - context))
+    cols = slice(left - (x - context), right - (x - context))
+    inputs = config.num_input_frames
+    out[:inputs, rows, cols] = timeline.frames(
+        rain, start, start + inputs, top, left, bottom - top, right - left
+    )
+    out[inputs:, context : context + height, context : context + width] = timeline.frames(
+        rain, start + inputs, stop, y, x, height, width
+    )
+    return out
 
 
 def _keep(tile: np.ndarray, config: RadarWindowsConfig, *, wet: bool) -> bool:
