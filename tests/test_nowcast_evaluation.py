@@ -10,6 +10,7 @@ from pathlib import Path
 import datasets
 import numpy as np
 import pytest
+import torch
 
 from bidirectional_conv_lstm.data.rain_storage import encode_rain_rate, rain_window_features
 from bidirectional_conv_lstm.nowcast_evaluation import (
@@ -223,3 +224,46 @@ def test_evaluate_script_scores_baselines_on_rain_data(monkeypatch, tmp_path, ca
         with pytest.raises(SystemExit):
             run_evaluate_script(monkeypatch, *argv)
     assert "--baselines applies to rain-rate datasets" in capsys.readouterr().err
+
+
+def test_a_saved_model_is_scored_under_the_requested_precision(monkeypatch, tmp_path):
+    from bidirectional_conv_lstm import ConvLSTMConfig, ConvLSTMForFramePrediction
+    from bidirectional_conv_lstm.nowcast_evaluation import evaluate_rain_dataset
+
+    config = ConvLSTMConfig(
+        num_channels=1, hidden_sizes=[4], patch_size=4, rain_rate_transform={"kind": "log1p"}
+    )
+    ConvLSTMForFramePrediction(config).save_pretrained(tmp_path / "model")
+    autocast_in_forward = []
+    forward = ConvLSTMForFramePrediction.forward
+
+    def spy(self, *args, **kwargs):
+        autocast_in_forward.append(torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu"))
+        return forward(self, *args, **kwargs)
+
+    monkeypatch.setattr(ConvLSTMForFramePrediction, "forward", spy)
+    data = {
+        "num_train": 1,
+        "num_validation": 1,
+        "num_test": 2,
+        "size": 32,
+        "num_frames": 8,
+        "cache_dir": str(tmp_path),
+    }
+    from accelerate.state import AcceleratorState
+
+    scores = {}
+    for precision in ("no", "bf16"):
+        AcceleratorState._reset_state(True)  # one precision per process otherwise
+        results = evaluate_rain_dataset(
+            "synthetic_rain",
+            data=data,
+            model_name_or_path=str(tmp_path / "model"),
+            num_input_frames=3,
+            num_output_frames=5,
+            mixed_precision=precision,
+        )
+        scores[precision] = results["methods"]["model"]["overall"]["mae"]
+    AcceleratorState._reset_state(True)
+    assert autocast_in_forward == [False, torch.bfloat16]
+    assert scores["bf16"] == pytest.approx(scores["no"], rel=0.05)

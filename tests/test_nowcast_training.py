@@ -181,6 +181,7 @@ def test_tiny_two_stage_run_scores_saves_reloads_and_forecasts_mm_h(radar_stacks
     values = radar_arguments(
         radar_stacks, cache, model=tuning, model_name_or_path=str(tmp_path / "synthetic")
     )
+    values["data"]["eval_context"] = 4  # validation and test tiles come with 4 px of surroundings, not scored
     values.update(
         {k: v for k, v in tiny.items() if k not in ("data", "model")}, output_dir=str(tmp_path / "radar")
     )
@@ -201,6 +202,15 @@ def test_tiny_two_stage_run_scores_saves_reloads_and_forecasts_mm_h(radar_stacks
     assert (
         json.loads((output / "eval" / "metrics.json").read_text())["num_windows"] == test["num_windows"] > 0
     )
+    assert test["context"] == 4 and "saw 4 px of surroundings" in (output / "eval" / "metrics.md").read_text()
+    from PIL import Image
+
+    from bidirectional_conv_lstm.visualize_radar import save_radar_gif
+
+    # The pictures show the scored 16 px tile, not its surroundings: the GIF of 16 x 16 frames has the same size.
+    tile = np.zeros((3, 16, 16), np.float32)
+    reference = save_radar_gif(tile, tile, dict.fromkeys(test["methods"], tile), tmp_path / "reference.gif")
+    assert Image.open(output / "forecast.gif").size == Image.open(reference).size
     card = (output / "README.md").read_text()
     assert "| **this model** |" in card and "| Lucas-Kanade extrapolation |" in card and "east" in card
     assert yaml.safe_load((output / "training_config.yaml").read_text())["model_name_or_path"] == str(

@@ -316,18 +316,19 @@ def evaluate_rain_dataset(
         )
     if split not in ("train", "validation", "test"):
         raise ValueError(f"split must be 'train', 'validation' or 'test', got {split!r}")
+    if model_name_or_path is None and not baselines:
+        raise ValueError("nothing to evaluate: give model_name_or_path and/or baselines")
     methods: dict = {}
     model = None
+    accelerator, _ = make_accelerator(mixed_precision)
     if model_name_or_path is not None:
         from .modeling_convlstm import ConvLSTMForFramePrediction
 
         model = ConvLSTMForFramePrediction.from_pretrained(model_name_or_path).eval()
         num_input_frames = num_input_frames or model.config.num_input_frames
         num_output_frames = num_output_frames or model.config.num_output_frames
-        methods["model"] = model_forecaster(model)
+        methods["model"] = model_forecaster(model, autocast=accelerator.autocast)
     methods.update(resolve_forecasters(list(baselines)) if baselines else {})
-    if not methods:
-        raise ValueError("nothing to evaluate: give model_name_or_path and/or baselines")
     # The data options are read as a training run reads them; a run without a saved model must name a rain-rate
     # transform for its (here unused) new model.
     args = TrainingArguments(
@@ -339,7 +340,6 @@ def evaluate_rain_dataset(
         num_output_frames=num_output_frames or 12,
     )
     windows = load_rain_datasets(args)[split]
-    accelerator, _ = make_accelerator(mixed_precision)
     if model is not None:
         model.to(accelerator.device)
     return evaluate_nowcasts(

@@ -23,6 +23,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 from pathlib import Path
 
@@ -49,14 +50,17 @@ REPORT_LEAD_TIMES = (3, 6, 12)
 
 
 # --------------------------------------------------------------------------- the model as a forecaster
-def model_forecaster(model, *, no_data_value: float = 0.0):
+def model_forecaster(model, *, no_data_value: float = 0.0, autocast=None):
     """``forecaster(observed, valid=None, *, num_output_frames)`` of :mod:`.nowcasting_baselines` for a rain-rate
-    model: mm/h in, mm/h out (``no_data_value`` where the last observed frame has no data, 0 as the baselines)."""
+    model: mm/h in, mm/h out (``no_data_value`` where the last observed frame has no data, 0 as the baselines).
+    ``autocast``: a context-manager factory the model runs under (``accelerator.autocast``, so a run's bf16 / fp16
+    applies to its test forecasts as to its validation); None runs in the model's dtype."""
 
     def forecaster(observed, valid=None, *, num_output_frames: int):
-        return model.forecast_rain_rate(
-            observed, valid, num_output_frames=num_output_frames, no_data_value=no_data_value
-        )
+        with autocast() if autocast is not None else contextlib.nullcontext():
+            return model.forecast_rain_rate(
+                observed, valid, num_output_frames=num_output_frames, no_data_value=no_data_value
+            )
 
     return forecaster
 
@@ -142,11 +146,13 @@ class RainRateTask:
         )
         return metrics
 
-    def methods(self, model) -> dict:
-        """The forecasters scored at the end: the model, persistence, and (with pysteps) extrapolation, S-PROG."""
+    def methods(self, model, accelerator: Accelerator | None = None) -> dict:
+        """The forecasters scored at the end: the model (under ``accelerator``'s autocast), persistence, and (with
+        pysteps) extrapolation, S-PROG."""
         import importlib.util
 
-        methods = {"model": model_forecaster(model), "persistence": "persistence"}
+        autocast = accelerator.autocast if accelerator is not None else None
+        methods = {"model": model_forecaster(model, autocast=autocast), "persistence": "persistence"}
         if importlib.util.find_spec("pysteps") is None:
             print('pysteps is not installed: scoring persistence only (pip install -e ".[nowcasting]")')
         else:
@@ -164,7 +170,7 @@ class RainRateTask:
         windows = self.splits["test"]
         results = evaluate_nowcasts(
             windows,
-            self.methods(model),
+            self.methods(model, accelerator),
             num_input_frames=args.num_input_frames,
             num_output_frames=args.num_output_frames,
             timestep_minutes=self.timestep_minutes,
@@ -177,7 +183,7 @@ class RainRateTask:
         if accelerator.is_main_process:
             lead_times = [t for t in REPORT_LEAD_TIMES if t <= args.num_output_frames]
             write_nowcast_evaluation(results, output_dir / "eval", lead_times=lead_times)
-            self.save_pictures(model, output_dir)
+            self.save_pictures(model, output_dir, accelerator=accelerator)
             save_nowcasting_card(
                 output_dir,
                 config=model.config,
@@ -189,7 +195,9 @@ class RainRateTask:
             )
         return results
 
-    def save_pictures(self, model, output_dir: Path, *, max_candidates: int = 64) -> dict[str, Path]:
+    def save_pictures(
+        self, model, output_dir: Path, *, max_candidates: int = 64, accelerator: Accelerator | None = None
+    ) -> dict[str, Path]:
         """``forecast.png`` (strip) and ``forecast.gif`` of the test window with the most rain (>= 1 mm/h) in its
         future among the first `max_candidates`: observed, truth, and every method's forecast, on the scored tile
         (the forecasters see its ``eval_context`` surroundings)."""
@@ -213,7 +221,7 @@ class RainRateTask:
                 )[0],
                 self.eval_context,
             )
-            for name, forecaster in resolve_forecasters(self.methods(model)).items()
+            for name, forecaster in resolve_forecasters(self.methods(model, accelerator)).items()
         }
         observed, observed_valid, future, future_valid = (
             crop_context(frames, self.eval_context)
