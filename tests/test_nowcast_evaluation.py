@@ -200,15 +200,20 @@ def run_evaluate_script(monkeypatch, *argv: str) -> None:
     main()
 
 
-def test_evaluate_script_scores_baselines_on_rain_data(monkeypatch, tmp_path, capsys):
-    data = {
+def tiny_synthetic_rain(cache_dir: Path) -> dict:
+    """Data options of a two-window synthetic_rain test split (32 x 32, 8 frames)."""
+    return {
         "num_train": 1,
         "num_validation": 1,
         "num_test": 2,
         "size": 32,
         "num_frames": 8,
-        "cache_dir": str(tmp_path),
+        "cache_dir": str(cache_dir),
     }
+
+
+def test_evaluate_script_scores_baselines_on_rain_data(monkeypatch, tmp_path, capsys):
+    data = tiny_synthetic_rain(tmp_path)
     run_evaluate_script(
         monkeypatch,
         *("--dataset", "synthetic_rain", "--data", json.dumps(data), "--baselines", "persistence"),
@@ -242,14 +247,7 @@ def test_a_saved_model_is_scored_under_the_requested_precision(monkeypatch, tmp_
         return forward(self, *args, **kwargs)
 
     monkeypatch.setattr(ConvLSTMForFramePrediction, "forward", spy)
-    data = {
-        "num_train": 1,
-        "num_validation": 1,
-        "num_test": 2,
-        "size": 32,
-        "num_frames": 8,
-        "cache_dir": str(tmp_path),
-    }
+    data = tiny_synthetic_rain(tmp_path)
     from accelerate.state import AcceleratorState
 
     scores = {}
