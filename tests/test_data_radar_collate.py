@@ -1,7 +1,5 @@
 """The rain-rate collator: model-space batches, the no-data fill and mask, input formats, augmentation, errors."""
 
-import copy
-
 import numpy as np
 import pytest
 import torch
@@ -113,9 +111,14 @@ def test_augmentation_is_off_by_default_seeded_and_applies_one_symmetry_to_frame
     torch.testing.assert_close(RainRateCollator(2, 2, transform)(examples), plain, equal_nan=True)
     first = RainRateCollator(2, 2, transform, augment=True, seed=3)
     second = RainRateCollator(2, 2, transform, augment=True, seed=3)
-    batches = [first(examples) for _ in range(4)]
-    for batch in batches:  # same seed, same draws
-        torch.testing.assert_close(second(examples), batch, equal_nan=True)
+    batches = []
+    for epoch in range(4):  # each epoch draws anew; same seed and epoch, same draws
+        first.set_epoch(epoch)
+        second.set_epoch(epoch)
+        batches.append(first(examples))
+        torch.testing.assert_close(second(examples), batches[-1], equal_nan=True)
+        torch.testing.assert_close(first(examples), batches[-1], equal_nan=True)
+    assert not torch.equal(batches[0]["pixel_values"], batches[1]["pixel_values"])
     used = set()
     for batch in batches:
         for index in range(len(windows)):
@@ -143,17 +146,20 @@ def test_augmentation_keeps_non_square_tiles_in_shape():
     assert batch["pixel_values"].shape == (8, 2, 1, 4, 6)
 
 
-def test_each_dataloader_worker_draws_its_own_augmentations(monkeypatch):
-    # DataLoader workers each get a copy of the collator; the copies must not repeat one another's draws.
+def test_a_window_is_turned_the_same_way_in_any_batch_and_any_dataloader_worker():
+    # The draw depends on the seed, the epoch and the window alone: not on its batch, its place in it, the worker
+    # that collates it, or what was drawn before (so a run resumed mid-epoch turns its windows as the whole run did).
     examples = [{"rain_rate": _window_with_holes(seed, frames=3, size=8)[0]} for seed in range(8)]
-    collator = RainRateCollator(2, 1, RainRateTransform("dbr"), augment=True)
-    results = {}
-    for copy_index, worker in enumerate((0, 0, 1)):
-        info = type("WorkerInfo", (), {"id": worker})()
-        monkeypatch.setattr(torch.utils.data, "get_worker_info", lambda info=info: info)
-        results[copy_index] = copy.deepcopy(collator)(examples)["pixel_values"]
-    assert torch.equal(results[0], results[1])  # one worker id, one stream
-    assert not torch.equal(results[0], results[2])
+    collator = RainRateCollator(2, 1, RainRateTransform("dbr"), augment=True, seed=5)
+    collator.set_epoch(2)
+    whole = collator(examples)["pixel_values"]
+    reversed_halves = [collator(list(reversed(examples[i : i + 4])))["pixel_values"].flip(0) for i in (0, 4)]
+    torch.testing.assert_close(torch.cat(reversed_halves), whole)
+    loader = torch.utils.data.DataLoader(examples, batch_size=2, num_workers=2, collate_fn=collator)
+    torch.testing.assert_close(torch.cat([batch["pixel_values"] for batch in loader]), whole)
+    assert len({tuple(torch.flatten(frames).tolist()) for frames in whole}) == len(examples)
+    with pytest.raises(ValueError, match="epoch must be an int >= 0, got -1"):
+        collator.set_epoch(-1)
 
 
 @pytest.mark.parametrize(

@@ -108,6 +108,40 @@ def test_only_training_batches_are_augmented_from_the_run_seed(radar_stacks, tmp
     assert inputs["pixel_values"] is trained["pixel_values"] and inputs["loss_mask"] is trained["labels_mask"]
 
 
+def test_a_resumed_radar_run_turns_its_windows_as_the_whole_run_did(radar_stacks, tmp_path):
+    """Training windows are turned and flipped at random; a run resumed mid-epoch from its step-2 checkpoint
+    (14 windows, 3 batches an epoch: it crosses into epoch 2) ends with the uninterrupted run's weights."""
+    import shutil
+
+    from test_training import state_hash
+
+    values = radar_arguments(radar_stacks, tmp_path / "cache", seed=3)
+    values.update(
+        output_dir=str(tmp_path / "whole"),
+        per_device_train_batch_size=4,
+        per_device_eval_batch_size=4,
+        max_train_steps=6,
+        warmup_steps=0,
+        eval_steps=6,
+        eval_num_samples=4,
+        test_num_samples=2,
+        checkpointing_steps=2,
+        checkpoints_total_limit=3,
+        num_threads=1,
+    )
+    assert values["data"].get("augment", True)
+    whole = train(TrainingArguments(**values))
+    checkpoint = tmp_path / "whole" / "checkpoints" / "checkpoint-000002"
+    shutil.copytree(checkpoint, tmp_path / "resumed" / "checkpoints" / checkpoint.name)
+    resumed = train(
+        TrainingArguments(
+            **{**values, "output_dir": str(tmp_path / "resumed"), "resume_from_checkpoint": "latest"}
+        )
+    )
+    assert resumed["global_step"] == whole["global_step"] == 6
+    assert state_hash(resumed["model"]) == state_hash(whole["model"])
+
+
 @pytest.mark.skipif(not SHARED_RADAR.is_dir(), reason="the shared radar events are not here")
 def test_the_recipe_configs_are_valid_and_hold_out_the_test_events(tmp_path):
     first, second = nowcasting_stages(

@@ -9,7 +9,8 @@
   :class:`~bidirectional_conv_lstm.data.RadarWindowsConfig` plus the archive folder, the events, whole held-out
   events and per-event overrides). Both take ``cache_dir``, and ``augment`` (random flips and quarter turns of
   each training window, default true: rain moves and grows the same way in every direction, and a few radar events
-  hold few directions of motion);
+  hold few directions of motion; drawn from the seed, the epoch and the window, so a resumed run turns its windows
+  as the uninterrupted one did);
 - **batches**: :class:`~bidirectional_conv_lstm.data.RainRateCollator` maps rain rate to the model's space with
   the model's ``rain_rate_transform``; its ``labels_mask`` goes to the model as ``loss_mask``, so no-data pixels never count in the
   loss;

@@ -244,13 +244,19 @@ def _data_loaders(args: TrainingArguments, accelerator: Accelerator, splits: dic
         pin_memory=accelerator.device.type == "cuda",
         persistent_workers=args.dataloader_num_workers > 0,
     )
+    train_collate = getattr(task, "train_collator", task.collator)  # a task may augment its training batches
     train_loader = DataLoader(
         splits["train"],
         batch_size=args.per_device_train_batch_size,
         shuffle=True,
         drop_last=True,
-        collate_fn=getattr(task, "train_collator", task.collator),  # a task may augment its training batches
-        **loader_options,
+        collate_fn=train_collate,
+        # A collator told the epoch (set_epoch) needs workers made afresh each epoch to see it.
+        **{
+            **loader_options,
+            "persistent_workers": loader_options["persistent_workers"]
+            and not hasattr(train_collate, "set_epoch"),
+        },
     )
     eval_loader = DataLoader(
         _subset(splits["validation"], args.eval_num_samples),
@@ -424,6 +430,8 @@ def train(args: TrainingArguments) -> dict:
         )
     while not stop:
         train_loader.set_epoch(state["epoch"])
+        if hasattr(train_loader.collate_fn, "set_epoch"):  # e.g. augmentation drawn per epoch
+            train_loader.collate_fn.set_epoch(state["epoch"])
         model.train()
         loader = train_loader
         if state["batches_in_epoch"]:

@@ -7,6 +7,7 @@ hands it out as int64), or float mm/h with NaN = no data (arrays a user made).
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -84,8 +85,10 @@ class RainRateCollator:
             ``config.rain_rate_transform``).
         augment (`bool`, *optional*, defaults to False): turn each window by a random quarter turn (half turns
             only for non-square tiles) and flip it left-right at random, all its frames and masks alike.
-        seed (`int`, *optional*, defaults to 0): seeds the augmentation; each DataLoader worker process gets
-            its own stream derived from it (and the worker id), so workers do not repeat one another.
+        seed (`int`, *optional*, defaults to 0): with the epoch (:meth:`set_epoch`) and the window's content, it
+            decides each window's turn and flip. The draws keep no state: a window is turned the same way in the
+            same epoch whichever DataLoader worker collates it, in whatever batch, and in a run resumed from a
+            checkpoint, and another way in the next epoch.
         rain_rate_column (`str`, *optional*, defaults to ``"rain_rate"``): the rows' key holding the window.
 
     Returns (from a call), for B windows of (T, 1, H, W), T = T_in + T_out:
@@ -127,8 +130,7 @@ class RainRateCollator:
         self.augment = augment
         self.seed = seed
         self.rain_rate_column = rain_rate_column
-        self._generator = None
-        self._generator_worker = None
+        self.epoch = 0
 
     def __repr__(self) -> str:
         return (
@@ -142,23 +144,19 @@ class RainRateCollator:
         """T_in + T_out, the frames used from each window."""
         return self.num_input_frames + self.num_output_frames
 
-    def _augmentation_generator(self) -> torch.Generator:
-        # Created on first use in the process that draws, so each DataLoader worker (a copy of this object)
-        # seeds its own stream from (seed, worker id) instead of repeating the parent's draws.
-        info = torch.utils.data.get_worker_info()
-        worker = -1 if info is None else info.id
-        if self._generator is None or self._generator_worker != worker:
-            state = np.random.SeedSequence([self.seed, worker + 1]).generate_state(2)
-            self._generator = torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
-            self._generator_worker = worker
-        return self._generator
+    def set_epoch(self, epoch: int) -> None:
+        """The training epoch about to be drawn (the training loop calls it, as a sampler's ``set_epoch``), so
+        each epoch turns the windows anew."""
+        if isinstance(epoch, bool) or not isinstance(epoch, (int, np.integer)) or epoch < 0:
+            raise ValueError(f"epoch must be an int >= 0, got {epoch!r}")
+        self.epoch = int(epoch)
 
     def _augmented(self, rain: torch.Tensor, valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        generator = self._augmentation_generator()
+        content = zlib.crc32(rain.numpy().tobytes())  # the window itself (0 at no data) names its draw
+        draw = int(np.random.SeedSequence([self.seed, self.epoch, content]).generate_state(1)[0])
         square = rain.shape[-1] == rain.shape[-2]
-        turns = int(torch.randint(0, 4 if square else 2, (1,), generator=generator))
-        turns = turns if square else 2 * turns
-        flip = bool(torch.randint(0, 2, (1,), generator=generator).item())
+        turns = draw % 4 if square else 2 * (draw % 2)
+        flip = bool(draw >> 2 & 1)
         rain, valid = (torch.rot90(x, turns, dims=(-2, -1)) for x in (rain, valid))
         return (rain.flip(-1), valid.flip(-1)) if flip else (rain, valid)
 
