@@ -108,6 +108,29 @@ def test_only_training_batches_are_augmented_from_the_run_seed(radar_stacks, tmp
     assert inputs["pixel_values"] is trained["pixel_values"] and inputs["loss_mask"] is trained["labels_mask"]
 
 
+def test_scoring_one_split_lets_every_event_be_held_out(radar_stacks, tmp_path):
+    from bidirectional_conv_lstm.nowcast_evaluation import evaluate_rain_dataset
+
+    east = [source for source in radar_stacks if source["name"] == "east"]
+    data = {
+        "sources": east,
+        "split": "event",
+        "test_events": ["east"],
+        "tile_size": 16,
+        "cache_dir": str(tmp_path),
+    }
+    frames = {"num_input_frames": 3, "num_output_frames": 3}
+    results = evaluate_rain_dataset("radar", data=data, baselines=["persistence"], **frames)
+    assert results["num_windows"] > 0 and list(results["methods"]) == ["persistence"]
+    with pytest.raises(ValueError, match="give no validation windows"):
+        evaluate_rain_dataset("radar", data=data, split="validation", baselines=["persistence"], **frames)
+    # A training run on the same data is refused before any file is read.
+    with pytest.raises(ValueError, match="none is left to train on"):
+        TrainingArguments(**radar_arguments(east, tmp_path, data={**data, "sources": east}))
+    with pytest.raises(ValueError, match="data has unknown radar options \\['tile'\\]"):
+        evaluate_rain_dataset("radar", data={**data, "tile": 16}, baselines=["persistence"], **frames)
+
+
 def test_a_resumed_radar_run_turns_its_windows_as_the_whole_run_did(radar_stacks, tmp_path):
     """Training windows are turned and flipped at random; a run resumed mid-epoch from its step-2 checkpoint
     (14 windows, 3 batches an epoch: it crosses into epoch 2) ends with the uninterrupted run's weights."""

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import types
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from .training_args import TrainingArguments
@@ -21,10 +23,12 @@ __all__ = [
     "eval_context",
     "load_rain_datasets",
     "pretraining_info",
+    "scoring_arguments",
     "source_config",
     "timestep_minutes",
 ]
 
+SPLITS = ("train", "validation", "test")
 DATA_OPTIONS = ("cache_dir", "augment")
 # Radar options of this module, on top of RadarWindowsConfig's (whose split / validation_events / test_events
 # are read per event here, see load_rain_datasets).
@@ -73,13 +77,8 @@ def _window_frames(config) -> int | None:
     return None
 
 
-def check_rain_data(args: TrainingArguments) -> None:
-    """Check ``args.data`` of a rain-rate run before any data is read (``TrainingArguments`` calls it).
-
-    Raises:
-        ValueError / TypeError: an unknown option or a bad value, named; a model without a rain-rate transform.
-        FileNotFoundError: ``data.root`` of a radar run is not a folder.
-    """
+def _check_data_options(args: TrainingArguments, *, training: bool) -> None:
+    """The data options, the window length and (radar) every source and event config, before any file is read."""
     _, options = _split_options(args)
     if not isinstance(options.get("augment", True), bool):
         raise TypeError(f"data.augment must be true or false, got {options['augment']!r}")
@@ -92,7 +91,17 @@ def check_rain_data(args: TrainingArguments) -> None:
             f"= {needed}"
         )
     if args.dataset == "radar":
-        _event_configs(args)  # every source and event config is checked here, before any file is read
+        _event_configs(args, training=training)
+
+
+def check_rain_data(args: TrainingArguments) -> None:
+    """Check ``args.data`` of a rain-rate run before any data is read (``TrainingArguments`` calls it).
+
+    Raises:
+        ValueError / TypeError: an unknown option or a bad value, named; a model without a rain-rate transform.
+        FileNotFoundError: ``data.root`` of a radar run is not a folder.
+    """
+    _check_data_options(args, training=True)
     if args.model_name_or_path is None and args.model_config().rain_rate_transform is None:
         raise ValueError(
             f"dataset={args.dataset!r} trains in rain rate: set model.rain_rate_transform (e.g. "
@@ -145,8 +154,9 @@ def _radar_sources(args: TrainingArguments) -> dict:
     return sources
 
 
-def _event_configs(args: TrainingArguments) -> dict:
-    """``{event name: RadarWindowsConfig}`` of a radar run (see :func:`load_rain_datasets`)."""
+def _event_configs(args: TrainingArguments, *, training: bool = True) -> dict:
+    """``{event name: RadarWindowsConfig}`` of a radar run (see :func:`load_rain_datasets`); ``training=False``
+    (scoring only) allows every event to be held out."""
     _, options = _split_options(args)
     known = sorted(_radar_sources(args))
     events = _names(args, "events") or known
@@ -192,12 +202,12 @@ def _event_configs(args: TrainingArguments) -> dict:
             configs[name] = dataclasses.replace(base, **fields)
         except (TypeError, ValueError) as error:
             raise ValueError(f"data.event_overrides[{name!r}]: {error}") from error
-    if not any(name not in test and name not in validation for name in events):
+    if training and not any(name not in test and name not in validation for name in events):
         raise ValueError(f"every event of data.events {events} is held out; none is left to train on")
     return configs
 
 
-def load_rain_datasets(args: TrainingArguments) -> dict:
+def load_rain_datasets(args: TrainingArguments, splits: Sequence[str] = SPLITS) -> dict:
     """``{"train", "validation", "test"}`` rain-rate window datasets (the ``rain_storage`` schema), and ``"info"``:
     what they hold (``{"dataset", "events": {name: {"role", time steps, pixel size, window counts}}}`` for radar,
     from :func:`~bidirectional_conv_lstm.data.radar_windows_info`), for the model card.
@@ -219,26 +229,30 @@ def load_rain_datasets(args: TrainingArguments) -> dict:
       ``downsample: 8`` for a 0.5 km grid among 1 km ones, so every event has 4 km pixels; ``stride``);
     - ``cache_events``: also cache each decoded event (float32), so other window settings skip the importers.
 
-    Each event is cut (and cached) on its own, then the splits are concatenated.
+    Each event is cut (and cached) on its own, then the splits are concatenated. ``splits`` names the splits
+    wanted (each must get windows; the result holds them and ``"info"``): a training run wants all three, scoring
+    one split (:func:`~.nowcast_evaluation.evaluate_rain_dataset`) that split alone, so the events may all be held
+    out.
     """
+    unknown = sorted(set(splits) - set(SPLITS))
+    if unknown or not splits:
+        raise ValueError(f"splits must name some of {list(SPLITS)}, got {list(splits)!r}")
     _, options = _split_options(args)
     cache_dir = options.get("cache_dir")
     if args.dataset == "synthetic_rain":
         from .data import load_synthetic_rain
 
-        splits = load_synthetic_rain(source_config(args), cache_dir=cache_dir)
-        splits = {name: splits[name] for name in ("train", "validation", "test")}
-        splits["info"] = {"dataset": "synthetic_rain"}
-        return splits
+        tables = load_synthetic_rain(source_config(args), cache_dir=cache_dir)
+        return {**{name: tables[name] for name in splits}, "info": {"dataset": "synthetic_rain"}}
     import datasets
 
     from .data import load_radar_windows, radar_windows_info
 
     sources = _radar_sources(args)
-    parts = {name: [] for name in ("train", "validation", "test")}
+    parts = {name: [] for name in splits}
     info = {"dataset": "radar", "events": {}}
     test, validation = _names(args, "test_events"), _names(args, "validation_events")
-    for name, config in _event_configs(args).items():
+    for name, config in _event_configs(args, training="train" in splits).items():
         # Two reader processes: reading the archive (once, then cached) is a good share of a short run.
         workers = min(2, os.cpu_count() or 1)
         event_splits = load_radar_windows(
@@ -253,23 +267,36 @@ def load_rain_datasets(args: TrainingArguments) -> dict:
         for split, rows in parts.items():
             if len(event_splits[split]):
                 rows.append(event_splits[split])
-    for split, rows in parts.items():
+    for split, rows in parts.items():  # every split asked for must hold windows
         if not rows:
             raise ValueError(
                 f"the radar events give no {split} windows; hold out an event (data.test_events, "
                 "data.validation_events) or give the time blocks a share (data.time_block_fractions)"
             )
-    splits = {split: datasets.concatenate_datasets(rows) for split, rows in parts.items()}
-    splits["info"] = info
-    return splits
+    return {**{split: datasets.concatenate_datasets(rows) for split, rows in parts.items()}, "info": info}
 
 
 def timestep_minutes(args: TrainingArguments) -> float | None:
     """The minutes between frames of a radar run's windows (one step for every event), else None."""
     if args.dataset != "radar":
         return None  # synthetic fields have no clock
-    steps = {config.timestep for config in _event_configs(args).values()}
+    steps = {config.timestep for config in _event_configs(args, training=False).values()}
     return float(steps.pop()) if len(steps) == 1 and None not in steps else None
+
+
+def scoring_arguments(dataset: str, data: Mapping, num_input_frames: int, num_output_frames: int):
+    """What this module's functions read of a run (``dataset``, ``data``, the frame counts) for scoring a split
+    alone: the data options are checked as a training run's are (unknown options, bad values, missing archive,
+    unknown events), except that every event may be held out."""
+    args = types.SimpleNamespace(
+        dataset=dataset,
+        data=dict(data),
+        num_input_frames=num_input_frames,
+        num_output_frames=num_output_frames,
+        model_name_or_path=None,
+    )
+    _check_data_options(args, training=False)
+    return args
 
 
 def eval_context(args: TrainingArguments) -> int:

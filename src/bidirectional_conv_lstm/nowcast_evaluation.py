@@ -306,9 +306,9 @@ def evaluate_rain_dataset(
         the results dict of :func:`evaluate_nowcasts` (written to ``output_dir`` when given).
     """
     from .hardware import make_accelerator
-    from .nowcast_data import eval_context, load_rain_datasets, timestep_minutes
+    from .nowcast_data import eval_context, load_rain_datasets, scoring_arguments, timestep_minutes
     from .nowcast_training import model_forecaster
-    from .training_args import RAIN_RATE_DATASETS, TrainingArguments
+    from .training_args import RAIN_RATE_DATASETS
 
     if dataset not in RAIN_RATE_DATASETS:
         raise ValueError(
@@ -318,28 +318,24 @@ def evaluate_rain_dataset(
         raise ValueError(f"split must be 'train', 'validation' or 'test', got {split!r}")
     if model_name_or_path is None and not baselines:
         raise ValueError("nothing to evaluate: give model_name_or_path and/or baselines")
-    methods: dict = {}
-    model = None
+    methods = resolve_forecasters(list(baselines)) if baselines else {}
+    config = None
+    if model_name_or_path is not None:  # its config first (small): the frame counts the data is checked with
+        from .configuration_convlstm import ConvLSTMConfig
+
+        config = ConvLSTMConfig.from_pretrained(model_name_or_path)
+        num_input_frames = num_input_frames or config.num_input_frames
+        num_output_frames = num_output_frames or config.num_output_frames
+    # The data options are read and checked as a training run's, but only the scored split needs windows.
+    args = scoring_arguments(dataset, data or {}, num_input_frames or 4, num_output_frames or 12)
     accelerator, _ = make_accelerator(mixed_precision)
-    if model_name_or_path is not None:
+    model = None
+    if config is not None:
         from .modeling_convlstm import ConvLSTMForFramePrediction
 
         model = ConvLSTMForFramePrediction.from_pretrained(model_name_or_path).eval()
-        num_input_frames = num_input_frames or model.config.num_input_frames
-        num_output_frames = num_output_frames or model.config.num_output_frames
-        methods["model"] = model_forecaster(model, autocast=accelerator.autocast)
-    methods.update(resolve_forecasters(list(baselines)) if baselines else {})
-    # The data options are read as a training run reads them; a run without a saved model must name a rain-rate
-    # transform for its (here unused) new model.
-    args = TrainingArguments(
-        dataset=dataset,
-        data=dict(data or {}),
-        model_name_or_path=model_name_or_path,
-        model={} if model_name_or_path else {"rain_rate_transform": {"kind": "dbr"}},
-        num_input_frames=num_input_frames or 4,
-        num_output_frames=num_output_frames or 12,
-    )
-    windows = load_rain_datasets(args)[split]
+        methods = {"model": model_forecaster(model, autocast=accelerator.autocast), **methods}
+    windows = load_rain_datasets(args, splits=(split,))[split]
     if model is not None:
         model.to(accelerator.device)
     return evaluate_nowcasts(
