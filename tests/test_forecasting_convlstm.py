@@ -214,6 +214,38 @@ def test_untrained_advection_head_starts_near_persistence_and_learns_motion():
     assert model.forecaster.advection.conv.weight.grad[:2].abs().sum() > 0  # the motion gets a gradient
 
 
+@pytest.mark.parametrize("warp", ["previous", "origin"])
+def test_origin_warp_moves_the_last_frame_once_along_the_summed_motion(warp):
+    model = rain_model(advection=True, advection_warp=warp, boundary_padding=0)
+    head = model.forecaster.advection
+    head.conv.weight.data.zero_()
+    head.conv.bias.data[:2] = torch.tensor([0.5, 0.0])  # half a pixel to the right every step
+    head.conv.bias.data[2:] = -30.0  # gate shut: only the moved frame
+    pixel_values = torch.rand(2, 3, 1, 8, 16)
+    with torch.no_grad():
+        out = model(pixel_values, num_output_frames=4).predictions
+    last = pixel_values[:, -1]
+    exact = [
+        advect(last, torch.full((2, 2, 8, 16), 0.0).index_fill_(1, torch.tensor([0]), 0.5 * k))
+        for k in (1, 2, 3, 4)
+    ]
+    # Column 2 on is inside the frame after two pixels of motion: the origin warp is the exact shift there.
+    torch.testing.assert_close(exact[3][..., 2:], last[..., :-2])
+    moved = torch.stack(exact, 1)
+    if warp == "origin":
+        torch.testing.assert_close(out, moved, atol=1e-6, rtol=0)
+    else:  # four half-pixel interpolations in a row smooth the field: not the exact shift
+        torch.testing.assert_close(out[:, 0], moved[:, 0], atol=1e-6, rtol=0)
+        assert (out[:, 3, ..., 2:] - last[..., :-2]).abs().max() > 0.05
+    model.train()  # the motion learns through the summed displacement too
+    model(pixel_values, labels=moved.detach().clone()).loss.backward()
+    assert head.conv.weight.grad[:2].abs().sum() > 0
+    with pytest.raises(
+        ValueError, match="advection_warp must be one of \\('previous', 'origin'\\), got 'next'"
+    ):
+        rain_model(advection=True, advection_warp="next")
+
+
 def test_a_trained_advection_head_survives_save_and_from_pretrained(tmp_path):
     model = rain_model(advection=True)  # every weight moved off its initial value, the gate bias included
     model.save_pretrained(tmp_path)

@@ -101,8 +101,10 @@ def test_bad_arguments_fail_before_exporting(exported, tmp_path):
     assert not (tmp_path / "model.onnx").exists()
 
 
-def test_rain_model_with_advection_and_a_boundary_margin_exports_and_matches(tmp_path):
-    # The advection head's grid_sample warp and the repeated-edge margin around every fed-back frame.
+@pytest.mark.parametrize("warp", ["previous", "origin"])
+def test_rain_model_with_advection_and_a_boundary_margin_exports_and_matches(tmp_path, warp):
+    # The advection head's grid_sample warp (of the previous frame, or of the origin along the summed motion) and
+    # the repeated-edge margin around every fed-back frame.
     torch.manual_seed(3)
     config = ConvLSTMConfig(
         hidden_sizes=[4],
@@ -110,6 +112,7 @@ def test_rain_model_with_advection_and_a_boundary_margin_exports_and_matches(tmp
         num_input_frames=3,
         num_output_frames=2,
         advection=True,
+        advection_warp=warp,
         boundary_padding=2,
         rain_rate_transform={"kind": "log1p"},
     )

@@ -8,6 +8,10 @@ its own frame only where it does better (growth, decay, new cells), with a per-p
 
     prediction = gate * drawn + (1 - gate) * warp(previous, motion)
 
+or, with ``config.advection_warp = "origin"``, ``warp(origin, displacement)``: the last observed frame moved once
+along the displacement summed over the steps so far (``displacement_k(x) = displacement_{k-1}(x - motion_k(x)) +
+motion_k(x)``, the trajectory's), so the moved rain is interpolated once, not once per step.
+
 The motion field (pixels per frame step, x then y) and the gate come from a 1x1 convolution of the forecaster's
 hidden states at patch resolution; the motion is upsampled bilinearly to full resolution, the gate is un-patched
 like the frame. The convolution starts at zero weights, so an untrained model moves nothing and keeps
@@ -24,15 +28,17 @@ from torch import nn
 __all__ = ["AdvectionHead", "advect"]
 
 
-def advect(frames: torch.Tensor, motion: torch.Tensor) -> torch.Tensor:
+def advect(frames: torch.Tensor, motion: torch.Tensor, padding_mode: str = "zeros") -> torch.Tensor:
     """Move `frames` along `motion` by one backward (semi-Lagrangian) step: `out(x) = frames(x - motion(x))`.
 
     Args:
         frames: `(B, C, H, W)`.
         motion: `(B, 2, H, W)`, displacement in pixels per step, x (columns) then y (rows).
+        padding_mode: what comes from outside the frame: `"zeros"` (0, e.g. no rain) or `"border"` (the edge
+            pixel, e.g. a motion field that goes on beyond the frame).
 
     Returns:
-        `(B, C, H, W)`, bilinearly interpolated; what comes from outside the frame is 0.
+        `(B, C, H, W)`, bilinearly interpolated.
     """
     batch, _, height, width = frames.shape
     rows = torch.arange(height, device=frames.device, dtype=motion.dtype)
@@ -43,7 +49,7 @@ def advect(frames: torch.Tensor, motion: torch.Tensor) -> torch.Tensor:
     # grid_sample's normalised coordinates with align_corners=True: -1 and 1 are the first and last pixel centres.
     grid = torch.stack((2 * source_x / max(width - 1, 1) - 1, 2 * source_y / max(height - 1, 1) - 1), dim=-1)
     return F.grid_sample(
-        frames, grid.to(frames.dtype), mode="bilinear", padding_mode="zeros", align_corners=True
+        frames, grid.to(frames.dtype), mode="bilinear", padding_mode=padding_mode, align_corners=True
     )
 
 
@@ -67,13 +73,29 @@ class AdvectionHead(nn.Module):
         self.gate_bias = gate_bias
         self.conv = nn.Conv2d(in_channels, 2 + num_channels * patch_size**2, 1)
 
-    def forward(self, features: torch.Tensor, previous: torch.Tensor, drawn: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self,
+        features: torch.Tensor,
+        previous: torch.Tensor,
+        drawn: torch.Tensor,
+        origin: torch.Tensor | None = None,
+        displacement: torch.Tensor | None = None,
+    ):
+        """The blended frame's patches; with `origin` (the last observed frame's patches) and `displacement` (the
+        summed motion so far, `(B, 2, H, W)`, zeros at the first step), `(blended, the new displacement)`, the
+        origin moved instead of `previous`."""
         patch = self.patch_size
         out = self.conv(features.to(self.conv.weight.dtype)).float()
         motion = out[:, :2]
         if patch > 1:
             motion = F.interpolate(motion, scale_factor=patch, mode="bilinear", align_corners=False)
         gate = torch.sigmoid(F.pixel_shuffle(out[:, 2:], patch))
-        warped = advect(F.pixel_shuffle(previous.float(), patch), motion)
-        blended = gate * F.pixel_shuffle(drawn.float(), patch) + (1 - gate) * warped
-        return F.pixel_unshuffle(blended, patch).to(drawn.dtype)
+        if origin is None:
+            warped = advect(F.pixel_shuffle(previous.float(), patch), motion)
+        else:
+            # Trajectories from beyond the frame carry on with the edge's displacement.
+            displacement = advect(displacement.float(), motion, padding_mode="border") + motion
+            warped = advect(F.pixel_shuffle(origin.float(), patch), displacement)
+        blended = F.pixel_unshuffle(gate * F.pixel_shuffle(drawn.float(), patch) + (1 - gate) * warped, patch)
+        blended = blended.to(drawn.dtype)
+        return blended if origin is None else (blended, displacement)

@@ -14,6 +14,7 @@ LOSSES = ("mse", "l1", "mse+l1", "bce", "mse+ssim", "weighted_mse", "weighted_ma
 WEIGHTED_LOSSES = ("weighted_mse", "weighted_mae", "weighted_mse+mae")
 NORMS = (None, "group", "layer")
 INIT_METHODS = ("pytorch", "xavier_uniform", "kaiming_normal")
+ADVECTION_WARPS = ("previous", "origin")
 
 
 class ConvLSTMConfig(PreTrainedConfig):
@@ -100,6 +101,11 @@ class ConvLSTMConfig(PreTrainedConfig):
             resolution) and blends it, pixel by pixel through a learned gate, with the frame it draws. Extrapolation
             moves rain without blurring it; a ConvLSTM drawing every pixel from patch-level states blurs it. The
             untrained head moves nothing (the model starts close to persistence). See `advection_convlstm.py`.
+        advection_warp (`str`, *optional*, defaults to `"previous"`):
+            What the advection head warps at each forecast step: `"previous"`, the previous predicted frame along
+            that step's motion; or `"origin"`, the last observed frame along the motion summed over the steps so far
+            (semi-Lagrangian from the forecast's origin, as optical-flow extrapolation does), so repeated bilinear
+            interpolation does not smooth the moved rain step after step.
         boundary_padding (`int`, *optional*, defaults to 0):
             Pixels of margin the model works with around the frame, a multiple of `patch_size`: the observed frames
             are extended by repeating their edge pixels, and each predicted frame is cropped and extended the same
@@ -171,6 +177,7 @@ class ConvLSTMConfig(PreTrainedConfig):
     prediction_prior: float = 0.5
     output_threshold: float = 0.0
     advection: bool = False
+    advection_warp: str = "previous"
     boundary_padding: int = 0
     rain_rate_transform: dict | None = None
     loss_thresholds: list[float] | tuple[float, ...] = (2.0, 5.0, 10.0, 30.0)
@@ -262,6 +269,7 @@ def check_config(config: ConvLSTMConfig) -> None:
     _boolean(config, "bidirectional")
     _boolean(config, "peephole")
     _boolean(config, "advection")
+    _choice(config, "advection_warp", ADVECTION_WARPS)
     _choice(config, "norm", NORMS)
     if config.norm == "group" and any(size % config.norm_groups for size in sizes):
         raise ValueError(

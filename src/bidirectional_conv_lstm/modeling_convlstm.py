@@ -364,11 +364,14 @@ class ConvLSTMForecaster(nn.Module):
     def step(self, frame: torch.Tensor, *flat_states: torch.Tensor):
         """One time step: `frame` are the previous frame's patches `(B, C*p*p, h, w)`, `flat_states` is
         `h_0, c_0, h_1, c_1, ...`. Returns `(next frame's patch logits, h_0, c_0, h_1, c_1, ...)`; the sigmoid of the
-        logits is the predicted frame. With an advection head, the first output is the predicted frame itself.
+        logits is the predicted frame. With an advection head, the first output is the predicted frame itself;
+        with `advection_warp="origin"`, `flat_states` and the outputs end with the origin's patches and the summed
+        displacement (see `advection_convlstm.py`).
 
         Hidden states are float32 when the weights are half precision (the cell keeps its state in float32), so
         they are cast to the weights' dtype before each convolution; a no-op for float32 weights and autocast.
         """
+        carried = flat_states[2 * len(self.cells) :]  # the origin and the displacement ("origin" warps)
         x, hiddens, new_states = frame, [], []
         for index, cell in enumerate(self.cells):
             if index > 0 and self.config.dropout and self.training:
@@ -383,9 +386,15 @@ class ConvLSTMForecaster(nn.Module):
             x = hidden
         features = hiddens[0] if len(hiddens) == 1 else torch.cat(hiddens, dim=1)
         logits = self.head(features.to(self.head.weight.dtype))
-        if self.advection is not None:
-            return (self.advection(features, frame, torch.sigmoid(logits)), *new_states)
-        return (logits, *new_states)
+        if self.advection is None:
+            return (logits, *new_states)
+        if carried:
+            origin, displacement = carried
+            blended, displacement = self.advection(
+                features, frame, torch.sigmoid(logits), origin, displacement
+            )
+            return (blended, *new_states, origin, displacement)
+        return (self.advection(features, frame, torch.sigmoid(logits)), *new_states)
 
     def forward(
         self,
@@ -414,6 +423,12 @@ class ConvLSTMForecaster(nn.Module):
             step = self.step
         frame, predictions, logits, hiddens = last_frame, [], [], []
         patch, margin = self.config.patch_size, self.config.boundary_padding
+        if self.advection is not None and self.config.advection_warp == "origin":
+            batch, _, height, width = last_frame.shape
+            displacement = last_frame.new_zeros(
+                (batch, 2, height * patch, width * patch), dtype=torch.float32
+            )
+            flat_states += [last_frame, displacement]
         for index in range(num_frames):
             if index > 0:
                 frame = predictions[-1]
@@ -434,7 +449,7 @@ class ConvLSTMForecaster(nn.Module):
                 output = torch.sigmoid(output)
             predictions.append(output)
             if output_hidden_states:
-                hiddens.append(flat_states[0::2])
+                hiddens.append(flat_states[0 : 2 * len(self.cells) : 2])
         per_layer = None
         if output_hidden_states:
             per_layer = tuple(torch.stack(layer) for layer in zip(*hiddens))
