@@ -246,6 +246,33 @@ def test_origin_warp_moves_the_last_frame_once_along_the_summed_motion(warp):
         rain_model(advection=True, advection_warp="next")
 
 
+@pytest.mark.parametrize("padding", ["zeros", "border"])
+def test_the_motion_is_learnt_when_the_warp_brings_in_the_edge(padding):
+    # A smooth field (no dry background) moving one pixel a step to the right; only the motion (the head's bias)
+    # is trained, the gate shut. With zeros coming in at the inflow edge, moving costs more than it gains and the
+    # motion stays far below a pixel; with the edge pixels coming in, it converges to the true motion.
+    torch.manual_seed(0)
+    model = rain_model(advection=True, advection_padding=padding, boundary_padding=0)
+    head = model.forecaster.advection
+    head.conv.weight.data.zero_()
+    head.conv.bias.data.zero_()
+    head.conv.bias.data[2:] = -30.0
+    base = F.avg_pool2d(torch.rand(1, 1, 64, 64), 5, 1, 2)
+    frames = torch.stack([base[..., 8:40, 8 - k : 40 - k] for k in range(7)], 1)
+    optimizer = torch.optim.Adam([head.conv.bias], lr=0.05)
+    for _ in range(120):
+        loss = model(pixel_values=frames[:, :3], labels=frames[:, 3:]).loss
+        optimizer.zero_grad()
+        loss.backward()
+        head.conv.bias.grad[2:] = 0
+        optimizer.step()
+    motion_x, motion_y = head.conv.bias.data[:2].tolist()
+    if padding == "border":
+        assert motion_x == pytest.approx(1.0, abs=0.05) and abs(motion_y) < 0.05
+    else:
+        assert motion_x < 0.5
+
+
 def test_a_trained_advection_head_survives_save_and_from_pretrained(tmp_path):
     model = rain_model(advection=True)  # every weight moved off its initial value, the gate bias included
     model.save_pretrained(tmp_path)

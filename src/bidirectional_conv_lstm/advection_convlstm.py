@@ -62,14 +62,24 @@ class AdvectionHead(nn.Module):
         num_channels: channels of a frame.
         patch_size: the space-to-depth factor of the model.
         gate_bias: the initial gate logit: `sigmoid(gate_bias)` is the share of the drawn frame before training.
+        padding_mode: what the frame warp brings in from beyond the edge, `"zeros"` or `"border"` (see
+            `ConvLSTMConfig.advection_padding`).
 
     Inputs: `features (B, in_channels, h, w)`, `previous (B, C*p*p, h, w)` and `drawn (B, C*p*p, h, w)` patches in
     `[0, 1]`. Output: the blended frame's patches `(B, C*p*p, h, w)` in `[0, 1]`.
     """
 
-    def __init__(self, in_channels: int, num_channels: int, patch_size: int, gate_bias: float = -2.0):
+    def __init__(
+        self,
+        in_channels: int,
+        num_channels: int,
+        patch_size: int,
+        gate_bias: float = -2.0,
+        padding_mode: str = "zeros",
+    ):
         super().__init__()
         self.patch_size = patch_size
+        self.padding_mode = padding_mode
         self.gate_bias = gate_bias
         self.conv = nn.Conv2d(in_channels, 2 + num_channels * patch_size**2, 1)
 
@@ -91,11 +101,11 @@ class AdvectionHead(nn.Module):
             motion = F.interpolate(motion, scale_factor=patch, mode="bilinear", align_corners=False)
         gate = torch.sigmoid(F.pixel_shuffle(out[:, 2:], patch))
         if origin is None:
-            warped = advect(F.pixel_shuffle(previous.float(), patch), motion)
+            warped = advect(F.pixel_shuffle(previous.float(), patch), motion, self.padding_mode)
         else:
             # Trajectories from beyond the frame carry on with the edge's displacement.
             displacement = advect(displacement.float(), motion, padding_mode="border") + motion
-            warped = advect(F.pixel_shuffle(origin.float(), patch), displacement)
+            warped = advect(F.pixel_shuffle(origin.float(), patch), displacement, self.padding_mode)
         blended = F.pixel_unshuffle(gate * F.pixel_shuffle(drawn.float(), patch) + (1 - gate) * warped, patch)
         blended = blended.to(drawn.dtype)
         return blended if origin is None else (blended, displacement)

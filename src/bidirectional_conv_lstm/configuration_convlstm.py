@@ -15,6 +15,7 @@ WEIGHTED_LOSSES = ("weighted_mse", "weighted_mae", "weighted_mse+mae")
 NORMS = (None, "group", "layer")
 INIT_METHODS = ("pytorch", "xavier_uniform", "kaiming_normal")
 ADVECTION_WARPS = ("previous", "origin")
+ADVECTION_PADDINGS = ("zeros", "border")
 
 
 class ConvLSTMConfig(PreTrainedConfig):
@@ -106,6 +107,11 @@ class ConvLSTMConfig(PreTrainedConfig):
             that step's motion; or `"origin"`, the last observed frame along the motion summed over the steps so far
             (semi-Lagrangian from the forecast's origin, as optical-flow extrapolation does), so repeated bilinear
             interpolation does not smooth the moved rain step after step.
+        advection_padding (`str`, *optional*, defaults to `"zeros"`):
+            What the advection head's warp brings in across the frame's edge: `"zeros"` (no rain) or `"border"` (the
+            edge pixels, as if the field went on beyond the frame). With `"zeros"` every moved field loses its
+            inflow edge, which costs more than staying put wherever the field reaches the edge: trained that way,
+            the head learns to move rain little or not at all. `"border"` lets it learn the motion.
         boundary_padding (`int`, *optional*, defaults to 0):
             Pixels of margin the model works with around the frame, a multiple of `patch_size`: the observed frames
             are extended by repeating their edge pixels, and each predicted frame is cropped and extended the same
@@ -178,6 +184,7 @@ class ConvLSTMConfig(PreTrainedConfig):
     output_threshold: float = 0.0
     advection: bool = False
     advection_warp: str = "previous"
+    advection_padding: str = "zeros"
     boundary_padding: int = 0
     rain_rate_transform: dict | None = None
     loss_thresholds: list[float] | tuple[float, ...] = (2.0, 5.0, 10.0, 30.0)
@@ -270,6 +277,7 @@ def check_config(config: ConvLSTMConfig) -> None:
     _boolean(config, "peephole")
     _boolean(config, "advection")
     _choice(config, "advection_warp", ADVECTION_WARPS)
+    _choice(config, "advection_padding", ADVECTION_PADDINGS)
     _choice(config, "norm", NORMS)
     if config.norm == "group" and any(size % config.norm_groups for size in sizes):
         raise ValueError(

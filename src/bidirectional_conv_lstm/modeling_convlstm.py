@@ -339,7 +339,12 @@ class ConvLSTMForecaster(nn.Module):
             self.state_bridges = None
         self.head = nn.Conv2d(sum(config.hidden_sizes), patch_channels, 1)
         self.advection = (
-            AdvectionHead(sum(config.hidden_sizes), config.num_channels, config.patch_size)
+            AdvectionHead(
+                sum(config.hidden_sizes),
+                config.num_channels,
+                config.patch_size,
+                padding_mode=getattr(config, "advection_padding", "zeros"),
+            )
             if config.advection
             else None
         )
