@@ -56,9 +56,9 @@ def match_observed_mean(forecast: torch.Tensor, observed: torch.Tensor, valid: t
     observed_count, forecast_count = observed_wet.sum((-1, -2)), forecast_wet.sum((-1, -2))
     observed_log = torch.where(observed_wet, torch.log(torch.maximum(observed, floor)), 0.0).sum((-1, -2))
     forecast_log = torch.where(forecast_wet, torch.log(torch.maximum(forecast, floor)), 0.0).sum((-1, -2))
-    shift = observed_log[:, None] / observed_count.clamp_min(1)[
-        :, None
-    ] - forecast_log / forecast_count.clamp_min(1)
+    observed_mean = observed_log / observed_count.clamp_min(1)  # (B,): mean log rain rate of the wet pixels
+    forecast_mean = forecast_log / forecast_count.clamp_min(1)  # (B, T)
+    shift = observed_mean[:, None] - forecast_mean
     both = (observed_count > 0)[:, None] & (forecast_count > 0)
     factor = torch.where(both, torch.exp(shift), torch.ones_like(shift))
     return torch.where(forecast_wet, forecast * factor[..., None, None], forecast)

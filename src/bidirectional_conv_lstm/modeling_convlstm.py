@@ -343,7 +343,7 @@ class ConvLSTMForecaster(nn.Module):
                 sum(config.hidden_sizes),
                 config.num_channels,
                 config.patch_size,
-                padding_mode=getattr(config, "advection_padding", "zeros"),
+                padding_mode=config.advection_padding,
             )
             if config.advection
             else None

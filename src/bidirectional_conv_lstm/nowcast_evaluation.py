@@ -204,23 +204,21 @@ def score_nowcasts(
             stored.cpu(), num_input_frames, num_output_frames
         )
         count += observed.shape[0]
+        expected = tuple(future.shape)  # forecasts come with the context; the scores leave it out
+        future, future_valid = crop_context(future, context), crop_context(future_valid, context)
         for name, forecaster in forecasters.items():
             start = time.perf_counter()
             forecast = forecaster(observed, valid=observed_valid, num_output_frames=num_output_frames)
             seconds[name] += time.perf_counter() - start
-            if tuple(forecast.shape) != tuple(future.shape):
+            if tuple(forecast.shape) != expected:
                 raise ValueError(
-                    f"forecaster {name!r} returned shape {tuple(forecast.shape)}, expected {tuple(future.shape)}"
+                    f"forecaster {name!r} returned shape {tuple(forecast.shape)}, expected {expected}"
                 )
             # One kind of array for the verifier: CPU float32 tensors, as the decoded future.
             forecast = torch.as_tensor(
                 forecast.detach().cpu() if isinstance(forecast, torch.Tensor) else forecast
             )
-            verifiers[name].update(
-                crop_context(forecast.float(), context),
-                crop_context(future, context),
-                crop_context(future_valid, context),
-            )
+            verifiers[name].update(crop_context(forecast.float(), context), future, future_valid)
     return verifiers, {name: value / max(count, 1) for name, value in seconds.items()}, len(windows)
 
 

@@ -239,10 +239,11 @@ def _data_loaders(args: TrainingArguments, accelerator: Accelerator, splits: dic
             "processes); use more data or a smaller batch"
         )
     # On a GPU, batches go from pinned memory without blocking; workers live across epochs and evaluations.
+    persistent = args.dataloader_num_workers > 0
     loader_options = dict(
         num_workers=args.dataloader_num_workers,
         pin_memory=accelerator.device.type == "cuda",
-        persistent_workers=args.dataloader_num_workers > 0,
+        persistent_workers=persistent,
     )
     train_collate = getattr(task, "train_collator", task.collator)  # a task may augment its training batches
     train_loader = DataLoader(
@@ -252,11 +253,7 @@ def _data_loaders(args: TrainingArguments, accelerator: Accelerator, splits: dic
         drop_last=True,
         collate_fn=train_collate,
         # A collator told the epoch (set_epoch) needs workers made afresh each epoch to see it.
-        **{
-            **loader_options,
-            "persistent_workers": loader_options["persistent_workers"]
-            and not hasattr(train_collate, "set_epoch"),
-        },
+        **dict(loader_options, persistent_workers=persistent and not hasattr(train_collate, "set_epoch")),
     )
     eval_loader = DataLoader(
         _subset(splits["validation"], args.eval_num_samples),
@@ -403,6 +400,7 @@ def train(args: TrainingArguments) -> dict:
     averaged = _weight_average(args, accelerator, unwrapped_model)
     # What is validated, kept as the best model and tested: the weights, or their moving average.
     evaluated_model = unwrapped_model if averaged is None else averaged.module
+    kept_model = model if averaged is None else averaged.module  # the prepared model saves through accelerate
     if accelerator.is_main_process and args.report_to != "none":
         accelerator.init_trackers("convlstm", config=_flat(args.to_dict()))
     state = _restored_state(args, accelerator)
@@ -501,7 +499,7 @@ def train(args: TrainingArguments) -> dict:
                 ]
                 if best is None or (value > best if higher_is_better else value < best):
                     state["best_metric"], state["best_step"] = value, step
-                    _save_model(accelerator, model if averaged is None else averaged.module, output_dir)
+                    _save_model(accelerator, kept_model, output_dir)
                 model.train()
             if step % args.checkpointing_steps == 0:
                 _save_checkpoint(accelerator, args, state)

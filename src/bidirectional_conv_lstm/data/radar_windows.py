@@ -413,7 +413,7 @@ def _write_event(
                 tile = timeline.frames(rain, start, stop, y, x, height, width)
                 if _keep(tile, config, wet=False):
                     if config.eval_context:
-                        tile = _with_context(timeline, rain, start, stop, y, x, config)
+                        tile = _with_context(tile, timeline, rain, start, y, x, config)
                     emit(split, start, tile, y, x)
     for split in SPLITS:
         _flush(writers[split], buffers[split], sequence.name)
@@ -437,12 +437,12 @@ def _write_event(
 
 
 def _with_context(
-    timeline, rain: np.ndarray, start: int, stop: int, y: int, x: int, config: RadarWindowsConfig
+    tile: np.ndarray, timeline, rain: np.ndarray, start: int, y: int, x: int, config: RadarWindowsConfig
 ):
-    """The tile at ``(y, x)`` with ``eval_context`` pixels around it: observed frames hold the grid there (NaN
-    beyond it), future frames only the tile (NaN around it)."""
+    """``tile`` (the window's frames of the tile at ``(y, x)``) with ``eval_context`` pixels around it: the observed
+    frames hold the grid there (NaN beyond it), the future frames only the tile (NaN around it)."""
     context, (height, width) = config.eval_context, config.tile_size
-    out = np.full((stop - start, height + 2 * context, width + 2 * context), np.nan, np.float32)
+    out = np.full((len(tile), height + 2 * context, width + 2 * context), np.nan, np.float32)
     top, left = max(y - context, 0), max(x - context, 0)
     bottom = min(y + height + context, rain.shape[1])
     right = min(x + width + context, rain.shape[2])
@@ -452,9 +452,7 @@ def _with_context(
     out[:inputs, rows, cols] = timeline.frames(
         rain, start, start + inputs, top, left, bottom - top, right - left
     )
-    out[inputs:, context : context + height, context : context + width] = timeline.frames(
-        rain, start + inputs, stop, y, x, height, width
-    )
+    out[inputs:, context : context + height, context : context + width] = tile[inputs:]
     return out
 
 
