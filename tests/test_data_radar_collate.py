@@ -32,8 +32,10 @@ def test_batches_are_the_transformed_rain_rate(synthetic):
     collator = RainRateCollator(2, 3, transform)
     rows = [synthetic["train"][i] for i in range(3)]
     batch = collator(rows)
-    assert set(batch) == {"pixel_values", "labels", "labels_mask", "rain_rate"}
+    assert set(batch) == {"pixel_values", "labels", "labels_mask", "rain_rate", "target_motion"}
     assert batch["pixel_values"].shape == (3, 2, 1, 16, 16) and batch["pixel_values"].dtype == torch.float32
+    # the synthetic rain's own motion, as stored
+    np.testing.assert_array_equal(batch["target_motion"].numpy(), np.stack([row["motion"] for row in rows]))
     assert batch["labels"].shape == (3, 3, 1, 16, 16) and batch["labels"].dtype == torch.float32
     assert batch["labels_mask"].shape == (3, 3, 1, 16, 16) and batch["labels_mask"].dtype == torch.bool
     assert batch["rain_rate"].shape == (3, 5, 1, 16, 16) and batch["rain_rate"].dtype == torch.float32
@@ -94,7 +96,8 @@ def test_datasets_transform_and_no_labels(synthetic):
         batch["pixel_values"], collator([synthetic["train"][i] for i in range(2)])["pixel_values"]
     )
     inputs_only = RainRateCollator(6, 0, RainRateTransform("dbr"))([synthetic["test"][0]])
-    assert set(inputs_only) == {"pixel_values", "rain_rate"} and inputs_only["pixel_values"].shape[1] == 6
+    assert set(inputs_only) == {"pixel_values", "rain_rate", "target_motion"}
+    assert inputs_only["pixel_values"].shape[1] == 6
 
 
 def _dihedral(array):
@@ -204,3 +207,55 @@ def test_bad_batches_and_arguments_raise():
     with pytest.raises(TypeError, match="augment"):
         RainRateCollator(2, 1, transform, augment="yes")
     assert "dbr" in repr(collator) and collator.num_frames == 3
+
+
+def _moving_blob(frames=3, size=24, velocity=(1.5, -0.5)):
+    """A smooth blob moving `velocity` (x, y) pixels per frame: a stored-form window and its motion (2, H, W)."""
+    rows, cols = np.mgrid[0:size, 0:size].astype(np.float64)
+    window = np.stack(
+        [
+            5 * np.exp(-((cols - 8 - velocity[0] * t) ** 2 + (rows - 14 - velocity[1] * t) ** 2) / 20)
+            for t in range(frames)
+        ]
+    )[:, None]
+    motion = np.stack([np.full((size, size), v, dtype=np.float32) for v in velocity])
+    return encode_rain_rate(window).astype(np.int64), motion
+
+
+def test_augmentation_turns_and_flips_the_motion_with_its_window():
+    """Every one of the eight symmetries keeps the motion the one that moves the window's frame to the next one."""
+    from bidirectional_conv_lstm.advection_convlstm import advect
+
+    window, motion = _moving_blob()
+    collator = RainRateCollator(1, 2, RainRateTransform("log1p"), augment=True, seed=0)
+    plain = RainRateCollator(1, 2, RainRateTransform("log1p"))([{"rain_rate": window, "motion": motion}])
+    torch.testing.assert_close(plain["target_motion"], torch.from_numpy(motion)[None])
+    seen = set()
+    for epoch in range(40):
+        collator.set_epoch(epoch)
+        batch = collator([{"rain_rate": window, "motion": motion}])
+        rain, moved = batch["rain_rate"][0, :, 0], batch["target_motion"]
+        assert moved.shape == (1, 2, 24, 24) and moved.dtype == torch.float32
+        step = advect(rain[:1, None], moved)[0, 0]
+        assert (step - rain[1]).abs().max() < 0.2  # the blob peaks at 5 mm/h
+        # the motion of the untransformed window would move the turned one elsewhere (unless the turn is none)
+        vector = tuple(moved[0, :, 0, 0].tolist())
+        seen.add(vector)
+        if vector != (1.5, -0.5):
+            assert (advect(rain[:1, None], torch.from_numpy(motion)[None])[0, 0] - rain[1]).abs().max() > 0.5
+    assert len(seen) == 8
+    # the datasets transform hands it out too
+    columns = collator.transform({"rain_rate": [window], "motion": [motion]})
+    assert columns["target_motion"].shape == (1, 2, 24, 24)
+
+
+def test_rows_without_a_motion_give_none_and_bad_motions_raise():
+    window, motion = _moving_blob()
+    collator = RainRateCollator(1, 2, RainRateTransform("log1p"))
+    assert "target_motion" not in collator([{"rain_rate": window}])
+    with pytest.raises(ValueError, match="motion.*every window or for none"):
+        collator([{"rain_rate": window, "motion": motion}, {"rain_rate": window}])
+    with pytest.raises(ValueError, match=r"motion\[0\] must be \(2, H, W\) = \(2, 24, 24\)"):
+        collator([{"rain_rate": window, "motion": motion[:, :8]}])
+    with pytest.raises(ValueError, match=r"motion\[0\] holds NaN"):
+        collator([{"rain_rate": window, "motion": np.full_like(motion, np.nan)}])

@@ -273,6 +273,95 @@ def test_the_motion_is_learnt_when_the_warp_brings_in_the_edge(padding):
         assert motion_x < 0.5
 
 
+def test_the_motion_term_teaches_the_motion_where_the_frame_loss_alone_does_not():
+    # The setting of the test above in which the frame loss leaves the motion far below a pixel (zeros at the
+    # inflow edge); told the motion (motion_loss_weight), the head converges to it.
+    torch.manual_seed(0)
+    model = rain_model(advection=True, advection_padding="zeros", motion_loss_weight=1.0)
+    head = model.forecaster.advection
+    head.conv.weight.data.zero_()
+    head.conv.bias.data.zero_()
+    head.conv.bias.data[2:] = -30.0
+    base = F.avg_pool2d(torch.rand(1, 1, 64, 64), 5, 1, 2)
+    frames = torch.stack([base[..., 8:40, 8 - k : 40 - k] for k in range(7)], 1)
+    target = torch.tensor([1.0, 0.0]).view(1, 2, 1, 1).expand(1, 2, 32, 32)
+    optimizer = torch.optim.Adam([head.conv.bias], lr=0.05)
+    for _ in range(120):
+        loss = model(pixel_values=frames[:, :3], labels=frames[:, 3:], target_motion=target).loss
+        optimizer.zero_grad()
+        loss.backward()
+        head.conv.bias.grad[2:] = 0
+        optimizer.step()
+    motion_x, motion_y = head.conv.bias.data[:2].tolist()
+    assert motion_x == pytest.approx(1.0, abs=0.1) and abs(motion_y) < 0.05
+
+
+@pytest.mark.parametrize("warp", ["previous", "origin"])
+def test_the_motion_output_and_the_motion_term_of_the_loss(warp):
+    model = rain_model(advection=True, advection_warp=warp, boundary_padding=4, motion_loss_weight=0.3)
+    pixel_values, labels = torch.rand(2, 3, 1, 8, 12), torch.rand(2, 2, 1, 8, 12)
+    assert model(pixel_values).motion is None  # not asked for
+    out = model(pixel_values, labels=labels, output_motion=True)
+    assert out.motion.shape == (2, 2, 2, 8, 12) and out.motion.dtype == torch.float32  # cropped to the frame
+    assert out.motion.abs().amax() > 0  # trained-looking weights move the rain
+    # The motion is what the head warps with: with the gate shut and no padding, step 1 is the last frame
+    # moved along it.
+    plain = rain_model(advection=True, advection_warp=warp)
+    plain.forecaster.advection.conv.bias.data[2:] = -30.0
+    shut = plain(pixel_values, output_motion=True)
+    moved = advect(pixel_values[:, -1], shut.motion[:, 0])
+    torch.testing.assert_close(shut.predictions[:, 0], moved, atol=1e-5, rtol=0)
+    # The loss adds motion_loss_weight x the mean squared end-point error, in float64 here.
+    for target in (torch.randn(2, 2, 8, 12), torch.randn(2, 2, 2, 8, 12)):
+        with_motion = model(pixel_values, labels=labels, target_motion=target)
+        frame_loss = model(pixel_values, labels=labels).loss
+        steps = target if target.dim() == 5 else target[:, None].expand(-1, 2, -1, -1, -1)
+        error = (with_motion.motion.double() - steps.double()).pow(2).sum(2).mean()
+        torch.testing.assert_close(with_motion.loss.double(), frame_loss.double() + 0.3 * error)
+    # A weight of 0 adds nothing.
+    model.config.motion_loss_weight = 0.0
+    torch.testing.assert_close(model(pixel_values, labels=labels, target_motion=target).loss, frame_loss)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "message"),
+    [
+        ({"target_motion": torch.zeros(2, 2, 8, 8)}, ValueError, "without labels"),
+        (
+            {"labels": torch.rand(2, 2, 1, 8, 8), "target_motion": torch.zeros(2, 2, 8, 9)},
+            ValueError,
+            r"target_motion must be a float tensor of shape \(B, 2, H, W\) = \(2, 2, 8, 8\)",
+        ),
+        (
+            {
+                "labels": torch.rand(2, 2, 1, 8, 8),
+                "target_motion": torch.zeros(2, 2, 8, 8, dtype=torch.int64),
+            },
+            ValueError,
+            "torch.int64",
+        ),
+        ({"output_motion": "yes"}, TypeError, "output_motion must be True or False"),
+    ],
+)
+def test_bad_motion_arguments_raise(kwargs, error, message):
+    with pytest.raises(error, match=message):
+        rain_model(advection=True)(torch.rand(2, 3, 1, 8, 8), **kwargs)
+
+
+def test_a_model_without_advection_has_no_motion():
+    model = rain_model()
+    with pytest.raises(ValueError, match="output_motion=True needs an advection model"):
+        model(torch.rand(1, 3, 1, 8, 8), output_motion=True)
+    with pytest.raises(ValueError, match="target_motion needs an advection model"):
+        model(
+            torch.rand(1, 3, 1, 8, 8), labels=torch.rand(1, 2, 1, 8, 8), target_motion=torch.zeros(1, 2, 8, 8)
+        )
+    with pytest.raises(ValueError, match="motion_loss_weight=0.5 trains the advection head's motion"):
+        ConvLSTMConfig(motion_loss_weight=0.5)
+    with pytest.raises(ValueError, match="motion_loss_weight must be a finite float >= 0"):
+        ConvLSTMConfig(advection=True, motion_loss_weight=-1.0)
+
+
 def test_a_trained_advection_head_survives_save_and_from_pretrained(tmp_path):
     model = rain_model(advection=True)  # every weight moved off its initial value, the gate bias included
     model.save_pretrained(tmp_path)

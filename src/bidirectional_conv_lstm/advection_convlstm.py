@@ -90,10 +90,11 @@ class AdvectionHead(nn.Module):
         drawn: torch.Tensor,
         origin: torch.Tensor | None = None,
         displacement: torch.Tensor | None = None,
-    ):
-        """The blended frame's patches; with `origin` (the last observed frame's patches) and `displacement` (the
-        summed motion so far, `(B, 2, H, W)`, zeros at the first step), `(blended, the new displacement)`, the
-        origin moved instead of `previous`."""
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """`(blended frame's patches, motion, new displacement)`: the motion `(B, 2, H, W)` in pixels per step (x,
+        y) at full resolution, float32. With `origin` (the last observed frame's patches) and `displacement` (the
+        summed motion so far, `(B, 2, H, W)`, zeros at the first step), the origin is moved instead of `previous`
+        and the new displacement is returned; without them it is None."""
         patch = self.patch_size
         out = self.conv(features.to(self.conv.weight.dtype)).float()
         motion = out[:, :2]
@@ -107,5 +108,4 @@ class AdvectionHead(nn.Module):
             displacement = advect(displacement.float(), motion, padding_mode="border") + motion
             warped = advect(F.pixel_shuffle(origin.float(), patch), displacement, self.padding_mode)
         blended = F.pixel_unshuffle(gate * F.pixel_shuffle(drawn.float(), patch) + (1 - gate) * warped, patch)
-        blended = blended.to(drawn.dtype)
-        return blended if origin is None else (blended, displacement)
+        return blended.to(drawn.dtype), motion, displacement

@@ -146,6 +146,12 @@ class ConvLSTMConfig(PreTrainedConfig):
             The rain rates (mm/h, `>=`) of the FSS term.
         fss_loss_windows (`list[int]`, *optional*, defaults to `[16]`):
             The window sizes (pixels) of the FSS term.
+        motion_loss_weight (`float`, *optional*, defaults to 0.0):
+            For advection models, the weight of an added motion term: the mean squared difference (pixels per step,
+            squared) between the advection head's motion fields and a known motion passed as `target_motion` (the
+            synthetic rain's own velocities: `RainRateCollator` hands them out as `target_motion`). The frame loss
+            alone teaches the head the motion only through the warp's gradient, which does not always find it; this
+            term tells it. Batches without `target_motion` train without it. 0 turns it off.
 
     Example:
 
@@ -193,6 +199,7 @@ class ConvLSTMConfig(PreTrainedConfig):
     fss_loss_weight: float = 0.0
     fss_loss_thresholds: list[float] | tuple[float, ...] = (1.0,)
     fss_loss_windows: list[int] | tuple[int, ...] = (16,)
+    motion_loss_weight: float = 0.0
 
     def __post_init__(self, **kwargs):
         # transformers passes a config.json's `model_type` through here; refuse another model's config instead of
@@ -378,6 +385,18 @@ def _check_rain_rate_options(config: ConvLSTMConfig) -> None:
         raise ValueError(
             f"fss_loss_weight={fss_weight!r} adds an FSS term to the rain-rate losses {WEIGHTED_LOSSES}, but "
             f"loss={config.loss!r}; set fss_loss_weight to 0 or use a weighted loss"
+        )
+    motion_weight = config.motion_loss_weight
+    if (
+        isinstance(motion_weight, bool)
+        or not isinstance(motion_weight, (int, float))
+        or not (math.isfinite(motion_weight) and motion_weight >= 0)
+    ):
+        raise ValueError(f"motion_loss_weight must be a finite float >= 0, got {motion_weight!r}")
+    if motion_weight and not config.advection:
+        raise ValueError(
+            f"motion_loss_weight={motion_weight!r} trains the advection head's motion, but advection=False; set "
+            "advection=True or motion_loss_weight to 0"
         )
     fss_thresholds = config.fss_loss_thresholds
     if not finite_numbers(fss_thresholds) or not fss_thresholds or not all(t > 0 for t in fss_thresholds):

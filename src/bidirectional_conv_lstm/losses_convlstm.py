@@ -13,6 +13,10 @@ events thresholded softly so the term has a gradient (Lagerquist and Ebert-Uphof
 verification methods into neural network loss functions for atmospheric science?"). A pixel-wise loss scores each
 pixel alone; the FSS term scores the rain's coverage over neighbourhoods, as the verification does.
 
+An advection model may add ``motion_loss_weight`` times a **motion term** (:func:`motion_loss`): the mean squared
+end-point error of its motion fields against a known motion (the synthetic rain's own velocities), so the head is
+told the motion instead of finding it through the warp's gradient alone.
+
 Every loss is a mean over the *valid* pixels when a `loss_mask` is given (radar pixels with no data never
 count; the model's `forward` takes it as `loss_mask`, from the collator's `labels_mask`). The error is taken in the model's output space (the rain-rate transform's space, e.g. scaled dBR), as
 Shi et al. took it on radar-image pixel values; only the weights are read in mm/h, through the transform's
@@ -34,6 +38,7 @@ __all__ = [
     "frame_prediction_loss",
     "fractions_skill_loss",
     "masked_mean",
+    "motion_loss",
     "rain_rate_weights",
     "structural_similarity",
 ]
@@ -183,6 +188,19 @@ def fractions_skill_loss(
             denominator = forecast_fraction.square().sum() + observed_fraction.square().sum()
             terms.append(numerator / denominator.clamp_min(1e-12))
     return torch.stack(terms).mean()
+
+
+def motion_loss(motion: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean squared end-point error, float32: `|motion - target|^2` (pixels per step, squared, x and y summed),
+    averaged over the batch, steps and pixels.
+
+    Args:
+        motion: `(B, T, 2, H, W)`, the advection head's motion at each step.
+        target: `(B, T, 2, H, W)`, or `(B, 2, H, W)` for a motion that holds at every step.
+    """
+    if target.dim() == motion.dim() - 1:
+        target = target.unsqueeze(1)
+    return (motion.float() - target.float()).square().sum(dim=2).mean()
 
 
 def frame_prediction_loss(

@@ -34,7 +34,7 @@ from .advection_convlstm import AdvectionHead
 from .configuration_convlstm import ConvLSTMConfig, check_config
 from .convlstm import ConvGate, ConvLSTM, ConvLSTMCell, State, _state_dtype
 from .forecasting_convlstm import forecast_rain_rate
-from .losses_convlstm import frame_prediction_loss, structural_similarity  # noqa: F401 (re-exported)
+from .losses_convlstm import frame_prediction_loss, motion_loss, structural_similarity  # noqa: F401 (re-exported)
 from .rain_rate import RainRateTransform
 
 
@@ -81,12 +81,17 @@ class FramePredictionOutput(ModelOutput):
             frame.
         encoder_hidden_states (`tuple(torch.FloatTensor)`, *optional*, returned when `output_hidden_states=True`):
             The encoder's per-layer outputs, as `ConvLSTMModelOutput.hidden_states`.
+        motion (`torch.FloatTensor` of shape `(B, T_out, 2, H, W)`, *optional*, returned when `output_motion=True`
+            or `target_motion` is given, for advection models):
+            The advection head's motion field at each predicted frame, float32 pixels per step, x (columns) then y
+            (rows): predicted frame `k` is frame `k - 1` sampled at `x - motion_k(x)` (before the gate's blend).
     """
 
     loss: torch.FloatTensor | None = None
     predictions: torch.FloatTensor | None = None
     hidden_states: tuple[torch.FloatTensor, ...] | None = None
     encoder_hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    motion: torch.FloatTensor | None = None
 
 
 # --------------------------------------------------------------------------- input checks
@@ -369,9 +374,9 @@ class ConvLSTMForecaster(nn.Module):
     def step(self, frame: torch.Tensor, *flat_states: torch.Tensor):
         """One time step: `frame` are the previous frame's patches `(B, C*p*p, h, w)`, `flat_states` is
         `h_0, c_0, h_1, c_1, ...`. Returns `(next frame's patch logits, h_0, c_0, h_1, c_1, ...)`; the sigmoid of the
-        logits is the predicted frame. With an advection head, the first output is the predicted frame itself;
-        with `advection_warp="origin"`, `flat_states` and the outputs end with the origin's patches and the summed
-        displacement (see `advection_convlstm.py`).
+        logits is the predicted frame. With an advection head, the outputs are `(the predicted frame itself, its
+        motion (B, 2, H, W), h_0, c_0, ...)`; with `advection_warp="origin"`, `flat_states` and the outputs end with
+        the origin's patches and the summed displacement (see `advection_convlstm.py`).
 
         Hidden states are float32 when the weights are half precision (the cell keeps its state in float32), so
         they are cast to the weights' dtype before each convolution; a no-op for float32 weights and autocast.
@@ -395,11 +400,12 @@ class ConvLSTMForecaster(nn.Module):
             return (logits, *new_states)
         if carried:
             origin, displacement = carried
-            blended, displacement = self.advection(
+            blended, motion, displacement = self.advection(
                 features, frame, torch.sigmoid(logits), origin, displacement
             )
-            return (blended, *new_states, origin, displacement)
-        return (self.advection(features, frame, torch.sigmoid(logits)), *new_states)
+            return (blended, motion, *new_states, origin, displacement)
+        blended, motion, _ = self.advection(features, frame, torch.sigmoid(logits))
+        return (blended, motion, *new_states)
 
     def forward(
         self,
@@ -409,13 +415,15 @@ class ConvLSTMForecaster(nn.Module):
         truth: torch.Tensor | None = None,
         teacher_forcing_ratio: float = 0.0,
         output_hidden_states: bool = False,
+        output_motion: bool = False,
     ):
         """Roll `num_frames` steps from `last_frame` `(B, C*p*p, h, w)` and the per-layer `states`.
 
         `truth` `(T_out, B, C*p*p, h, w)` replaces the fed-back prediction of step `k` by the true frame `k` with
         probability `teacher_forcing_ratio`, drawn per sample and step. Returns `(predictions (T_out, B, C*p*p, h,
-        w) in [0, 1], per-layer hidden states (T_out, B, C_l, h, w) or None, logits of the predictions)`; the
-        logits are None with an advection head (its predictions are not a sigmoid of anything).
+        w) in [0, 1], per-layer hidden states (T_out, B, C_l, h, w) or None, logits of the predictions, motion)`;
+        the logits are None with an advection head (its predictions are not a sigmoid of anything); the motion is
+        the advection head's `(T_out, B, 2, H, W)` with `output_motion` (and an advection head), else None.
         """
         flat_states = [tensor for state in states for tensor in state]
         use_checkpoint = self.gradient_checkpointing and self.training and torch.is_grad_enabled()
@@ -426,7 +434,7 @@ class ConvLSTMForecaster(nn.Module):
             step = partial(run, self.step)
         else:
             step = self.step
-        frame, predictions, logits, hiddens = last_frame, [], [], []
+        frame, predictions, logits, hiddens, motions = last_frame, [], [], [], []
         patch, margin = self.config.patch_size, self.config.boundary_padding
         if self.advection is not None and self.config.advection_warp == "origin":
             batch, _, height, width = last_frame.shape
@@ -452,13 +460,22 @@ class ConvLSTMForecaster(nn.Module):
             if self.advection is None:
                 logits.append(output)
                 output = torch.sigmoid(output)
+            else:
+                motion, *flat_states = flat_states
+                if output_motion:
+                    motions.append(motion)
             predictions.append(output)
             if output_hidden_states:
                 hiddens.append(flat_states[0 : 2 * len(self.cells) : 2])
         per_layer = None
         if output_hidden_states:
             per_layer = tuple(torch.stack(layer) for layer in zip(*hiddens))
-        return torch.stack(predictions), per_layer, (torch.stack(logits) if logits else None)
+        return (
+            torch.stack(predictions),
+            per_layer,
+            torch.stack(logits) if logits else None,
+            torch.stack(motions) if motions else None,
+        )
 
 
 class ConvLSTMForFramePrediction(ConvLSTMPreTrainedModel):
@@ -483,6 +500,11 @@ class ConvLSTMForFramePrediction(ConvLSTMPreTrainedModel):
         teacher_forcing_ratio (`float`, *optional*, defaults to 0.0): scheduled sampling: the probability, per
             sample and step, of feeding the forecaster the true previous frame from `labels` instead of its own
             prediction. 1.0 is full teacher forcing; decay it during training. Needs `labels`.
+        target_motion (`torch.FloatTensor` of shape `(B, 2, H, W)` or `(B, T_out, 2, H, W)`, *optional*): the true
+            motion, pixels per step, x then y (`RainRateCollator`'s `target_motion` for synthetic rain), for an
+            advection model; with `labels`, the loss adds `config.motion_loss_weight` times the mean squared error of
+            the head's motion (`losses_convlstm.motion_loss`).
+        output_motion (`bool`, *optional*, defaults to False): also return the advection head's motion fields.
         output_hidden_states (`bool`, *optional*): also return the forecaster's and the encoder's hidden states.
         return_dict (`bool`, *optional*): return a [`FramePredictionOutput`] (default) or a tuple.
 
@@ -512,6 +534,37 @@ class ConvLSTMForFramePrediction(ConvLSTMPreTrainedModel):
         # A factor on the auxiliary loss term (`l1_weight`, `ssim_weight`) that a training loop may ramp up; not saved.
         self.auxiliary_loss_scale = 1.0
         self.post_init()
+
+    def _check_motion(self, target_motion, output_motion, labels) -> bool:
+        """Errors for `target_motion` / `output_motion` that this model or these labels cannot take; returns
+        whether the motion is returned."""
+        output_motion = False if output_motion is None else output_motion
+        if not isinstance(output_motion, bool):
+            raise TypeError(f"output_motion must be True or False, got {output_motion!r}")
+        if (output_motion or target_motion is not None) and not self.config.advection:
+            name = "output_motion=True" if target_motion is None else "target_motion"
+            raise ValueError(f"{name} needs an advection model (config.advection=True); this model has none")
+        if target_motion is None:
+            return output_motion
+        if labels is None:
+            raise ValueError("target_motion was given without labels; it adds a term to the loss on labels")
+        batch, horizon, _, height, width = labels.shape
+        shapes = ((batch, 2, height, width), (batch, horizon, 2, height, width))
+        if (
+            not isinstance(target_motion, torch.Tensor)
+            or not target_motion.is_floating_point()
+            or tuple(target_motion.shape) not in shapes
+        ):
+            described = (
+                f"a {target_motion.dtype} tensor of shape {tuple(target_motion.shape)}"
+                if isinstance(target_motion, torch.Tensor)
+                else type(target_motion).__name__
+            )
+            raise ValueError(
+                f"target_motion must be a float tensor of shape (B, 2, H, W) = {shapes[0]} or (B, T_out, 2, H, W) "
+                f"= {shapes[1]} (pixels per step, x then y), got {described}"
+            )
+        return True
 
     def _check_inputs(
         self, pixel_values, labels, num_output_frames, teacher_forcing_ratio, loss_mask=None
@@ -636,12 +689,15 @@ class ConvLSTMForFramePrediction(ConvLSTMPreTrainedModel):
         loss_mask: torch.Tensor | None = None,
         num_output_frames: int | None = None,
         teacher_forcing_ratio: float = 0.0,
+        target_motion: torch.Tensor | None = None,
+        output_motion: bool | None = None,
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
     ) -> FramePredictionOutput | tuple:
         horizon, teacher_forcing_ratio = self._check_inputs(
             pixel_values, labels, num_output_frames, teacher_forcing_ratio, loss_mask
         )
+        output_motion = self._check_motion(target_motion, output_motion, labels)
         output_hidden_states = (
             self.config.output_hidden_states if output_hidden_states is None else output_hidden_states
         )
@@ -654,14 +710,17 @@ class ConvLSTMForFramePrediction(ConvLSTMPreTrainedModel):
         truth = None
         if labels is not None and teacher_forcing_ratio > 0:
             truth = F.pixel_unshuffle(extend_frames(labels, margin), patch).transpose(0, 1)
-        predicted, forecaster_states, logits = self.forecaster(
+        predicted, forecaster_states, logits, motion = self.forecaster(
             patches[-1],
             self.forecaster.initial_states(final_h, final_c),
             horizon,
             truth=truth,
             teacher_forcing_ratio=teacher_forcing_ratio,
             output_hidden_states=output_hidden_states,
+            output_motion=output_motion,
         )
+        if motion is not None:
+            motion = _crop_margin(motion.transpose(0, 1), margin)
         predictions = F.pixel_shuffle(predicted.transpose(0, 1), patch).to(pixel_values.dtype)
         predictions = _crop_margin(predictions, margin)
         if self.config.output_threshold > 0 and not self.training:
@@ -676,6 +735,8 @@ class ConvLSTMForFramePrediction(ConvLSTMPreTrainedModel):
                 _crop_margin(F.pixel_shuffle(logits.transpose(0, 1), patch), margin) if use_logits else None
             )
             loss = self.compute_loss(predictions, labels, logits=logits, loss_mask=loss_mask)
+            if target_motion is not None:
+                loss = loss + self.config.motion_loss_weight * motion_loss(motion, target_motion)
 
         def batch_first(states):
             if states is None:
@@ -687,6 +748,7 @@ class ConvLSTMForFramePrediction(ConvLSTMPreTrainedModel):
             predictions=predictions,
             hidden_states=batch_first(forecaster_states),
             encoder_hidden_states=batch_first(encoder_states),
+            motion=motion,
         )
         return output if return_dict else output.to_tuple()
 

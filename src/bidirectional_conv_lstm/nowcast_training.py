@@ -79,17 +79,20 @@ class RainRateTask:
         _, options = _split_options(args)
         self.augment = options.get("augment", True)
         if args.model_name_or_path is None:
-            transform = args.model_config().rain_rate_transform
+            config = args.model_config()
         else:
             from .configuration_convlstm import ConvLSTMConfig
 
-            transform = ConvLSTMConfig.from_pretrained(args.model_name_or_path).rain_rate_transform
-            if transform is None:
-                raise ValueError(
-                    f"model_name_or_path={args.model_name_or_path!r} has no rain_rate_transform; fine-tune a "
-                    "rain-rate model (one trained on synthetic_rain or radar) on rain-rate data"
-                )
+            config = args.fine_tuning_config(ConvLSTMConfig.from_pretrained(args.model_name_or_path))
+        transform = config.rain_rate_transform
+        if transform is None:  # a new model's config always has one (TrainingArguments checks it)
+            raise ValueError(
+                f"model_name_or_path={args.model_name_or_path!r} has no rain_rate_transform; fine-tune a "
+                "rain-rate model (one trained on synthetic_rain or radar) on rain-rate data"
+            )
         self.transform = RainRateTransform.from_dict(transform)
+        # The synthetic rain's true motion goes to the model when its loss has a motion term.
+        self.supervise_motion = bool(config.advection and config.motion_loss_weight)
         self.collator = RainRateCollator(args.num_input_frames, args.num_output_frames, self.transform)
         # Training batches alone are augmented, in the DataLoader's workers, from the run's seed.
         self.train_collator = RainRateCollator(
@@ -104,12 +107,16 @@ class RainRateTask:
 
     def model_inputs(self, batch: dict) -> dict:
         """``pixel_values``, ``labels`` and ``loss_mask`` (the collator's ``labels_mask``) of a training batch
-        (augmented by ``train_collator`` when ``data.augment``)."""
-        return {
+        (augmented by ``train_collator`` when ``data.augment``), and ``target_motion`` when the batch has the
+        motion (synthetic rain) and the model's ``motion_loss_weight`` is > 0."""
+        inputs = {
             "pixel_values": batch["pixel_values"],
             "labels": batch["labels"],
             "loss_mask": batch["labels_mask"],
         }
+        if self.supervise_motion and "target_motion" in batch:
+            inputs["target_motion"] = batch["target_motion"]
+        return inputs
 
     @torch.no_grad()
     def validate(self, model, loader, accelerator: Accelerator, step: int) -> dict:

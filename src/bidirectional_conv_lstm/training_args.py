@@ -37,6 +37,8 @@ RAIN_RATE_DATASETS = ("synthetic_rain", "radar")
 # trained and how it treats the frame's edge, never the shapes of its weights or what its outputs mean.
 FINE_TUNING_FIELDS = (
     "boundary_padding",
+    "advection_padding",
+    "advection_warp",
     "probability_matching",
     "loss",
     "l1_weight",
@@ -44,6 +46,7 @@ FINE_TUNING_FIELDS = (
     "loss_thresholds",
     "loss_weights",
     "fss_loss_weight",
+    "motion_loss_weight",
     "fss_loss_thresholds",
     "fss_loss_windows",
 )

@@ -150,6 +150,21 @@ def _velocity(positions: np.ndarray, motion: tuple[np.ndarray, ...], noise_size:
     return velocity + uniform[:, :, None]
 
 
+def step_motion(draws, params: RainFieldParameters, noise_size: int) -> np.ndarray:
+    """Each pixel's displacement over one frame step, the same at every step (the motion is constant in time):
+    float32 (n, 2, size, size), pixels per frame, x then y.
+
+    Frame ``t`` at ``x`` is frame ``t - 1`` at ``x - d(x)`` (up to the noise's own evolution), with the midpoint
+    step of the back-trajectories, ``d(x) = V(x - V(x) / 2)``.
+    """
+    motion = _motion_fields(draws, params, noise_size)
+    axis = np.arange(params.size, dtype=np.float64)
+    grid_y, grid_x = np.meshgrid(axis, axis, indexing="ij")
+    position = np.broadcast_to(np.stack([grid_x.ravel(), grid_y.ravel()]), (len(draws), 2, params.size**2))
+    step = _velocity(position - _velocity(position, motion, noise_size) / 2, motion, noise_size)
+    return step.reshape(len(draws), 2, params.size, params.size).astype(np.float32)
+
+
 def _interpolation_matrix(size: int, count: int) -> torch.Tensor:
     """(size, count) float32: bilinear weights from ``count`` points spanning [0, size - 1] to every pixel."""
     coordinate = np.arange(size) * (count - 1) / (size - 1)

@@ -90,11 +90,14 @@ class RainRateCollator:
             same epoch whichever DataLoader worker collates it, in whatever batch, and in a run resumed from a
             checkpoint, and another way in the next epoch.
         rain_rate_column (`str`, *optional*, defaults to ``"rain_rate"``): the rows' key holding the window.
+        motion_column (`str`, *optional*, defaults to ``"motion"``): the rows' key holding a known motion (2, H, W)
+            in pixels per frame, x then y (the synthetic rain's); rows without it give no ``target_motion``.
 
     Returns (from a call), for B windows of (T, 1, H, W), T = T_in + T_out:
         ``pixel_values``: float32 (B, T_in, 1, H, W), model space; ``labels``: float32 (B, T_out, 1, H, W), model
         space; ``labels_mask``: bool (B, T_out, 1, H, W), True where the labels have data; ``rain_rate``: float32
-        (B, T, 1, H, W) mm/h of every frame used, NaN at no-data pixels.
+        (B, T, 1, H, W) mm/h of every frame used, NaN at no-data pixels; for rows with a motion, ``target_motion``:
+        float32 (B, 2, H, W), turned and flipped with its window (the vectors too).
     """
 
     def __init__(
@@ -106,6 +109,7 @@ class RainRateCollator:
         augment: bool = False,
         seed: int = 0,
         rain_rate_column: str = "rain_rate",
+        motion_column: str = "motion",
     ):
         for arg, value, minimum in (
             ("num_input_frames", num_input_frames, 1),
@@ -130,6 +134,7 @@ class RainRateCollator:
         self.augment = augment
         self.seed = seed
         self.rain_rate_column = rain_rate_column
+        self.motion_column = motion_column
         self.epoch = 0
 
     def __repr__(self) -> str:
@@ -151,17 +156,41 @@ class RainRateCollator:
             raise ValueError(f"epoch must be an int >= 0, got {epoch!r}")
         self.epoch = int(epoch)
 
-    def _augmented(self, rain: torch.Tensor, valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _augmented(self, rain: torch.Tensor, valid: torch.Tensor, motion: torch.Tensor | None):
         content = zlib.crc32(rain.numpy().tobytes())  # the window itself (0 at no data) names its draw
         draw = int(np.random.SeedSequence([self.seed, self.epoch, content]).generate_state(1)[0])
         square = rain.shape[-1] == rain.shape[-2]
         turns = draw % 4 if square else 2 * (draw % 2)
         flip = bool(draw >> 2 & 1)
         rain, valid = (torch.rot90(x, turns, dims=(-2, -1)) for x in (rain, valid))
-        return (rain.flip(-1), valid.flip(-1)) if flip else (rain, valid)
+        if flip:
+            rain, valid = rain.flip(-1), valid.flip(-1)
+        if motion is not None:
+            motion = torch.rot90(motion, turns, dims=(-2, -1))
+            for _ in range(
+                turns
+            ):  # a quarter turn takes a pixel (row, col) to (W - 1 - col, row): (x, y) -> (y, -x)
+                motion = torch.stack((motion[1], -motion[0]))
+            if flip:
+                motion = torch.stack((-motion[0], motion[1])).flip(-1)
+        return rain, valid, motion
 
-    def _collate(self, windows: Sequence) -> dict[str, torch.Tensor]:
-        rains, masks = [], []
+    def _motion(self, motion, index: int, shape: torch.Size) -> torch.Tensor:
+        name = f"{self.motion_column}[{index}]"
+        tensor = torch.as_tensor(np.asarray(motion, dtype=np.float32))
+        if tuple(tensor.shape) != (2, *shape[-2:]):
+            raise ValueError(
+                f"{name} must be (2, H, W) = (2, {shape[-2]}, {shape[-1]}) pixels per frame (x then y) to match "
+                f"its window, got shape {tuple(tensor.shape)}"
+            )
+        if not torch.isfinite(tensor).all():
+            raise ValueError(
+                f"{name} holds NaN or infinite values; the motion must be finite pixels per frame"
+            )
+        return tensor
+
+    def _collate(self, windows: Sequence, motions: Sequence | None = None) -> dict[str, torch.Tensor]:
+        rains, masks, kept_motions = [], [], []
         for index, window in enumerate(windows):
             rain, valid = rain_rate_and_mask(window, name=f"{self.rain_rate_column}[{index}]")
             if rain.shape[0] < self.num_frames:
@@ -170,8 +199,9 @@ class RainRateCollator:
                     f"num_output_frames = {self.num_frames} are needed"
                 )
             rain, valid = rain[: self.num_frames], valid[: self.num_frames]
+            motion = None if motions is None else self._motion(motions[index], index, rain.shape)
             if self.augment:
-                rain, valid = self._augmented(rain, valid)
+                rain, valid, motion = self._augmented(rain, valid, motion)
             if rains and rain.shape != rains[0].shape:
                 raise ValueError(
                     f"{self.rain_rate_column}[{index}] has frames of {tuple(rain.shape[-2:])} pixels, "
@@ -179,6 +209,7 @@ class RainRateCollator:
                 )
             rains.append(rain)
             masks.append(valid)
+            kept_motions.append(motion)
         if not rains:
             raise ValueError("cannot collate an empty batch")
         rain, valid = torch.stack(rains), torch.stack(masks)
@@ -189,6 +220,8 @@ class RainRateCollator:
             batch["labels"] = values[:, self.num_input_frames :].contiguous()
             batch["labels_mask"] = valid[:, self.num_input_frames :].contiguous()
         batch["rain_rate"] = rain.masked_fill_(~valid, float("nan"))
+        if motions is not None:
+            batch["target_motion"] = torch.stack(kept_motions)
         return batch
 
     def __call__(self, examples: Sequence[Mapping]) -> dict[str, torch.Tensor]:
@@ -199,11 +232,20 @@ class RainRateCollator:
                 keys = list(example) if isinstance(example, Mapping) else type(example).__name__
                 raise ValueError(f"example {index} has no {self.rain_rate_column!r} key (it has {keys})")
             windows.append(example[self.rain_rate_column])
-        return self._collate(windows)
+        with_motion = [self.motion_column in example for example in examples]
+        if any(with_motion) and not all(with_motion):
+            raise ValueError(
+                f"examples {[i for i, has in enumerate(with_motion) if not has]} have no {self.motion_column!r} key "
+                "and others have one; a batch has a motion for every window or for none"
+            )
+        motions = (
+            [example[self.motion_column] for example in examples] if all(with_motion) and examples else None
+        )
+        return self._collate(windows, motions)
 
     def transform(self, batch: Mapping[str, Sequence]) -> dict[str, torch.Tensor]:
         """``datasets`` transform (``with_transform`` / ``set_transform``): a batch of columns -> model inputs
         (the other columns are dropped)."""
         if self.rain_rate_column not in batch:
             raise ValueError(f"the batch has no {self.rain_rate_column!r} column (it has {list(batch)})")
-        return self._collate(batch[self.rain_rate_column])
+        return self._collate(batch[self.rain_rate_column], batch.get(self.motion_column))

@@ -9,7 +9,9 @@ float16, but with a uniform 0.01 mm/h step at every intensity (float16's steps g
 
 Besides ``rain_rate`` each row carries ``event`` (the name of the event / sequence it comes from, the unit of the
 splits), ``origin`` (ISO 8601 time of the first frame, ``""`` when the data has no clock, as synthetic fields),
-``y`` and ``x`` (the tile's top-left corner in the source grid, after downsampling).
+``y`` and ``x`` (the tile's top-left corner in the source grid, after downsampling). A table whose motion is known
+(the synthetic rain) adds ``motion: Array3D(shape=(2, H, W), dtype="float32")``, each pixel's displacement per
+frame in pixels, x then y: frame ``t`` at ``x`` is frame ``t - 1`` at ``x - motion(x)``.
 """
 
 from __future__ import annotations
@@ -74,14 +76,18 @@ def decode_rain_rate(stored):
     return rain, valid
 
 
-def rain_window_features(num_frames: int, height: int, width: int) -> datasets.Features:
-    """The ``datasets.Features`` of a rain-rate window table (see the module docstring)."""
-    return datasets.Features(
-        {
-            "rain_rate": datasets.Array4D(shape=(num_frames, 1, height, width), dtype="uint16"),
-            "event": datasets.Value("string"),
-            "origin": datasets.Value("string"),
-            "y": datasets.Value("int32"),
-            "x": datasets.Value("int32"),
-        }
+def rain_window_features(
+    num_frames: int, height: int, width: int, *, motion: bool = False
+) -> datasets.Features:
+    """The ``datasets.Features`` of a rain-rate window table (see the module docstring); with ``motion``, also the
+    ``motion`` column: (2, H, W) float32, the known displacement of each pixel per frame (x then y)."""
+    columns = {"rain_rate": datasets.Array4D(shape=(num_frames, 1, height, width), dtype="uint16")}
+    if motion:
+        columns["motion"] = datasets.Array3D(shape=(2, height, width), dtype="float32")
+    columns.update(
+        event=datasets.Value("string"),
+        origin=datasets.Value("string"),
+        y=datasets.Value("int32"),
+        x=datasets.Value("int32"),
     )
+    return datasets.Features(columns)

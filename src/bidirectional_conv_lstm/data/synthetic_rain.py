@@ -46,13 +46,14 @@ from ._synthetic_rain_fields import (
     noise_grid_size,
     rain_from_gaussian,
     sequence_draws,
+    step_motion,
 )
 from .rain_storage import encode_rain_rate, rain_window_features
 
 __all__ = ["SyntheticRainConfig", "generate_synthetic_rain", "iter_synthetic_rain", "load_synthetic_rain"]
 
 # Bump when the generated fields change for the same parameters, so old caches are not reused.
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2  # 2: the motion column
 SPLITS = ("train", "validation", "test")
 _CHUNK_SIZE = 50
 
@@ -64,16 +65,19 @@ def iter_synthetic_rain(
     start_index: int = 0,
     chunk_size: int = _CHUNK_SIZE,
     return_noise: bool = False,
+    return_motion: bool = False,
     **field_parameters,
-) -> Iterator[np.ndarray] | Iterator[tuple[np.ndarray, np.ndarray]]:
+) -> Iterator[np.ndarray] | Iterator[tuple[np.ndarray, ...]]:
     """Generate synthetic rain in chunks; the concatenated chunks equal :func:`generate_synthetic_rain`'s output.
 
     ``start_index`` offsets the sequences' indices (sequence ``i`` is drawn from ``(seed, start_index + i)``).
     Other keyword arguments: as :func:`generate_synthetic_rain`.
 
     Yields:
-        float32 arrays (n, T, H, W) in mm/h with n <= chunk_size (with ``return_noise``, pairs
-        ``(rain, noise)``, ``noise`` the standardised advected Gaussian field the rain was thresholded from).
+        float32 arrays (n, T, H, W) in mm/h with n <= chunk_size; with ``return_noise`` and / or
+        ``return_motion``, tuples ``(rain, noise, motion)`` of those asked for: ``noise`` the standardised
+        advected Gaussian field the rain was thresholded from, ``motion`` float32 (n, 2, H, W) each pixel's
+        displacement per frame (x then y; frame ``t`` at ``x`` is frame ``t - 1`` at ``x - motion(x)``).
     """
     check_int("num_sequences", num_sequences, minimum=0)
     check_int("seed", seed, minimum=0)
@@ -85,10 +89,10 @@ def iter_synthetic_rain(
         raise TypeError(f"iter_synthetic_rain got unknown parameters {unknown}; known: {sorted(known)}")
     params = RainFieldParameters(**field_parameters)
     # Checked above, generated lazily below: bad arguments raise at the call, not at the first chunk.
-    return _chunks(num_sequences, seed, start_index, chunk_size, return_noise, params)
+    return _chunks(num_sequences, seed, start_index, chunk_size, return_noise, return_motion, params)
 
 
-def _chunks(num_sequences, seed, start_index, chunk_size, return_noise, params):
+def _chunks(num_sequences, seed, start_index, chunk_size, return_noise, return_motion, params):
     noise_size = noise_grid_size(params)
     for start in range(0, num_sequences, chunk_size):
         indices = range(start_index + start, start_index + min(start + chunk_size, num_sequences))
@@ -97,7 +101,10 @@ def _chunks(num_sequences, seed, start_index, chunk_size, return_noise, params):
             draws = [sequence_draws(seed, index, params) for index in indices]
             fields = advected_gaussian_fields(draws, params, noise_size)
             rain = rain_from_gaussian(fields, params).numpy()
-        yield (rain, fields.numpy()) if return_noise else rain
+        extras = [fields.numpy()] if return_noise else []
+        if return_motion:
+            extras.append(step_motion(draws, params, noise_size))
+        yield (rain, *extras) if extras else rain
 
 
 def generate_synthetic_rain(
@@ -248,7 +255,8 @@ def load_synthetic_rain(
     Returns:
         ``DatasetDict`` with splits ``train``, ``validation``, ``test`` in the rain-window schema of
         :mod:`~bidirectional_conv_lstm.data.rain_storage`: ``rain_rate`` (T, 1, H, W) uint16 in 0.01 mm/h
-        (no no-data pixels here), ``event`` ``"synthetic-<index>"`` (indices unique over the three splits: train
+        (no no-data pixels here), ``motion`` (2, H, W) float32, the true displacement of every pixel per frame
+        (x then y, as ``iter_synthetic_rain(return_motion=True)`` gives it), ``event`` ``"synthetic-<index>"`` (indices unique over the three splits: train
         first, then validation, then test), ``origin`` ``""``, ``y = x = 0``; numpy formatted (``rain_rate``
         reads as int64; :func:`~bidirectional_conv_lstm.data.rain_storage.decode_rain_rate` gives mm/h).
 
@@ -266,13 +274,14 @@ def load_synthetic_rain(
     params = {"generator_version": GENERATOR_VERSION, "config": config.to_dict()}
 
     def build(scratch: Path) -> datasets.DatasetDict:
-        features = rain_window_features(config.num_frames, config.size, config.size)
+        features = rain_window_features(config.num_frames, config.size, config.size, motion=True)
         splits, first_event = {}, 0
         for split_index, split in enumerate(SPLITS):
             count = config.split_sizes()[split]
             chunks = iter_synthetic_rain(
                 count,
                 seed=int(np.random.SeedSequence([config.seed, split_index]).generate_state(1)[0]),
+                return_motion=True,
                 **config.field_parameters(),
             )
             splits[split] = write_arrow(scratch / f"{split}.arrow", features, _rows(chunks, first_event))
@@ -282,13 +291,14 @@ def load_synthetic_rain(
     return numpy_format(cached_build("synthetic_rain", params, build, cache_dir))
 
 
-def _rows(chunks: Iterator[np.ndarray], first_event: int) -> Iterator[dict]:
-    """Column batches of the rain-window schema from chunks of float32 (n, T, H, W) mm/h."""
+def _rows(chunks: Iterator[tuple[np.ndarray, np.ndarray]], first_event: int) -> Iterator[dict]:
+    """Column batches of the rain-window schema from chunks of float32 (n, T, H, W) mm/h and their motion."""
     event = first_event
-    for rain in chunks:
+    for rain, motion in chunks:
         n = len(rain)
         yield {
             "rain_rate": encode_rain_rate(rain[:, :, None]),
+            "motion": motion,
             "event": [f"synthetic-{event + i}" for i in range(n)],
             "origin": [""] * n,
             "y": np.zeros(n, dtype=np.int32),
