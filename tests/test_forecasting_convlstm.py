@@ -311,16 +311,25 @@ def test_the_motion_output_and_the_motion_term_of_the_loss(warp):
     shut = plain(pixel_values, output_motion=True)
     moved = advect(pixel_values[:, -1], shut.motion[:, 0])
     torch.testing.assert_close(shut.predictions[:, 0], moved, atol=1e-5, rtol=0)
-    # The loss adds motion_loss_weight x the mean squared end-point error, in float64 here.
+    # The loss adds motion_loss_weight x the mean squared end-point error over the pixels with rain (>= 0.1 mm/h)
+    # in the frame a step moves or in the one it gives, and with data; in float64 here.
+    rain = torch.tensor([0.0, 0.05, 0.3, 4.0])[torch.randint(0, 4, (2, 5, 1, 8, 12))]
+    values = model.rain_rate_transform.forward(rain)
+    pixel_values, labels = values[:, :3], values[:, 3:]
+    loss_mask = torch.rand(2, 2, 1, 8, 12) > 0.2
+    wet = rain[:, 2:, 0] >= 0.1
+    moving = (wet[:, :-1] | wet[:, 1:]) & loss_mask[:, :, 0]
+    assert 0 < moving.sum() < moving.numel()
     for target in (torch.randn(2, 2, 8, 12), torch.randn(2, 2, 2, 8, 12)):
-        with_motion = model(pixel_values, labels=labels, target_motion=target)
-        frame_loss = model(pixel_values, labels=labels).loss
+        with_motion = model(pixel_values, labels=labels, loss_mask=loss_mask, target_motion=target)
+        frame_loss = model(pixel_values, labels=labels, loss_mask=loss_mask).loss
         steps = target if target.dim() == 5 else target[:, None].expand(-1, 2, -1, -1, -1)
-        error = (with_motion.motion.double() - steps.double()).pow(2).sum(2).mean()
+        error = (with_motion.motion.double() - steps.double()).pow(2).sum(2)[moving].mean()
         torch.testing.assert_close(with_motion.loss.double(), frame_loss.double() + 0.3 * error)
     # A weight of 0 adds nothing.
     model.config.motion_loss_weight = 0.0
-    torch.testing.assert_close(model(pixel_values, labels=labels, target_motion=target).loss, frame_loss)
+    zero_weight = model(pixel_values, labels=labels, loss_mask=loss_mask, target_motion=target).loss
+    torch.testing.assert_close(zero_weight, frame_loss)
 
 
 @pytest.mark.parametrize(

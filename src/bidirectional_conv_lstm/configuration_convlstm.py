@@ -149,9 +149,10 @@ class ConvLSTMConfig(PreTrainedConfig):
         motion_loss_weight (`float`, *optional*, defaults to 0.0):
             For advection models, the weight of an added motion term: the mean squared difference (pixels per step,
             squared) between the advection head's motion fields and a known motion passed as `target_motion` (the
-            synthetic rain's own velocities: `RainRateCollator` hands them out as `target_motion`). The frame loss
-            alone teaches the head the motion only through the warp's gradient, which does not always find it; this
-            term tells it. Batches without `target_motion` train without it. 0 turns it off.
+            synthetic rain's own velocities: `RainRateCollator` hands them out as `target_motion`), over the pixels
+            with rain in the frame a step moves or in the frame it should give (a dry area's motion cannot be seen).
+            The frame loss alone teaches the head the motion only through the warp's gradient, which does not always
+            find it; this term tells it. Batches without `target_motion` train without it. 0 turns it off.
 
     Example:
 

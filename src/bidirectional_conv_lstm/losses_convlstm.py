@@ -190,17 +190,20 @@ def fractions_skill_loss(
     return torch.stack(terms).mean()
 
 
-def motion_loss(motion: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+def motion_loss(motion: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
     """Mean squared end-point error, float32: `|motion - target|^2` (pixels per step, squared, x and y summed),
-    averaged over the batch, steps and pixels.
+    averaged over the batch, steps and the pixels where `mask` is True (all without it; 0 where none is).
 
     Args:
         motion: `(B, T, 2, H, W)`, the advection head's motion at each step.
         target: `(B, T, 2, H, W)`, or `(B, 2, H, W)` for a motion that holds at every step.
+        mask: optional bool `(B, T, H, W)`: the pixels whose motion counts. A model leaves out the pixels with no
+            rain to move there (the motion of a dry area cannot be seen in the frames, and taught there it only
+            pulls the head towards the average motion, no motion at all).
     """
     if target.dim() == motion.dim() - 1:
         target = target.unsqueeze(1)
-    return (motion.float() - target.float()).square().sum(dim=2).mean()
+    return masked_mean((motion.float() - target.float()).square().sum(dim=2), mask)
 
 
 def frame_prediction_loss(

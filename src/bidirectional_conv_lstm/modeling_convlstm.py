@@ -503,7 +503,8 @@ class ConvLSTMForFramePrediction(ConvLSTMPreTrainedModel):
         target_motion (`torch.FloatTensor` of shape `(B, 2, H, W)` or `(B, T_out, 2, H, W)`, *optional*): the true
             motion, pixels per step, x then y (`RainRateCollator`'s `target_motion` for synthetic rain), for an
             advection model; with `labels`, the loss adds `config.motion_loss_weight` times the mean squared error of
-            the head's motion (`losses_convlstm.motion_loss`).
+            the head's motion (`losses_convlstm.motion_loss`) over the pixels with rain (at least 0.1 mm/h) in the
+            frame a step moves or in the frame it should give.
         output_motion (`bool`, *optional*, defaults to False): also return the advection head's motion fields.
         output_hidden_states (`bool`, *optional*): also return the forecaster's and the encoder's hidden states.
         return_dict (`bool`, *optional*): return a [`FramePredictionOutput`] (default) or a tuple.
@@ -648,6 +649,19 @@ class ConvLSTMForFramePrediction(ConvLSTMPreTrainedModel):
             fss_windows=config.fss_loss_windows,
         )
 
+    def _moving_pixels(self, last_frame, labels, loss_mask=None) -> torch.Tensor:
+        """`(B, T_out, H, W)` bool: the pixels whose motion the motion term scores at each step, those with rain
+        (>= the transform's threshold, at least 0.1 mm/h; any value above 0 for image models) in the frame the
+        step moves or in the frame it should give, and with data (`loss_mask`)."""
+        transform = self.rain_rate_transform
+        if transform is None:
+            background = 0.0
+        else:
+            background = transform.forward(torch.tensor(max(transform.threshold, 0.1))).item() - 1e-6
+        frames = torch.cat([last_frame, labels], dim=1)[:, :, 0] > background
+        moving = frames[:, :-1] | frames[:, 1:]
+        return moving if loss_mask is None else moving & loss_mask[:, :, 0]
+
     @property
     def rain_rate_transform(self) -> RainRateTransform | None:
         """The `RainRateTransform` of `config.rain_rate_transform` (mm/h <-> model space), or None (images)."""
@@ -736,7 +750,8 @@ class ConvLSTMForFramePrediction(ConvLSTMPreTrainedModel):
             )
             loss = self.compute_loss(predictions, labels, logits=logits, loss_mask=loss_mask)
             if target_motion is not None:
-                loss = loss + self.config.motion_loss_weight * motion_loss(motion, target_motion)
+                moving = self._moving_pixels(pixel_values[:, -1:], labels, loss_mask)
+                loss = loss + self.config.motion_loss_weight * motion_loss(motion, target_motion, moving)
 
         def batch_first(states):
             if states is None:

@@ -111,4 +111,30 @@ def nowcast_report(results: Mapping, *, lead_times: Iterable[int] = ()) -> str:
     for lead_time in (None, *lead_times):
         text.append(f"\n**{_describe(results, lead_time)}**\n")
         text.append(format_scores_table(results, lead_time=lead_time))
+    if results.get("motion"):
+        text.append("\n" + motion_report(results["motion"]))
+    return "\n".join(text)
+
+
+def motion_report(motion: Mapping) -> str:
+    """Markdown: the advection head's motion beside Lucas-Kanade's
+    (:func:`~bidirectional_conv_lstm.nowcast_motion.motion_against_lucas_kanade`'s dict), pooled and per event."""
+    text = [
+        "**The model's motion against Lucas-Kanade's** (the advection head's first forecast step, on pixels of "
+        f"{motion['wet_threshold']:g} mm/h or more in the last observed frame; cosine 1: the same direction)\n",
+        "| windows | wet pixels | mean cosine | model speed | Lucas-Kanade speed | model mean (x, y) "
+        "| Lucas-Kanade mean (x, y) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    rows = [("all", motion["overall"])] + list(motion["by_event"].items())
+    if motion["overall"] is None:
+        return text[0] + "no window had enough rain to compare."
+    for name, scores in rows:
+        model_mean, flow_mean = (
+            ", ".join(f"{v:+.2f}" for v in scores[key]) for key in ("model_mean", "lucas_kanade_mean")
+        )
+        text.append(
+            f"| {name}: {scores['windows']} | {scores['wet_pixels']} | {scores['cosine']:.2f} | "
+            f"{scores['model_speed']:.2f} px | {scores['lucas_kanade_speed']:.2f} px | ({model_mean}) | ({flow_mean}) |"
+        )
     return "\n".join(text)

@@ -189,6 +189,9 @@ class RainRateTask:
             context=self.eval_context,
         )
         if accelerator.is_main_process:
+            motion = self.motion_check(model, accelerator)
+            if motion is not None:
+                results["motion"] = motion
             lead_times = [t for t in REPORT_LEAD_TIMES if t <= args.num_output_frames]
             write_nowcast_evaluation(results, output_dir / "eval", lead_times=lead_times)
             self.save_pictures(model, output_dir, accelerator=accelerator)
@@ -202,6 +205,26 @@ class RainRateTask:
                 lead_times=lead_times,
             )
         return results
+
+    def motion_check(self, model, accelerator: Accelerator | None = None) -> dict | None:
+        """The advection head's motion beside Lucas-Kanade's on the test windows
+        (:func:`~bidirectional_conv_lstm.nowcast_motion.motion_against_lucas_kanade`); None for a model without an
+        advection head or without pysteps."""
+        import importlib.util
+
+        if not model.config.advection or importlib.util.find_spec("pysteps") is None:
+            return None
+        from .nowcast_motion import motion_against_lucas_kanade
+
+        return motion_against_lucas_kanade(
+            model,
+            self.splits["test"],
+            num_input_frames=self.args.num_input_frames,
+            batch_size=self.args.per_device_eval_batch_size,
+            max_windows=self.args.test_num_samples,
+            context=self.eval_context,
+            autocast=accelerator.autocast if accelerator is not None else None,
+        )
 
     def save_pictures(
         self, model, output_dir: Path, *, max_candidates: int = 64, accelerator: Accelerator | None = None
