@@ -3,6 +3,8 @@ predicts, and the comparison tells a head that moves rain the right way from one
 
 from __future__ import annotations
 
+import json
+
 import datasets
 import numpy as np
 import pytest
@@ -95,3 +97,21 @@ def test_the_comparison_tells_the_right_motion_from_the_wrong_one(windows):
         head_moving((2.0, 1.0)), windows, num_input_frames=3, min_wet_pixels=SIZE**2
     )
     assert dry["overall"] is None and dry["by_event"] == {}
+
+
+def test_the_report_gives_the_motion_pooled_and_per_event(windows, tmp_path):
+    pytest.importorskip("pysteps")
+    from bidirectional_conv_lstm.nowcast_evaluation import evaluate_nowcasts, write_nowcast_evaluation
+
+    results = evaluate_nowcasts(windows, ["persistence"], num_input_frames=3, num_output_frames=2)
+    results["motion"] = motion_against_lucas_kanade(head_moving((2.0, 1.0)), windows, num_input_frames=3)
+    paths = write_nowcast_evaluation(results, tmp_path)
+    report = paths["table"].read_text()
+    overall = results["motion"]["overall"]
+    assert "The model's motion against Lucas-Kanade's" in report
+    assert f"| all: 4 | {overall['wet_pixels']} | {overall['cosine']:.2f} | 2.24 px |" in report
+    assert "| even: 2 |" in report and "| odd: 2 |" in report
+    assert json.loads(paths["json"].read_text())["motion"]["overall"]["cosine"] == pytest.approx(overall["cosine"])
+    results["motion"] = {"overall": None, "by_event": {}, "wet_threshold": 1.0}
+    write_nowcast_evaluation(results, tmp_path)
+    assert "no window had enough rain to compare" in paths["table"].read_text()

@@ -131,6 +131,56 @@ def test_scoring_one_split_lets_every_event_be_held_out(radar_stacks, tmp_path):
         evaluate_rain_dataset("radar", data={**data, "tile": 16}, baselines=["persistence"], **frames)
 
 
+def test_lucas_kanade_motion_is_the_windows_motion():
+    pytest.importorskip("pysteps")
+    import datasets
+
+    from bidirectional_conv_lstm.data.rain_storage import encode_rain_rate, rain_window_features
+    from bidirectional_conv_lstm.nowcast_data import add_lucas_kanade_motion
+    from test_nowcasting_baselines import translated_rain  # moves (x, y) = (2, 1) pixels a frame
+
+    rows = [
+        {"rain_rate": encode_rain_rate(translated_rain(6, 48, seed))[:, None], "event": "e", "origin": "", "y": 0, "x": 0}
+        for seed in range(3)
+    ]
+    windows = datasets.Dataset.from_list(rows, features=rain_window_features(6, 48, 48)).with_format("numpy")
+    with_motion = add_lucas_kanade_motion(windows, 4, batch_size=2)
+    assert with_motion.features["motion"].shape == (2, 48, 48)
+    motion = np.stack(with_motion["motion"])
+    assert motion.dtype == np.float32
+    rain = np.stack([translated_rain(6, 48, seed)[3] for seed in range(3)])
+    wet = rain >= 1.0
+    np.testing.assert_allclose([motion[:, 0][wet].mean(), motion[:, 1][wet].mean()], [2.0, 1.0], atol=0.3)
+    np.testing.assert_array_equal(np.stack(with_motion["rain_rate"]), np.stack(windows["rain_rate"]))
+
+
+def test_radar_training_windows_can_carry_lucas_kanade_motion_to_the_motion_term(radar_stacks, tmp_path):
+    pytest.importorskip("pysteps")
+    from bidirectional_conv_lstm.nowcast_training import RainRateTask
+
+    values = radar_arguments(radar_stacks, tmp_path)
+    values["data"] = {**values["data"], "train_motion": "lucas_kanade"}
+    values["model"] = {**values["model"], "advection": True, "motion_loss_weight": 1.0}
+    args = TrainingArguments(**values)
+    splits = load_rain_datasets(args)
+    assert "motion" in splits["train"].column_names
+    assert "motion" not in splits["validation"].column_names and "motion" not in splits["test"].column_names
+    task = RainRateTask(args, splits)
+    batch = task.train_collator([splits["train"][i] for i in range(4)])
+    assert task.model_inputs(batch)["target_motion"] is batch["target_motion"]
+    model = ConvLSTMForFramePrediction(args.model_config())
+    with_motion = model(**task.model_inputs(batch)).loss
+    without = model(pixel_values=batch["pixel_values"], labels=batch["labels"], loss_mask=batch["labels_mask"]).loss
+    assert with_motion > without  # the untrained head moves nothing; the windows' rain moves
+    # A model without a motion term is not handed the motion.
+    values["model"] = {**values["model"], "motion_loss_weight": 0.0}
+    plain = RainRateTask(TrainingArguments(**values), splits)
+    assert "target_motion" not in plain.model_inputs(batch)
+    values["data"] = {**values["data"], "train_motion": "optical_flow"}
+    with pytest.raises(ValueError, match="data.train_motion must be one of \\[None, 'lucas_kanade'\\], got 'optical_flow'"):
+        TrainingArguments(**values)
+
+
 def test_a_resumed_radar_run_turns_its_windows_as_the_whole_run_did(radar_stacks, tmp_path):
     """Training windows are turned and flipped at random; a run resumed mid-epoch from its step-2 checkpoint
     (14 windows, 3 batches an epoch: it crosses into epoch 2) ends with the uninterrupted run's weights."""

@@ -301,9 +301,12 @@ def evaluate_rain_dataset(
         batch_size, max_samples, output_dir, mixed_precision: as in :func:`.evaluation.evaluate`.
 
     Returns:
-        the results dict of :func:`evaluate_nowcasts` (written to ``output_dir`` when given).
+        the results dict of :func:`evaluate_nowcasts` (written to ``output_dir`` when given), with ``"motion"``
+        for a model with an advection head when pysteps is installed (its motion beside Lucas-Kanade's,
+        :func:`~.nowcast_motion.motion_check`).
     """
     from .hardware import make_accelerator
+    from .nowcast_motion import motion_check
     from .nowcast_data import eval_context, load_rain_datasets, scoring_arguments, timestep_minutes
     from .nowcast_training import model_forecaster
     from .training_args import RAIN_RATE_DATASETS
@@ -336,7 +339,7 @@ def evaluate_rain_dataset(
     windows = load_rain_datasets(args, splits=(split,))[split]
     if model is not None:
         model.to(accelerator.device)
-    return evaluate_nowcasts(
+    results = evaluate_nowcasts(
         windows,
         methods,
         num_input_frames=args.num_input_frames,
@@ -345,10 +348,24 @@ def evaluate_rain_dataset(
         batch_size=batch_size,
         accelerator=accelerator,
         max_windows=max_samples,
-        output_dir=output_dir,
         progress=True,
         context=eval_context(args),
     )
+    if model is not None and accelerator.is_main_process:
+        motion = motion_check(
+            model,
+            windows,
+            num_input_frames=args.num_input_frames,
+            batch_size=batch_size,
+            max_windows=max_samples,
+            context=eval_context(args),
+            autocast=accelerator.autocast,
+        )
+        if motion is not None:
+            results["motion"] = motion
+    if output_dir is not None and accelerator.is_main_process:
+        write_nowcast_evaluation(results, output_dir)
+    return results
 
 
 def results_from_verifiers(

@@ -22,7 +22,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-__all__ = ["model_motion", "motion_against_lucas_kanade"]
+__all__ = ["model_motion", "motion_against_lucas_kanade", "motion_check"]
 
 MOTION_WET_THRESHOLD = 1.0  # mm/h: where there is rain to move
 MIN_WET_PIXELS = 50  # a window with fewer wet pixels says little about the motion, and is left out
@@ -148,3 +148,13 @@ def motion_against_lucas_kanade(
         "by_event": {event: scores(pairs) for event, pairs in sorted(pooled.items())},
         "wet_threshold": wet_threshold,
     }
+
+
+def motion_check(model, windows, **options) -> dict | None:
+    """:func:`motion_against_lucas_kanade` where it applies, for the evaluation reports: None for a model without
+    an advection head, or without pysteps installed."""
+    import importlib.util
+
+    if not model.config.advection or importlib.util.find_spec("pysteps") is None:
+        return None
+    return motion_against_lucas_kanade(model, windows, **options)

@@ -116,6 +116,9 @@ def nowcast_report(results: Mapping, *, lead_times: Iterable[int] = ()) -> str:
     return "\n".join(text)
 
 
+MAX_EVENT_ROWS = 10
+
+
 def motion_report(motion: Mapping) -> str:
     """Markdown: the advection head's motion beside Lucas-Kanade's
     (:func:`~bidirectional_conv_lstm.nowcast_motion.motion_against_lucas_kanade`'s dict), pooled and per event."""
@@ -126,7 +129,9 @@ def motion_report(motion: Mapping) -> str:
         "| Lucas-Kanade mean (x, y) |",
         "|---|---|---|---|---|---|---|",
     ]
-    rows = [("all", motion["overall"])] + list(motion["by_event"].items())
+    events = list(motion["by_event"].items())
+    # per event when the windows come from a few events (radar), not one row per synthetic sequence
+    rows = [("all", motion["overall"])] + (events if 1 < len(events) <= MAX_EVENT_ROWS else [])
     if motion["overall"] is None:
         return text[0] + "no window had enough rain to compare."
     for name, scores in rows:

@@ -208,15 +208,11 @@ class RainRateTask:
 
     def motion_check(self, model, accelerator: Accelerator | None = None) -> dict | None:
         """The advection head's motion beside Lucas-Kanade's on the test windows
-        (:func:`~bidirectional_conv_lstm.nowcast_motion.motion_against_lucas_kanade`); None for a model without an
-        advection head or without pysteps."""
-        import importlib.util
+        (:func:`~bidirectional_conv_lstm.nowcast_motion.motion_check`); None for a model without an advection head
+        or without pysteps."""
+        from .nowcast_motion import motion_check
 
-        if not model.config.advection or importlib.util.find_spec("pysteps") is None:
-            return None
-        from .nowcast_motion import motion_against_lucas_kanade
-
-        return motion_against_lucas_kanade(
+        return motion_check(
             model,
             self.splits["test"],
             num_input_frames=self.args.num_input_frames,
