@@ -111,7 +111,9 @@ def test_the_report_gives_the_motion_pooled_and_per_event(windows, tmp_path):
     assert "The model's motion against Lucas-Kanade's" in report
     assert f"| all: 4 | {overall['wet_pixels']} | {overall['cosine']:.2f} | 2.24 px |" in report
     assert "| even: 2 |" in report and "| odd: 2 |" in report
-    assert json.loads(paths["json"].read_text())["motion"]["overall"]["cosine"] == pytest.approx(overall["cosine"])
+    assert json.loads(paths["json"].read_text())["motion"]["overall"]["cosine"] == pytest.approx(
+        overall["cosine"]
+    )
     results["motion"] = {"overall": None, "by_event": {}, "wet_threshold": 1.0}
     write_nowcast_evaluation(results, tmp_path)
     assert "no window had enough rain to compare" in paths["table"].read_text()

@@ -140,7 +140,13 @@ def test_lucas_kanade_motion_is_the_windows_motion():
     from test_nowcasting_baselines import translated_rain  # moves (x, y) = (2, 1) pixels a frame
 
     rows = [
-        {"rain_rate": encode_rain_rate(translated_rain(6, 48, seed))[:, None], "event": "e", "origin": "", "y": 0, "x": 0}
+        {
+            "rain_rate": encode_rain_rate(translated_rain(6, 48, seed))[:, None],
+            "event": "e",
+            "origin": "",
+            "y": 0,
+            "x": 0,
+        }
         for seed in range(3)
     ]
     windows = datasets.Dataset.from_list(rows, features=rain_window_features(6, 48, 48)).with_format("numpy")
@@ -170,14 +176,18 @@ def test_radar_training_windows_can_carry_lucas_kanade_motion_to_the_motion_term
     assert task.model_inputs(batch)["target_motion"] is batch["target_motion"]
     model = ConvLSTMForFramePrediction(args.model_config())
     with_motion = model(**task.model_inputs(batch)).loss
-    without = model(pixel_values=batch["pixel_values"], labels=batch["labels"], loss_mask=batch["labels_mask"]).loss
+    without = model(
+        pixel_values=batch["pixel_values"], labels=batch["labels"], loss_mask=batch["labels_mask"]
+    ).loss
     assert with_motion > without  # the untrained head moves nothing; the windows' rain moves
     # A model without a motion term is not handed the motion.
     values["model"] = {**values["model"], "motion_loss_weight": 0.0}
     plain = RainRateTask(TrainingArguments(**values), splits)
     assert "target_motion" not in plain.model_inputs(batch)
     values["data"] = {**values["data"], "train_motion": "optical_flow"}
-    with pytest.raises(ValueError, match="data.train_motion must be one of \\[None, 'lucas_kanade'\\], got 'optical_flow'"):
+    with pytest.raises(
+        ValueError, match="data.train_motion must be one of \\[None, 'lucas_kanade'\\], got 'optical_flow'"
+    ):
         TrainingArguments(**values)
 
 

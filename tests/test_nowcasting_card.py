@@ -120,6 +120,22 @@ def test_card_has_the_scores_beside_the_baselines_the_data_the_horizon_and_the_l
     text = create_nowcasting_model_card(margin, results=RESULTS, data_info=DATA_INFO).text
     assert "extended by 4 pixels on each side" in text and "`weighted_mse` loss plus 0.5 x (1 - FSS)" in text
     assert "geometric mean rain rate" in text
+    assert "motion also taught" not in text and "motion against Lucas-Kanade" not in text
+    # A motion term and the motion check (nowcast_motion) are described when the model and results have them.
+    scores = {
+        "windows": 3,
+        "wet_pixels": 900,
+        "cosine": 0.8125,
+        "model_speed": 0.75,
+        "lucas_kanade_speed": 1.0,
+    }
+    scores.update(model_mean=[0.5, -0.25], lucas_kanade_mean=[0.75, -0.5])
+    motion = {"overall": scores, "by_event": {"a": scores, "b": scores}, "wet_threshold": 1.0}
+    told = ConvLSTMConfig(**{**TINY, "advection": True}, motion_loss_weight=0.5)
+    text = create_nowcasting_model_card(told, results={**RESULTS, "motion": motion}, data_info=DATA_INFO).text
+    assert "motion also taught directly: 0.5 x" in text
+    assert "The model's motion against Lucas-Kanade's" in text
+    assert "| all: 3 | 900 | 0.81 | 0.75 px | 1.00 px | (+0.50, -0.25) | (+0.75, -0.50) |" in text
     with pytest.raises(ValueError, match="rain_rate_transform"):
         create_nowcasting_model_card(ConvLSTMConfig(hidden_sizes=[4]))
     with pytest.raises(TypeError, match="methods"):

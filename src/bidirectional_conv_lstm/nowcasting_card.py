@@ -16,6 +16,7 @@ from typing import Any
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from .configuration_convlstm import ConvLSTMConfig
+from .nowcast_tables import motion_report
 from .hub import (
     LIBRARY_URL,
     MODEL_ID_PLACEHOLDER,
@@ -248,6 +249,8 @@ def create_nowcasting_model_card(
         loss=config.loss,
         advection=config.advection,
         fss_loss_weight=config.fss_loss_weight,
+        motion_loss_weight=config.motion_loss_weight,
+        motion_text=motion_report(results["motion"]) if results and results.get("motion") else "",
         boundary_padding=config.boundary_padding,
         probability_matching=config.probability_matching,
         num_input_frames=config.num_input_frames,
