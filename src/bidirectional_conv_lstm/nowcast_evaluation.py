@@ -306,8 +306,8 @@ def evaluate_rain_dataset(
         :func:`~.nowcast_motion.motion_check`).
     """
     from .hardware import make_accelerator
-    from .nowcast_motion import motion_check
     from .nowcast_data import eval_context, load_rain_datasets, scoring_arguments, timestep_minutes
+    from .nowcast_motion import motion_check
     from .nowcast_training import model_forecaster
     from .training_args import RAIN_RATE_DATASETS
 

@@ -16,7 +16,6 @@ from typing import Any
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from .configuration_convlstm import ConvLSTMConfig
-from .nowcast_tables import motion_report
 from .hub import (
     LIBRARY_URL,
     MODEL_ID_PLACEHOLDER,
@@ -25,6 +24,7 @@ from .hub import (
     _yaml_block,
     model_card_template_path,
 )
+from .nowcast_tables import motion_report
 
 __all__ = ["NOWCASTING_CARD_TEMPLATE", "create_nowcasting_model_card", "save_nowcasting_card"]
 
