@@ -478,6 +478,27 @@ def test_fine_tuning_may_change_the_loss_settings_only(tmp_path):
         [8],
     )
     torch.testing.assert_close(model.state_dict(), rain_model.state_dict())  # the pretrained weights
+    # How the advection head treats the frame's edge, and its motion term, are fine-tuning settings too, and the
+    # loaded model follows them.
+    advecting = ConvLSTMForFramePrediction(
+        ConvLSTMConfig(hidden_sizes=[4], advection=True, rain_rate_transform={"kind": "log1p"})
+    )
+    advecting.save_pretrained(tmp_path / "advecting")
+    settings = {"advection_padding": "border", "advection_warp": "origin", "motion_loss_weight": 0.5}
+    args = load_training_arguments(
+        config_path, {"model_name_or_path": str(tmp_path / "advecting"), "model": settings}
+    )
+    model = build_model(args)
+    assert {name: getattr(model.config, name) for name in settings} == settings
+    head = model.forecaster.advection
+    head.conv.bias.data[:2] = 1.0  # moves everything one pixel right and down, the gate shut
+    head.conv.bias.data[2:] = -30.0
+    frames = torch.rand(1, 2, 1, 8, 8)
+    with torch.no_grad():
+        first = model(frames, num_output_frames=1).predictions[0, 0, 0]
+    # "border" brings in the edge pixels where "zeros" would bring in nothing
+    torch.testing.assert_close(first[0, 1:], frames[0, -1, 0, 0, :-1])
+    torch.testing.assert_close(first[0, 0], frames[0, -1, 0, 0, 0])
     with pytest.raises(ValueError, match=r"may only change .*not \['hidden_sizes'\]"):
         load_training_arguments(
             config_path, {"model_name_or_path": str(tmp_path / "rain"), "model": {"hidden_sizes": [8]}}

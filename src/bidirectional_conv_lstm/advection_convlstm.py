@@ -90,22 +90,25 @@ class AdvectionHead(nn.Module):
         drawn: torch.Tensor,
         origin: torch.Tensor | None = None,
         displacement: torch.Tensor | None = None,
+        padding_mode: str | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """`(blended frame's patches, motion, new displacement)`: the motion `(B, 2, H, W)` in pixels per step (x,
         y) at full resolution, float32. With `origin` (the last observed frame's patches) and `displacement` (the
         summed motion so far, `(B, 2, H, W)`, zeros at the first step), the origin is moved instead of `previous`
-        and the new displacement is returned; without them it is None."""
+        and the new displacement is returned; without them it is None. `padding_mode` overrides the head's own
+        (the model passes its config's, which a fine-tuning run may change)."""
         patch = self.patch_size
+        padding_mode = self.padding_mode if padding_mode is None else padding_mode
         out = self.conv(features.to(self.conv.weight.dtype)).float()
         motion = out[:, :2]
         if patch > 1:
             motion = F.interpolate(motion, scale_factor=patch, mode="bilinear", align_corners=False)
         gate = torch.sigmoid(F.pixel_shuffle(out[:, 2:], patch))
         if origin is None:
-            warped = advect(F.pixel_shuffle(previous.float(), patch), motion, self.padding_mode)
+            warped = advect(F.pixel_shuffle(previous.float(), patch), motion, padding_mode)
         else:
             # Trajectories from beyond the frame carry on with the edge's displacement.
             displacement = advect(displacement.float(), motion, padding_mode="border") + motion
-            warped = advect(F.pixel_shuffle(origin.float(), patch), displacement, self.padding_mode)
+            warped = advect(F.pixel_shuffle(origin.float(), patch), displacement, padding_mode)
         blended = F.pixel_unshuffle(gate * F.pixel_shuffle(drawn.float(), patch) + (1 - gate) * warped, patch)
         return blended.to(drawn.dtype), motion, displacement

@@ -401,10 +401,12 @@ class ConvLSTMForecaster(nn.Module):
         if carried:
             origin, displacement = carried
             blended, motion, displacement = self.advection(
-                features, frame, torch.sigmoid(logits), origin, displacement
+                features, frame, torch.sigmoid(logits), origin, displacement, self.config.advection_padding
             )
             return (blended, motion, *new_states, origin, displacement)
-        blended, motion, _ = self.advection(features, frame, torch.sigmoid(logits))
+        blended, motion, _ = self.advection(
+            features, frame, torch.sigmoid(logits), padding_mode=self.config.advection_padding
+        )
         return (blended, motion, *new_states)
 
     def forward(
