@@ -246,13 +246,10 @@ def test_origin_warp_moves_the_last_frame_once_along_the_summed_motion(warp):
         rain_model(advection=True, advection_warp="next")
 
 
-@pytest.mark.parametrize("padding", ["zeros", "border"])
-def test_the_motion_is_learnt_when_the_warp_brings_in_the_edge(padding):
-    # A smooth field (no dry background) moving one pixel a step to the right; only the motion (the head's bias)
-    # is trained, the gate shut. With zeros coming in at the inflow edge, moving costs more than it gains and the
-    # motion stays far below a pixel; with the edge pixels coming in, it converges to the true motion.
+def train_toy_motion(model, target_motion=None) -> tuple[float, float]:
+    """A smooth field (no dry background) moving one pixel a step to the right; only the motion (the head's bias)
+    is trained, the gate shut. Returns the learnt motion (x, y)."""
     torch.manual_seed(0)
-    model = rain_model(advection=True, advection_padding=padding, boundary_padding=0)
     head = model.forecaster.advection
     head.conv.weight.data.zero_()
     head.conv.bias.data.zero_()
@@ -261,12 +258,20 @@ def test_the_motion_is_learnt_when_the_warp_brings_in_the_edge(padding):
     frames = torch.stack([base[..., 8:40, 8 - k : 40 - k] for k in range(7)], 1)
     optimizer = torch.optim.Adam([head.conv.bias], lr=0.05)
     for _ in range(120):
-        loss = model(pixel_values=frames[:, :3], labels=frames[:, 3:]).loss
+        loss = model(pixel_values=frames[:, :3], labels=frames[:, 3:], target_motion=target_motion).loss
         optimizer.zero_grad()
         loss.backward()
         head.conv.bias.grad[2:] = 0
         optimizer.step()
     motion_x, motion_y = head.conv.bias.data[:2].tolist()
+    return motion_x, motion_y
+
+
+@pytest.mark.parametrize("padding", ["zeros", "border"])
+def test_the_motion_is_learnt_when_the_warp_brings_in_the_edge(padding):
+    # With zeros coming in at the inflow edge, moving costs more than it gains and the motion stays far below a
+    # pixel; with the edge pixels coming in, it converges to the true motion.
+    motion_x, motion_y = train_toy_motion(rain_model(advection=True, advection_padding=padding))
     if padding == "border":
         assert motion_x == pytest.approx(1.0, abs=0.05) and abs(motion_y) < 0.05
     else:
@@ -276,23 +281,9 @@ def test_the_motion_is_learnt_when_the_warp_brings_in_the_edge(padding):
 def test_the_motion_term_teaches_the_motion_where_the_frame_loss_alone_does_not():
     # The setting of the test above in which the frame loss leaves the motion far below a pixel (zeros at the
     # inflow edge); told the motion (motion_loss_weight), the head converges to it.
-    torch.manual_seed(0)
     model = rain_model(advection=True, advection_padding="zeros", motion_loss_weight=1.0)
-    head = model.forecaster.advection
-    head.conv.weight.data.zero_()
-    head.conv.bias.data.zero_()
-    head.conv.bias.data[2:] = -30.0
-    base = F.avg_pool2d(torch.rand(1, 1, 64, 64), 5, 1, 2)
-    frames = torch.stack([base[..., 8:40, 8 - k : 40 - k] for k in range(7)], 1)
     target = torch.tensor([1.0, 0.0]).view(1, 2, 1, 1).expand(1, 2, 32, 32)
-    optimizer = torch.optim.Adam([head.conv.bias], lr=0.05)
-    for _ in range(120):
-        loss = model(pixel_values=frames[:, :3], labels=frames[:, 3:], target_motion=target).loss
-        optimizer.zero_grad()
-        loss.backward()
-        head.conv.bias.grad[2:] = 0
-        optimizer.step()
-    motion_x, motion_y = head.conv.bias.data[:2].tolist()
+    motion_x, motion_y = train_toy_motion(model, target)
     assert motion_x == pytest.approx(1.0, abs=0.1) and abs(motion_y) < 0.05
 
 

@@ -125,6 +125,13 @@ def _check_frames(name: str, frames, config: ConvLSTMConfig) -> None:
         )
 
 
+def _described(value) -> str:
+    """How an error message names a wrong argument: a tensor's dtype and shape, anything else's type."""
+    if isinstance(value, torch.Tensor):
+        return f"a {value.dtype} tensor of shape {tuple(value.shape)}"
+    return type(value).__name__
+
+
 def _conv_weight_init(weight: torch.Tensor, method: str) -> None:
     if method == "pytorch":
         init.kaiming_uniform_(weight, a=math.sqrt(5))  # what nn.Conv2d.reset_parameters does
@@ -558,14 +565,9 @@ class ConvLSTMForFramePrediction(ConvLSTMPreTrainedModel):
             or not target_motion.is_floating_point()
             or tuple(target_motion.shape) not in shapes
         ):
-            described = (
-                f"a {target_motion.dtype} tensor of shape {tuple(target_motion.shape)}"
-                if isinstance(target_motion, torch.Tensor)
-                else type(target_motion).__name__
-            )
             raise ValueError(
                 f"target_motion must be a float tensor of shape (B, 2, H, W) = {shapes[0]} or (B, T_out, 2, H, W) "
-                f"= {shapes[1]} (pixels per step, x then y), got {described}"
+                f"= {shapes[1]} (pixels per step, x then y), got {_described(target_motion)}"
             )
         return True
 
@@ -612,13 +614,8 @@ class ConvLSTMForFramePrediction(ConvLSTMPreTrainedModel):
             or loss_mask.dtype != torch.bool
             or loss_mask.shape != labels.shape
         ):
-            described = (
-                f"a {loss_mask.dtype} tensor of shape {tuple(loss_mask.shape)}"
-                if isinstance(loss_mask, torch.Tensor)
-                else type(loss_mask).__name__
-            )
             raise ValueError(
-                f"loss_mask must be a bool tensor of labels' shape {tuple(labels.shape)}, got {described}"
+                f"loss_mask must be a bool tensor of labels' shape {tuple(labels.shape)}, got {_described(loss_mask)}"
             )
         return labels.shape[1], teacher_forcing_ratio
 
@@ -653,16 +650,16 @@ class ConvLSTMForFramePrediction(ConvLSTMPreTrainedModel):
 
     def _moving_pixels(self, last_frame, labels, loss_mask=None) -> torch.Tensor:
         """`(B, T_out, H, W)` bool: the pixels whose motion the motion term scores at each step, those with rain
-        (>= the transform's threshold, at least 0.1 mm/h; any value above 0 for image models) in the frame the
-        step moves or in the frame it should give, and with data (`loss_mask`)."""
+        (>= the transform's threshold, at least 0.1 mm/h; any value above 0 for image models) in any channel of the
+        frame the step moves or of the frame it should give, and with data (`loss_mask`)."""
         transform = self.rain_rate_transform
         if transform is None:
             background = 0.0
         else:
             background = transform.forward(torch.tensor(max(transform.threshold, 0.1))).item() - 1e-6
-        frames = torch.cat([last_frame, labels], dim=1)[:, :, 0] > background
+        frames = (torch.cat([last_frame, labels], dim=1) > background).any(dim=2)  # any channel
         moving = frames[:, :-1] | frames[:, 1:]
-        return moving if loss_mask is None else moving & loss_mask[:, :, 0]
+        return moving if loss_mask is None else moving & loss_mask.any(dim=2)
 
     @property
     def rain_rate_transform(self) -> RainRateTransform | None:

@@ -166,10 +166,9 @@ class RainRateCollator:
         if flip:
             rain, valid = rain.flip(-1), valid.flip(-1)
         if motion is not None:
+            # A quarter turn takes pixel (row, col) to (W - 1 - col, row), so a vector (x, y) to (y, -x).
             motion = torch.rot90(motion, turns, dims=(-2, -1))
-            for _ in range(
-                turns
-            ):  # a quarter turn takes a pixel (row, col) to (W - 1 - col, row): (x, y) -> (y, -x)
+            for _ in range(turns):
                 motion = torch.stack((motion[1], -motion[0]))
             if flip:
                 motion = torch.stack((-motion[0], motion[1])).flip(-1)
