@@ -113,7 +113,11 @@ def test_card_has_the_scores_beside_the_baselines_the_data_the_horizon_and_the_l
     assert "## Limits" in text and "hf_secret" not in text
     assert 'AutoModel.from_pretrained("someone/convlstm-radar", trust_remote_code=True)' in text
     assert "forecast_rain_rate(observed, num_output_frames=2)" in text and "(1, 3, 64, 64)" in text
-    assert "motion field the network predicts" in text and "extended by" not in text and "FSS)" not in text
+    assert (
+        "the previous one moved along a motion field" in text
+        and "extended by" not in text
+        and "FSS)" not in text
+    )
     assert "geometric mean" not in text
     # The boundary margin and an FSS loss term are described when the model has them.
     margin = ConvLSTMConfig(**TINY, boundary_padding=4, fss_loss_weight=0.5, probability_matching="mean")
@@ -133,7 +137,10 @@ def test_card_has_the_scores_beside_the_baselines_the_data_the_horizon_and_the_l
     motion = {"overall": scores, "by_event": {"a": scores, "b": scores}, "wet_threshold": 1.0}
     told = ConvLSTMConfig(**{**TINY, "advection": True}, motion_loss_weight=0.5)
     text = create_nowcasting_model_card(told, results={**RESULTS, "motion": motion}, data_info=DATA_INFO).text
-    assert "motion also taught directly: 0.5 x" in text
+    assert "motion also taught directly: 0.5 x" in text and "the previous one moved along" in text
+    origin = ConvLSTMConfig(**{**TINY, "advection_warp": "origin"})
+    origin_text = create_nowcasting_model_card(origin, results=RESULTS, data_info=DATA_INFO).text
+    assert "the last observed one moved along the motion summed over the steps" in origin_text
     assert "The model's motion against Lucas-Kanade's" in text
     assert "| all: 3 | 900 | 0.81 | 0.75 px | 1.00 px | (+0.50, -0.25) | (+0.75, -0.50) |" in text
     with pytest.raises(ValueError, match="rain_rate_transform"):

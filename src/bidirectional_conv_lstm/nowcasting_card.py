@@ -248,6 +248,7 @@ def create_nowcasting_model_card(
         patch_size=config.patch_size,
         loss=config.loss,
         advection=config.advection,
+        advection_warp=config.advection_warp,
         fss_loss_weight=config.fss_loss_weight,
         motion_loss_weight=config.motion_loss_weight,
         motion_text=motion_report(results["motion"]) if results and results.get("motion") else "",
