@@ -62,11 +62,10 @@ class AdvectionHead(nn.Module):
         num_channels: channels of a frame.
         patch_size: the space-to-depth factor of the model.
         gate_bias: the initial gate logit: `sigmoid(gate_bias)` is the share of the drawn frame before training.
-        padding_mode: what the frame warp brings in from beyond the edge, `"zeros"` or `"border"` (see
-            `ConvLSTMConfig.advection_padding`).
 
     Inputs: `features (B, in_channels, h, w)`, `previous (B, C*p*p, h, w)` and `drawn (B, C*p*p, h, w)` patches in
-    `[0, 1]`. Output: the blended frame's patches `(B, C*p*p, h, w)` in `[0, 1]`.
+    `[0, 1]`, and the warp's `padding_mode` (the model passes `ConvLSTMConfig.advection_padding`). Output (see
+    `forward`): the blended frame's patches `(B, C*p*p, h, w)` in `[0, 1]`, the motion, the displacement.
     """
 
     def __init__(
@@ -75,11 +74,9 @@ class AdvectionHead(nn.Module):
         num_channels: int,
         patch_size: int,
         gate_bias: float = -2.0,
-        padding_mode: str = "zeros",
     ):
         super().__init__()
         self.patch_size = patch_size
-        self.padding_mode = padding_mode
         self.gate_bias = gate_bias
         self.conv = nn.Conv2d(in_channels, 2 + num_channels * patch_size**2, 1)
 
@@ -90,15 +87,15 @@ class AdvectionHead(nn.Module):
         drawn: torch.Tensor,
         origin: torch.Tensor | None = None,
         displacement: torch.Tensor | None = None,
-        padding_mode: str | None = None,
+        padding_mode: str = "zeros",
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """`(blended frame's patches, motion, new displacement)`: the motion `(B, 2, H, W)` in pixels per step (x,
         y) at full resolution, float32. With `origin` (the last observed frame's patches) and `displacement` (the
         summed motion so far, `(B, 2, H, W)`, zeros at the first step), the origin is moved instead of `previous`
-        and the new displacement is returned; without them it is None. `padding_mode` overrides the head's own
-        (the model passes its config's, which a fine-tuning run may change)."""
+        and the new displacement is returned; without them it is None. `padding_mode`: what the frame warp brings
+        in from beyond the edge, `"zeros"` or `"border"` (read from the config at every call, so a fine-tuning run
+        may change it)."""
         patch = self.patch_size
-        padding_mode = self.padding_mode if padding_mode is None else padding_mode
         out = self.conv(features.to(self.conv.weight.dtype)).float()
         motion = out[:, :2]
         if patch > 1:

@@ -351,12 +351,7 @@ class ConvLSTMForecaster(nn.Module):
             self.state_bridges = None
         self.head = nn.Conv2d(sum(config.hidden_sizes), patch_channels, 1)
         self.advection = (
-            AdvectionHead(
-                sum(config.hidden_sizes),
-                config.num_channels,
-                config.patch_size,
-                padding_mode=config.advection_padding,
-            )
+            AdvectionHead(sum(config.hidden_sizes), config.num_channels, config.patch_size)
             if config.advection
             else None
         )
@@ -408,7 +403,12 @@ class ConvLSTMForecaster(nn.Module):
         if carried:
             origin, displacement = carried
             blended, motion, displacement = self.advection(
-                features, frame, torch.sigmoid(logits), origin, displacement, self.config.advection_padding
+                features,
+                frame,
+                torch.sigmoid(logits),
+                origin,
+                displacement,
+                padding_mode=self.config.advection_padding,
             )
             return (blended, motion, *new_states, origin, displacement)
         blended, motion, _ = self.advection(

@@ -300,7 +300,7 @@ def add_lucas_kanade_motion(windows, num_input_frames: int, *, batch_size: int =
     import datasets
     import numpy as np
 
-    from .data.rain_storage import decode_rain_rate
+    from .nowcast_evaluation import decode_windows
     from .nowcasting_baselines import lucas_kanade_motion
 
     _, _, height, width = windows.features["rain_rate"].shape[-4:]
@@ -309,9 +309,8 @@ def add_lucas_kanade_motion(windows, num_input_frames: int, *, batch_size: int =
     )
 
     def motion(batch):
-        stored = np.asarray(batch["rain_rate"])[:, :num_input_frames, 0]
-        rain, valid = decode_rain_rate(stored)
-        observed = np.where(valid, rain, np.nan)
+        observed, valid, _, _ = decode_windows(np.asarray(batch["rain_rate"]), num_input_frames, 0)
+        observed = np.where(valid, observed, np.nan)
         return {"motion": lucas_kanade_motion(observed).astype(np.float32)}
 
     return windows.map(

@@ -122,9 +122,14 @@ MAX_EVENT_ROWS = 10
 def motion_report(motion: Mapping) -> str:
     """Markdown: the advection head's motion beside Lucas-Kanade's
     (:func:`~bidirectional_conv_lstm.nowcast_motion.motion_against_lucas_kanade`'s dict), pooled and per event."""
-    text = [
+    heading = (
         "**The model's motion against Lucas-Kanade's** (the advection head's first forecast step, on pixels of "
-        f"{motion['wet_threshold']:g} mm/h or more in the last observed frame; cosine 1: the same direction)\n",
+        f"{motion['wet_threshold']:g} mm/h or more in the last observed frame; cosine 1: the same direction)\n"
+    )
+    if motion["overall"] is None:
+        return heading + "no window had enough rain to compare."
+    text = [
+        heading,
         "| windows | wet pixels | mean cosine | model speed | Lucas-Kanade speed | model mean (x, y) "
         "| Lucas-Kanade mean (x, y) |",
         "|---|---|---|---|---|---|---|",
@@ -132,8 +137,6 @@ def motion_report(motion: Mapping) -> str:
     events = list(motion["by_event"].items())
     # per event when the windows come from a few events (radar), not one row per synthetic sequence
     rows = [("all", motion["overall"])] + (events if 1 < len(events) <= MAX_EVENT_ROWS else [])
-    if motion["overall"] is None:
-        return text[0] + "no window had enough rain to compare."
     for name, scores in rows:
         model_mean, flow_mean = (
             ", ".join(f"{v:+.2f}" for v in scores[key]) for key in ("model_mean", "lucas_kanade_mean")

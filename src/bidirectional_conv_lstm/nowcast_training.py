@@ -91,8 +91,9 @@ class RainRateTask:
                 "rain-rate model (one trained on synthetic_rain or radar) on rain-rate data"
             )
         self.transform = RainRateTransform.from_dict(transform)
-        # The synthetic rain's true motion goes to the model when its loss has a motion term.
-        self.supervise_motion = bool(config.advection and config.motion_loss_weight)
+        # A known motion (synthetic rain, data.train_motion) goes to the model when its loss has a motion term
+        # (check_config allows one only with an advection head).
+        self.supervise_motion = bool(config.motion_loss_weight)
         self.collator = RainRateCollator(args.num_input_frames, args.num_output_frames, self.transform)
         # Training batches alone are augmented, in the DataLoader's workers, from the run's seed.
         self.train_collator = RainRateCollator(
