@@ -351,11 +351,20 @@ def test_two_cpu_processes_see_different_data_and_agree_on_weights(tmp_path, cac
         str(tmp_path),
     ]
     completed = subprocess.run(command, capture_output=True, text=True, env=env, timeout=240)
-    assert completed.returncode == 0, completed.stderr[-3000:]
+    (tmp_path / "stderr.txt").write_text(completed.stderr)
+    # Each rank's traceback is prefixed with "[rankN]:"; the failing rank's, not only the tail, says why.
+    rank_lines = "\n".join(line for line in completed.stderr.splitlines() if line.startswith("[rank"))
+    assert completed.returncode == 0, rank_lines[-6000:] + "\n...\n" + completed.stderr[-1500:]
     reports = [json.loads((tmp_path / f"rank{rank}.json").read_text()) for rank in (0, 1)]
     assert reports[0]["world_size"] == reports[1]["world_size"] == 2
     assert reports[0]["steps"] == reports[1]["steps"] == 4
     assert reports[0]["weights"] == reports[1]["weights"]
+    # The checkpoint holds both processes' random states, and no half-written folder is left behind.
+    checkpoints = tmp_path / "ddp" / "checkpoints"
+    assert {p.name for p in checkpoints.iterdir()} == {"checkpoint-000004"}
+    assert {"random_states_0.pkl", "random_states_1.pkl"} <= {
+        p.name for p in (checkpoints / "checkpoint-000004").iterdir()
+    }
     # The first four batches of each process are its training batches: no batch seen by both.
     train_batches = [set(report["batches"][:4]) for report in reports]
     assert len(train_batches[0]) == 4 and not train_batches[0] & train_batches[1]

@@ -83,6 +83,9 @@ def _save_checkpoint(accelerator: Accelerator, args: TrainingArguments, state: d
         shutil.rmtree(partial)
     accelerator.wait_for_everyone()
     accelerator.save_state(str(partial))
+    # Every process writes its own random state into the folder (save_state ends with no barrier): rename it
+    # only once all have, or a slower process's write finds the folder gone.
+    accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         (partial / STATE_FILE).write_text(json.dumps(state, indent=2))
         if final.exists():
