@@ -118,6 +118,36 @@ def test_advect_moves_frames_by_whole_pixels_and_brings_in_nothing():
     assert (moved[:, :, :, :2] == 0).all() and (moved[:, :, -1] == 0).all()  # from outside the frame: nothing
 
 
+def test_advect_with_persistence_padding_keeps_what_a_pixel_has_where_its_source_is_beyond_the_edge():
+    frames = torch.rand(2, 3, 5, 8, dtype=torch.float64)
+    motion = torch.zeros(2, 2, 5, 8, dtype=torch.float64)
+    motion[:, 0] = 2.5  # two and a half pixels to the right
+    moved = advect(frames, motion, "persistence")
+    f = frames
+    torch.testing.assert_close(
+        moved[..., 3:], 0.5 * f[..., :-3] + 0.5 * f[..., 1:-2]
+    )  # from inside: bilinear
+    torch.testing.assert_close(moved[..., :2], f[..., :2])  # from beyond the edge: the pixel's own value
+    # Half the footprint beyond the edge: that half is the pixel's own value ("border" would give the edge pixel).
+    torch.testing.assert_close(moved[..., 2], 0.5 * f[..., 0] + 0.5 * f[..., 2])
+    torch.testing.assert_close(advect(frames, motion, "border")[..., 1], f[..., 0])
+    still = advect(frames, torch.zeros_like(motion), "persistence")
+    torch.testing.assert_close(still, frames)  # no motion: the frame itself
+    motion[:, 1] = -1.0  # and one pixel up: the bottom row's sources are beyond the edge too
+    torch.testing.assert_close(advect(frames, motion, "persistence")[..., -1, :], f[..., -1, :])
+    with pytest.raises(ValueError, match="padding_mode must be one of .* got 'reflection'"):
+        advect(frames, motion, "reflection")
+
+
+def test_the_config_offers_every_padding_the_warp_has():
+    from bidirectional_conv_lstm.advection_convlstm import PADDING_MODES
+    from bidirectional_conv_lstm.configuration_convlstm import ADVECTION_PADDINGS
+
+    assert ADVECTION_PADDINGS == PADDING_MODES
+    with pytest.raises(ValueError, match="advection_padding"):
+        ConvLSTMConfig(advection=True, advection_padding="reflection")
+
+
 def test_boundary_padding_extends_the_frames_by_their_edges_and_crops_back():
     from bidirectional_conv_lstm.modeling_convlstm import extend_frames
 
@@ -267,12 +297,12 @@ def train_toy_motion(model, target_motion=None) -> tuple[float, float]:
     return motion_x, motion_y
 
 
-@pytest.mark.parametrize("padding", ["zeros", "border"])
+@pytest.mark.parametrize("padding", ["zeros", "border", "persistence"])
 def test_the_motion_is_learnt_when_the_warp_brings_in_the_edge(padding):
     # With zeros coming in at the inflow edge, moving costs more than it gains and the motion stays far below a
-    # pixel; with the edge pixels coming in, it converges to the true motion.
+    # pixel; with the edge pixels coming in, or the inflow band kept as it was, it converges to the true motion.
     motion_x, motion_y = train_toy_motion(rain_model(advection=True, advection_padding=padding))
-    if padding == "border":
+    if padding != "zeros":
         assert motion_x == pytest.approx(1.0, abs=0.05) and abs(motion_y) < 0.05
     else:
         assert motion_x < 0.5

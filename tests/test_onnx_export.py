@@ -101,10 +101,10 @@ def test_bad_arguments_fail_before_exporting(exported, tmp_path):
     assert not (tmp_path / "model.onnx").exists()
 
 
-@pytest.mark.parametrize("warp", ["previous", "origin"])
-def test_rain_model_with_advection_and_a_boundary_margin_exports_and_matches(tmp_path, warp):
-    # The advection head's grid_sample warp (of the previous frame, or of the origin along the summed motion) and
-    # the repeated-edge margin around every fed-back frame.
+@pytest.mark.parametrize("warp, padding", [("previous", "zeros"), ("origin", "persistence")])
+def test_rain_model_with_advection_and_a_boundary_margin_exports_and_matches(tmp_path, warp, padding):
+    # The advection head's grid_sample warp (of the previous frame, or of the origin along the summed motion, the
+    # inflow band kept as it was) and the repeated-edge margin around every fed-back frame.
     torch.manual_seed(3)
     config = ConvLSTMConfig(
         hidden_sizes=[4],
@@ -113,6 +113,7 @@ def test_rain_model_with_advection_and_a_boundary_margin_exports_and_matches(tmp
         num_output_frames=2,
         advection=True,
         advection_warp=warp,
+        advection_padding=padding,
         boundary_padding=2,
         rain_rate_transform={"kind": "log1p"},
     )

@@ -25,7 +25,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["AdvectionHead", "advect"]
+__all__ = ["PADDING_MODES", "AdvectionHead", "advect"]
+
+
+PADDING_MODES = ("zeros", "border", "persistence")
 
 
 def advect(frames: torch.Tensor, motion: torch.Tensor, padding_mode: str = "zeros") -> torch.Tensor:
@@ -34,12 +37,17 @@ def advect(frames: torch.Tensor, motion: torch.Tensor, padding_mode: str = "zero
     Args:
         frames: `(B, C, H, W)`.
         motion: `(B, 2, H, W)`, displacement in pixels per step, x (columns) then y (rows).
-        padding_mode: what comes from outside the frame: `"zeros"` (0, e.g. no rain) or `"border"` (the edge
-            pixel, e.g. a motion field that goes on beyond the frame).
+        padding_mode: what comes from outside the frame: `"zeros"` (0, e.g. no rain), `"border"` (the nearest
+            edge pixel, e.g. a motion field that goes on beyond the frame) or `"persistence"` (the pixel's own
+            value: where the source lies beyond the edge, nothing is known of what arrives, and the pixel keeps
+            what it has, as persistence forecasts; the share of the bilinear footprint beyond the edge is taken
+            from the pixel itself, so the result is continuous in the motion).
 
     Returns:
         `(B, C, H, W)`, bilinearly interpolated.
     """
+    if padding_mode not in PADDING_MODES:
+        raise ValueError(f"padding_mode must be one of {PADDING_MODES}, got {padding_mode!r}")
     batch, _, height, width = frames.shape
     rows = torch.arange(height, device=frames.device, dtype=motion.dtype)
     cols = torch.arange(width, device=frames.device, dtype=motion.dtype)
@@ -48,9 +56,23 @@ def advect(frames: torch.Tensor, motion: torch.Tensor, padding_mode: str = "zero
     source_y = grid_y - motion[:, 1]
     # grid_sample's normalised coordinates with align_corners=True: -1 and 1 are the first and last pixel centres.
     grid = torch.stack((2 * source_x / max(width - 1, 1) - 1, 2 * source_y / max(height - 1, 1) - 1), dim=-1)
-    return F.grid_sample(
-        frames, grid.to(frames.dtype), mode="bilinear", padding_mode=padding_mode, align_corners=True
+    moved = F.grid_sample(
+        frames,
+        grid.to(frames.dtype),
+        mode="bilinear",
+        padding_mode="zeros" if padding_mode == "persistence" else padding_mode,
+        align_corners=True,
     )
+    if padding_mode != "persistence":
+        return moved
+    # The bilinear weight of the footprint's pixels inside the frame, per axis: 1 from the first pixel centre to
+    # the last, falling linearly to 0 one pixel beyond either.
+    inside = _inside_weight(source_x, width) * _inside_weight(source_y, height)
+    return moved + (1 - inside[:, None].to(frames.dtype)) * frames
+
+
+def _inside_weight(source: torch.Tensor, size: int) -> torch.Tensor:
+    return (1 + source).clamp(0, 1) * (size - source).clamp(0, 1)
 
 
 class AdvectionHead(nn.Module):
@@ -93,7 +115,7 @@ class AdvectionHead(nn.Module):
         y) at full resolution, float32. With `origin` (the last observed frame's patches) and `displacement` (the
         summed motion so far, `(B, 2, H, W)`, zeros at the first step), the origin is moved instead of `previous`
         and the new displacement is returned; without them it is None. `padding_mode`: what the frame warp brings
-        in from beyond the edge, `"zeros"` or `"border"` (read from the config at every call, so a fine-tuning run
+        in from beyond the edge, one of `PADDING_MODES` (read from the config at every call, so a fine-tuning run
         may change it)."""
         patch = self.patch_size
         out = self.conv(features.to(self.conv.weight.dtype)).float()

@@ -15,7 +15,7 @@ WEIGHTED_LOSSES = ("weighted_mse", "weighted_mae", "weighted_mse+mae")
 NORMS = (None, "group", "layer")
 INIT_METHODS = ("pytorch", "xavier_uniform", "kaiming_normal")
 ADVECTION_WARPS = ("previous", "origin")
-ADVECTION_PADDINGS = ("zeros", "border")
+ADVECTION_PADDINGS = ("zeros", "border", "persistence")  # advection_convlstm.PADDING_MODES
 
 
 class ConvLSTMConfig(PreTrainedConfig):
@@ -108,10 +108,13 @@ class ConvLSTMConfig(PreTrainedConfig):
             (semi-Lagrangian from the forecast's origin, as optical-flow extrapolation does), so repeated bilinear
             interpolation does not smooth the moved rain step after step.
         advection_padding (`str`, *optional*, defaults to `"zeros"`):
-            What the advection head's warp brings in across the frame's edge: `"zeros"` (no rain) or `"border"` (the
-            edge pixels, as if the field went on beyond the frame). With `"zeros"` every moved field loses its
-            inflow edge, which costs more than staying put wherever the field reaches the edge: trained that way,
-            the head learns to move rain little or not at all. `"border"` lets it learn the motion.
+            What the advection head's warp brings in across the frame's edge: `"zeros"` (no rain), `"border"` (the
+            nearest edge pixel, as if the field went on beyond the frame) or `"persistence"` (a pixel whose
+            trajectory starts beyond the edge keeps its own value, as persistence forecasts: what arrives from
+            beyond the edge is unknown). With `"zeros"` every moved field loses its inflow edge, which costs more
+            than staying put wherever the field reaches the edge: trained that way, the head learns to move rain
+            little or not at all. `"border"` and `"persistence"` let it learn the motion; `"border"` streaks the
+            edge pixels inwards, `"persistence"` keeps the band the rain streams in across as it was.
         boundary_padding (`int`, *optional*, defaults to 0):
             Pixels of margin the model works with around the frame, a multiple of `patch_size`: the observed frames
             are extended by repeating their edge pixels, and each predicted frame is cropped and extended the same

@@ -249,6 +249,7 @@ def create_nowcasting_model_card(
         loss=config.loss,
         advection=config.advection,
         advection_warp=config.advection_warp,
+        advection_padding=config.advection_padding,
         fss_loss_weight=config.fss_loss_weight,
         motion_loss_weight=config.motion_loss_weight,
         motion_text=motion_report(results["motion"]) if results and results.get("motion") else "",
