@@ -124,9 +124,8 @@ def test_advect_with_persistence_padding_keeps_what_a_pixel_has_where_its_source
     motion[:, 0] = 2.5  # two and a half pixels to the right
     moved = advect(frames, motion, "persistence")
     f = frames
-    torch.testing.assert_close(
-        moved[..., 3:], 0.5 * f[..., :-3] + 0.5 * f[..., 1:-2]
-    )  # from inside: bilinear
+    # From inside the frame: bilinear, as with any padding.
+    torch.testing.assert_close(moved[..., 3:], 0.5 * f[..., :-3] + 0.5 * f[..., 1:-2])
     torch.testing.assert_close(moved[..., :2], f[..., :2])  # from beyond the edge: the pixel's own value
     # Half the footprint beyond the edge: that half is the pixel's own value ("border" would give the edge pixel).
     torch.testing.assert_close(moved[..., 2], 0.5 * f[..., 0] + 0.5 * f[..., 2])
