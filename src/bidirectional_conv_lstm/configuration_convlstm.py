@@ -252,6 +252,17 @@ def _positive_int(config, name: str) -> None:
         raise ValueError(f"{name} must be a positive int, got {value!r}")
 
 
+def _non_negative_float(config, name: str) -> float:
+    value = getattr(config, name)
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not (math.isfinite(value) and value >= 0)
+    ):
+        raise ValueError(f"{name} must be a finite float >= 0, got {value!r}")
+    return value
+
+
 def _boolean(config, name: str) -> None:
     value = getattr(config, name)
     if not isinstance(value, bool):
@@ -312,13 +323,7 @@ def check_config(config: ConvLSTMConfig) -> None:
             f"got {margin!r}"
         )
     for name in ("l1_weight", "ssim_weight"):
-        weight = getattr(config, name)
-        if (
-            isinstance(weight, bool)
-            or not isinstance(weight, (int, float))
-            or not (math.isfinite(weight) and weight >= 0)
-        ):
-            raise ValueError(f"{name} must be a finite float >= 0, got {weight!r}")
+        _non_negative_float(config, name)
     _choice(config, "init_method", INIT_METHODS)
     threshold = config.output_threshold
     if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0.0 <= threshold < 1.0:
@@ -378,25 +383,13 @@ def _check_rain_rate_options(config: ConvLSTMConfig) -> None:
             f"probability_matching={config.probability_matching!r} applies to rain-rate forecasts and needs "
             "rain_rate_transform"
         )
-    fss_weight = config.fss_loss_weight
-    if (
-        isinstance(fss_weight, bool)
-        or not isinstance(fss_weight, (int, float))
-        or not (math.isfinite(fss_weight) and fss_weight >= 0)
-    ):
-        raise ValueError(f"fss_loss_weight must be a finite float >= 0, got {fss_weight!r}")
+    fss_weight = _non_negative_float(config, "fss_loss_weight")
     if fss_weight and config.loss not in WEIGHTED_LOSSES:
         raise ValueError(
             f"fss_loss_weight={fss_weight!r} adds an FSS term to the rain-rate losses {WEIGHTED_LOSSES}, but "
             f"loss={config.loss!r}; set fss_loss_weight to 0 or use a weighted loss"
         )
-    motion_weight = config.motion_loss_weight
-    if (
-        isinstance(motion_weight, bool)
-        or not isinstance(motion_weight, (int, float))
-        or not (math.isfinite(motion_weight) and motion_weight >= 0)
-    ):
-        raise ValueError(f"motion_loss_weight must be a finite float >= 0, got {motion_weight!r}")
+    motion_weight = _non_negative_float(config, "motion_loss_weight")
     if motion_weight and not config.advection:
         raise ValueError(
             f"motion_loss_weight={motion_weight!r} trains the advection head's motion, but advection=False; set "
