@@ -640,7 +640,7 @@ def loss_check(steps: int, device: str, quick: bool) -> dict:
     window = max(1, steps // 5)
     final = {name: statistics.mean(losses[-window:]) for name, losses in curves.items()}
     per_step = max(abs(b - a) / a for a, b in zip(curves["fp32"], curves["bf16"]))
-    from bidirectional_conv_lstm.hardware import resolve_mixed_precision
+    from bidirectional_conv_lstm.utils.hardware import resolve_mixed_precision
 
     return dict(
         device=device,
@@ -658,7 +658,7 @@ def loss_check(steps: int, device: str, quick: bool) -> dict:
 
 # ----------------------------------------------------------------------------- report
 def machine_description(device: str, query_onednn: bool = True) -> dict:
-    from bidirectional_conv_lstm.hardware import describe_cpu, resolve_mixed_precision
+    from bidirectional_conv_lstm.utils.hardware import describe_cpu, resolve_mixed_precision
 
     model = platform.processor()
     try:

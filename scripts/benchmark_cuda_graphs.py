@@ -4,7 +4,7 @@
     python scripts/benchmark_cuda_graphs.py --batches 16,64 --output graphs.md
 
 A recurrence of small convolutions launches thousands of kernels per batch; a CUDA graph
-(:mod:`bidirectional_conv_lstm.cuda_graphs`) replays them with one call. For each batch and precision (fp32,
+(:mod:`bidirectional_conv_lstm.serving.cuda_graphs`) replays them with one call. For each batch and precision (fp32,
 bf16 autocast) this times, after warm-up, the median of ``--repeats`` calls of: eager inference, graphed inference,
 an eager training step (AdamW) and a graphed one (AdamW with ``capturable=True``). A capture that fails is reported
 with its error and the others still run.
@@ -55,7 +55,7 @@ def _model(quick: bool):
 
 def measure_one(device: str, batch: int, dtype, repeats: int, quick: bool) -> dict:
     """Seconds per call of eager / graphed inference and training for one batch size and precision."""
-    from bidirectional_conv_lstm.cuda_graphs import GraphedFramePrediction, GraphedTrainingStep
+    from bidirectional_conv_lstm.serving.cuda_graphs import GraphedFramePrediction, GraphedTrainingStep
 
     model, size = _model(quick)
     model = model.to(device)

@@ -67,7 +67,7 @@ def _training_step_factory(quick: bool):
     import torch
 
     from bidirectional_conv_lstm import ConvLSTMForFramePrediction
-    from bidirectional_conv_lstm.training_args import load_training_arguments
+    from bidirectional_conv_lstm.training.arguments import load_training_arguments
 
     args = load_training_arguments(RECIPE)
     overrides = {}
@@ -103,7 +103,7 @@ def run_child(policy: dict, steps: int, quick: bool) -> dict:
     """In this (fresh) process: time ``steps`` steps alone and ``steps`` beside a busy core."""
     import torch
 
-    from bidirectional_conv_lstm.threads import ThreadTuner
+    from bidirectional_conv_lstm.utils.threads import ThreadTuner
 
     if policy.get("threads"):
         torch.set_num_threads(policy["threads"])

@@ -25,7 +25,11 @@ import time
 import numpy as np
 import torch
 
-from bidirectional_conv_lstm.verification import DEFAULT_THRESHOLDS, DEFAULT_WINDOWS, NowcastVerifier
+from bidirectional_conv_lstm.nowcasting.verification import (
+    DEFAULT_THRESHOLDS,
+    DEFAULT_WINDOWS,
+    NowcastVerifier,
+)
 
 
 def rain_like_pairs(num_forecasts: int, lead_times: int, size: int, seed: int = 0):

@@ -20,9 +20,9 @@ import json
 
 import yaml
 
-from bidirectional_conv_lstm.evaluation import evaluate, metrics_report
-from bidirectional_conv_lstm.nowcasting_baselines import BASELINE_NAMES
-from bidirectional_conv_lstm.training_args import RAIN_RATE_DATASETS
+from bidirectional_conv_lstm.nowcasting.baselines import BASELINE_NAMES
+from bidirectional_conv_lstm.nowcasting.data import RAIN_RATE_DATASETS
+from bidirectional_conv_lstm.training.evaluation import evaluate, metrics_report
 
 
 def main() -> None:
@@ -83,7 +83,7 @@ def main() -> None:
 
 
 def evaluate_rain(parser: argparse.ArgumentParser, args: argparse.Namespace, data: dict) -> None:
-    from bidirectional_conv_lstm.nowcast_evaluation import evaluate_rain_dataset, nowcast_report
+    from bidirectional_conv_lstm.nowcasting.evaluation import evaluate_rain_dataset, nowcast_report
 
     try:
         results = evaluate_rain_dataset(

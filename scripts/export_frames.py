@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from bidirectional_conv_lstm.training import load_datasets
-from bidirectional_conv_lstm.training_args import load_training_arguments
+from bidirectional_conv_lstm.training.arguments import load_training_arguments
+from bidirectional_conv_lstm.training.data_sources import load_datasets
 
 
 def main() -> None:

@@ -13,7 +13,7 @@ Needs the onnx extra: pip install "bidirectional-conv-lstm[onnx]".
 import argparse
 import sys
 
-from bidirectional_conv_lstm.onnx_export import ATOL, export_onnx
+from bidirectional_conv_lstm.serving.onnx_export import ATOL, export_onnx
 
 
 def main(argv=None) -> None:

@@ -21,7 +21,7 @@ from bidirectional_conv_lstm.data import (
     load_moving_mnist,
     mean_pixel_value,
 )
-from bidirectional_conv_lstm.metrics import evaluate_baselines, format_metrics_table
+from bidirectional_conv_lstm.training.metrics import evaluate_baselines, format_metrics_table
 
 
 def parse_arguments(argv: list[str]) -> argparse.Namespace:

@@ -11,7 +11,7 @@ Writes predictions.npy (float32 (B, T_out, C, H, W) in [0, 1]), prediction.gif (
 
 import argparse
 
-from bidirectional_conv_lstm.prediction import predict_files
+from bidirectional_conv_lstm.serving.prediction import predict_files
 
 
 def main() -> None:

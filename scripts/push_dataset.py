@@ -19,14 +19,14 @@ windows on the Hub is not read back by scripts/train.py yet (its rain-rate sourc
 import argparse
 import sys
 
-from bidirectional_conv_lstm.hub_datasets import (
+from bidirectional_conv_lstm.hub.datasets_push import (
     build_dataset_splits,
     check_push_arguments,
     create_dataset_card,
     dataset_arguments,
     push_dataset_to_hub,
 )
-from bidirectional_conv_lstm.training_args import parse_overrides
+from bidirectional_conv_lstm.training.arguments import parse_overrides
 
 
 def _pairs(tokens: list[str]) -> list[str]:

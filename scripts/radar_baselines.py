@@ -13,8 +13,8 @@ scores against lead time). Needs the nowcasting extra (pip install -e ".[nowcast
 import argparse
 
 from bidirectional_conv_lstm.data import example_radar_sources
-from bidirectional_conv_lstm.nowcasting_baselines import BASELINE_NAMES
-from bidirectional_conv_lstm.radar_baselines import baselines_report, run_radar_baselines
+from bidirectional_conv_lstm.nowcasting.baselines import BASELINE_NAMES
+from bidirectional_conv_lstm.nowcasting.radar_baselines import baselines_report, run_radar_baselines
 
 
 def main() -> None:

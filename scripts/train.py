@@ -11,8 +11,8 @@ Any field of the config can be overridden with --name value (nested: --model.hid
 import json
 import sys
 
-from bidirectional_conv_lstm.training import train
-from bidirectional_conv_lstm.training_args import parse_command_line
+from bidirectional_conv_lstm.training.arguments import parse_command_line
+from bidirectional_conv_lstm.training.loop import train
 
 
 def main(argv: list[str]) -> None:

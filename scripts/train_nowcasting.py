@@ -18,8 +18,8 @@ import sys
 import time
 from pathlib import Path
 
-from bidirectional_conv_lstm.nowcast_recipe import run_nowcasting_recipe
-from bidirectional_conv_lstm.training_args import parse_overrides
+from bidirectional_conv_lstm.nowcasting.recipe import run_nowcasting_recipe
+from bidirectional_conv_lstm.training.arguments import parse_overrides
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -66,7 +66,7 @@ def main(argv: list[str]) -> None:
         results = run_nowcasting_recipe(synthetic_config, radar_config, **options)
     except (ValueError, TypeError, FileNotFoundError) as error:
         raise SystemExit(f"train_nowcasting.py: error: {error}") from None
-    from bidirectional_conv_lstm.nowcast_evaluation import format_scores_table
+    from bidirectional_conv_lstm.nowcasting.evaluation import format_scores_table
 
     final = results["radar"] or results["synthetic"]
     stages = [("synthetic", results["synthetic"]), ("radar", results["radar"])]

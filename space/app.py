@@ -38,7 +38,7 @@ GIF_DURATION_MS = 200
 def load_predictor(model: str):
     """The ``frame-prediction`` pipeline of the model at `model` (a folder or a Hub repo id).
 
-    With the package installed, the model loads through `bidirectional_conv_lstm.loading` (an error that names
+    With the package installed, the model loads through `bidirectional_conv_lstm.utils.loading` (an error that names
     the folder / repo and what was expected); without it, through transformers' remote code.
 
     Raises:
@@ -49,7 +49,7 @@ def load_predictor(model: str):
 
     try:
         import bidirectional_conv_lstm  # noqa: F401  registers the pipeline with transformers
-        from bidirectional_conv_lstm.loading import load_pretrained_model
+        from bidirectional_conv_lstm.utils.loading import load_pretrained_model
     except ImportError:
         return pipeline("frame-prediction", model=model, trust_remote_code=True)
     from transformers import AutoImageProcessor

@@ -12,13 +12,14 @@ from pathlib import Path
 
 from accelerate import PartialState
 
-import bidirectional_conv_lstm.training as training
-from bidirectional_conv_lstm.training_args import TrainingArguments
+import bidirectional_conv_lstm.training.tasks as tasks
+from bidirectional_conv_lstm.training import train
+from bidirectional_conv_lstm.training.arguments import TrainingArguments
 
 
 def main(config_json: str, report_dir: str) -> None:
     seen = []
-    original = training.FramePredictionCollator
+    original = tasks.FramePredictionCollator
 
     class RecordingCollator(original):
         def __call__(self, examples):
@@ -26,8 +27,8 @@ def main(config_json: str, report_dir: str) -> None:
             seen.append(hashlib.sha256(batch["pixel_values"].numpy().tobytes()).hexdigest())
             return batch
 
-    training.FramePredictionCollator = RecordingCollator
-    results = training.train(TrainingArguments(**json.loads(config_json)))
+    tasks.FramePredictionCollator = RecordingCollator
+    results = train(TrainingArguments(**json.loads(config_json)))
     digest = hashlib.sha256()
     for name, tensor in sorted(results["model"].state_dict().items()):
         digest.update(name.encode())

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from bidirectional_conv_lstm import ConvLSTM, ConvLSTMConfig, ConvLSTMForFramePrediction
-from bidirectional_conv_lstm.cuda_graphs import GraphedFramePrediction, GraphedTrainingStep
+from bidirectional_conv_lstm.serving.cuda_graphs import GraphedFramePrediction, GraphedTrainingStep
 
 requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
@@ -233,9 +233,9 @@ def test_graphed_training_steps_equal_eager_steps(exact_fp32):
 def test_training_loop_on_cuda_with_auto_precision(tmp_path):
     from accelerate.state import AcceleratorState
 
-    from bidirectional_conv_lstm.hardware import resolve_mixed_precision
-    from bidirectional_conv_lstm.training import train
-    from bidirectional_conv_lstm.training_args import TrainingArguments
+    from bidirectional_conv_lstm.training.arguments import TrainingArguments
+    from bidirectional_conv_lstm.training.loop import train
+    from bidirectional_conv_lstm.utils.hardware import resolve_mixed_precision
     from test_training import tiny_config
 
     AcceleratorState._reset_state(True)

@@ -28,9 +28,9 @@ from bidirectional_conv_lstm.data import (
     radar_windows_info,
     read_radar_archive,
 )
-from bidirectional_conv_lstm.data import radar_windows as radar_windows_module
-from bidirectional_conv_lstm.data.radar_timeline import block_average
-from bidirectional_conv_lstm.data.rain_storage import NO_DATA, decode_rain_rate
+from bidirectional_conv_lstm.data.radar import windows as radar_windows_module
+from bidirectional_conv_lstm.data.radar.timeline import block_average
+from bidirectional_conv_lstm.data.rain.storage import NO_DATA, decode_rain_rate
 
 RADAR_DATA_ENV = "BCL_RADAR_DATA"
 HAS_PYSTEPS = importlib.util.find_spec("pysteps") is not None
@@ -341,7 +341,7 @@ def test_crops_are_deterministic_by_seed_and_the_cache_is_reused(tmp_path, monke
 
 
 def test_decoded_events_can_be_cached(tmp_path, monkeypatch):
-    from bidirectional_conv_lstm.data import radar as radar_module
+    from bidirectional_conv_lstm.data.radar import archive as radar_module
 
     source = RadarSource(name="e", path=_stack(tmp_path, "e", 5, size=8))
     first = read_radar_archive(source, cache_dir=tmp_path / "cache")

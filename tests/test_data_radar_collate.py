@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from bidirectional_conv_lstm.data import RainRateCollator, load_synthetic_rain, rain_rate_and_mask
-from bidirectional_conv_lstm.data.rain_storage import NO_DATA, decode_rain_rate, encode_rain_rate
-from bidirectional_conv_lstm.rain_rate import RainRateTransform
+from bidirectional_conv_lstm.data.rain.storage import NO_DATA, decode_rain_rate, encode_rain_rate
+from bidirectional_conv_lstm.models.convlstm.rain_rate import RainRateTransform
 
 
 @pytest.fixture(scope="module")
@@ -224,7 +224,7 @@ def _moving_blob(frames=3, size=24, velocity=(1.5, -0.5)):
 
 def test_augmentation_turns_and_flips_the_motion_with_its_window():
     """Every one of the eight symmetries keeps the motion the one that moves the window's frame to the next one."""
-    from bidirectional_conv_lstm.advection_convlstm import advect
+    from bidirectional_conv_lstm.models.convlstm.advection_convlstm import advect
 
     window, motion = _moving_blob()
     collator = RainRateCollator(1, 2, RainRateTransform("log1p"), augment=True, seed=0)

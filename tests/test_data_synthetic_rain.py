@@ -11,9 +11,9 @@ from bidirectional_conv_lstm.data import (
     iter_synthetic_rain,
     load_synthetic_rain,
 )
-from bidirectional_conv_lstm.data import _synthetic_rain_fields as fields_module
-from bidirectional_conv_lstm.data import synthetic_rain as synthetic_rain_module
-from bidirectional_conv_lstm.data.rain_storage import decode_rain_rate
+from bidirectional_conv_lstm.data.rain import fields as fields_module
+from bidirectional_conv_lstm.data.rain import synthetic as synthetic_rain_module
+from bidirectional_conv_lstm.data.rain.storage import decode_rain_rate
 
 SMALL = {"num_frames": 6, "size": 32}
 TINY = {"num_train": 3, "num_validation": 2, "num_test": 2, "num_frames": 5, "size": 16}
@@ -266,7 +266,7 @@ def test_the_motion_column_is_the_displacement_that_moves_each_frame_to_the_next
     true motion explains the next frame much better than no motion, or a motion pointing the other way."""
     import torch
 
-    from bidirectional_conv_lstm.advection_convlstm import advect
+    from bidirectional_conv_lstm.models.convlstm.advection_convlstm import advect
 
     # A long lifetime keeps the noise's own evolution small beside the motion.
     params = dict(num_frames=4, size=48, wet_fraction=0.3, lifetime=400.0, speed_range=(1.0, 2.0))

@@ -9,8 +9,8 @@ import torch
 import torch.nn.functional as F
 
 from bidirectional_conv_lstm import ConvLSTMConfig, ConvLSTMForFramePrediction
-from bidirectional_conv_lstm.advection_convlstm import advect
-from bidirectional_conv_lstm.rain_rate import RainRateTransform
+from bidirectional_conv_lstm.models.convlstm.advection_convlstm import advect
+from bidirectional_conv_lstm.models.convlstm.rain_rate import RainRateTransform
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -139,8 +139,8 @@ def test_advect_with_persistence_padding_keeps_what_a_pixel_has_where_its_source
 
 
 def test_the_config_offers_every_padding_the_warp_has():
-    from bidirectional_conv_lstm.advection_convlstm import PADDING_MODES
-    from bidirectional_conv_lstm.configuration_convlstm import ADVECTION_PADDINGS
+    from bidirectional_conv_lstm.models.convlstm.advection_convlstm import PADDING_MODES
+    from bidirectional_conv_lstm.models.convlstm.configuration_convlstm import ADVECTION_PADDINGS
 
     assert ADVECTION_PADDINGS == PADDING_MODES
     with pytest.raises(ValueError, match="advection_padding"):
@@ -148,7 +148,7 @@ def test_the_config_offers_every_padding_the_warp_has():
 
 
 def test_boundary_padding_extends_the_frames_by_their_edges_and_crops_back():
-    from bidirectional_conv_lstm.modeling_convlstm import extend_frames
+    from bidirectional_conv_lstm.models.convlstm.modeling_convlstm import extend_frames
 
     frames = torch.rand(2, 3, 1, 8, 12)
     wider = extend_frames(frames, 4)
@@ -185,7 +185,10 @@ def test_boundary_padding_extends_the_frames_by_their_edges_and_crops_back():
 
 
 def test_mean_probability_matching_restores_the_observed_intensity_and_moves_no_rain():
-    from bidirectional_conv_lstm.forecasting_convlstm import WET_THRESHOLD, match_observed_mean
+    from bidirectional_conv_lstm.models.convlstm.forecasting_convlstm import (
+        WET_THRESHOLD,
+        match_observed_mean,
+    )
 
     model = rain_model(advection=True, probability_matching="mean")
     generator = torch.Generator().manual_seed(2)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from bidirectional_conv_lstm import hardware
-from bidirectional_conv_lstm.hardware import CPU_FEATURES, resolve_mixed_precision
+from bidirectional_conv_lstm.utils import hardware
+from bidirectional_conv_lstm.utils.hardware import CPU_FEATURES, resolve_mixed_precision
 
 
 @pytest.fixture
@@ -127,7 +127,7 @@ def test_proc_cpuinfo_parsing(tmp_path):
 
 
 def test_accelerator_precision_resolves_auto_for_the_run_device_and_keeps_explicit_choices():
-    from bidirectional_conv_lstm.hardware import accelerator_precision
+    from bidirectional_conv_lstm.utils.hardware import accelerator_precision
 
     assert accelerator_precision("bf16") == ("bf16", None) and accelerator_precision("no") == ("no", None)
     precision, note = accelerator_precision("auto")

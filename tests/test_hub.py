@@ -1,4 +1,4 @@
-"""Tests of `bidirectional_conv_lstm.hub`: the model card, and push / load through the Hub API end to end.
+"""Tests of `bidirectional_conv_lstm.hub.push`: the model card, and push / load through the Hub API end to end.
 
 The Hub is `LocalHub` (tests/hub_server.py), a local stand-in on 127.0.0.1. `huggingface_hub` reads HF_ENDPOINT,
 HF_TOKEN and HF_HOME when it is imported, so every client runs in a fresh interpreter (`run_client`) whose
@@ -26,7 +26,8 @@ from bidirectional_conv_lstm import (
     hub,
     save_frame_prediction_model,
 )
-from bidirectional_conv_lstm.hub import MODEL_ID_PLACEHOLDER, create_model_card, save_model_card
+from bidirectional_conv_lstm.utils import hub_upload
+from bidirectional_conv_lstm.utils.cards import MODEL_ID_PLACEHOLDER, create_model_card, save_model_card
 from hub_server import card_metadata_problems
 
 TINY = {"hidden_sizes": [4], "patch_size": 2, "kernel_size": 3, "num_input_frames": 3, "num_output_frames": 2}
@@ -274,7 +275,7 @@ def test_upload_helpers_check_their_arguments_before_calling_the_hub(tmp_path, m
     def no_hub(*args, **kwargs):
         raise AssertionError("bad arguments must be caught before any Hub call")
 
-    monkeypatch.setattr(hub, "HfApi", no_hub)
+    monkeypatch.setattr(hub_upload, "HfApi", no_hub)
     with pytest.raises(FileNotFoundError, match="folder="):
         hub.upload_folder_to_hub(tmp_path, "someone/model")  # no config.json / weights
     with pytest.raises(ValueError, match="repo_id"):
@@ -310,7 +311,7 @@ def pushed(local_hub, saved_model, tmp_path_factory) -> dict:
         f"""
         from huggingface_hub.errors import HfHubHTTPError
         from bidirectional_conv_lstm import ConvLSTMForFramePrediction
-        from bidirectional_conv_lstm.hub import push_to_hub, upload_folder_to_hub
+        from bidirectional_conv_lstm.hub.push import push_to_hub, upload_folder_to_hub
         folder = {str(folder)!r}
         try:
             upload_folder_to_hub(folder, "convlstm-tiny")

@@ -1,4 +1,4 @@
-"""Tests of `bidirectional_conv_lstm.hub_datasets` and `scripts/push_dataset.py`: the dataset card, the checks made
+"""Tests of `bidirectional_conv_lstm.hub.datasets_push` and `scripts/push_dataset.py`: the dataset card, the checks made
 before any data is built, and a push to the loopback Hub (tests/hub_server.py) that a training config reads back by
 its id. The same client also asks the loopback Hub for a model repo that does not exist (`scripts/predict.py`)."""
 
@@ -12,13 +12,13 @@ import pytest
 from huggingface_hub import DatasetCard
 
 from bidirectional_conv_lstm import ConvLSTMConfig
-from bidirectional_conv_lstm.hub import create_model_card
-from bidirectional_conv_lstm.hub_datasets import (
+from bidirectional_conv_lstm.hub.datasets_push import (
     build_dataset_splits,
     check_push_arguments,
     create_dataset_card,
     dataset_arguments,
 )
+from bidirectional_conv_lstm.utils.cards import create_model_card
 from hub_server import card_metadata_problems
 from test_hub import run_client
 
@@ -78,9 +78,9 @@ def test_push_to_the_hub_then_train_config_reads_it_back(local_hub, tmp_path):
         f"""
         import contextlib, io, runpy, sys
         import numpy as np
-        from bidirectional_conv_lstm.hub_datasets import build_dataset_splits, dataset_arguments
-        from bidirectional_conv_lstm.training import load_datasets
-        from bidirectional_conv_lstm.training_args import load_training_arguments
+        from bidirectional_conv_lstm.hub.datasets_push import build_dataset_splits, dataset_arguments
+        from bidirectional_conv_lstm.training.data_sources import load_datasets
+        from bidirectional_conv_lstm.training.arguments import load_training_arguments
 
         def script(name, *argv):
             sys.argv = [name, *argv]

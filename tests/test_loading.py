@@ -1,4 +1,4 @@
-"""Tests of `bidirectional_conv_lstm.loading`: what a person is told when a model cannot be loaded.
+"""Tests of `bidirectional_conv_lstm.utils.loading`: what a person is told when a model cannot be loaded.
 
 The script-level cases (a truncated weights file, a missing folder, a name that is no repo id) are in
 tests/test_prediction.py; a repo the loopback Hub does not have is in tests/test_hub_datasets.py. Here: the
@@ -12,7 +12,7 @@ from huggingface_hub import constants
 from huggingface_hub.errors import LocalEntryNotFoundError
 
 from bidirectional_conv_lstm import ConvLSTMForFramePrediction
-from bidirectional_conv_lstm.loading import check_model_name_or_path, load_pretrained_model
+from bidirectional_conv_lstm.utils.loading import check_model_name_or_path, load_pretrained_model
 
 
 def _raises(cause: Exception):

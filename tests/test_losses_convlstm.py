@@ -11,13 +11,13 @@ import torch
 from transformers.utils import find_labels
 
 from bidirectional_conv_lstm import ConvLSTMConfig, ConvLSTMForFramePrediction
-from bidirectional_conv_lstm.losses_convlstm import (
+from bidirectional_conv_lstm.models.convlstm.losses_convlstm import (
     fractions_skill_loss,
     frame_prediction_loss,
     rain_rate_weights,
 )
-from bidirectional_conv_lstm.rain_rate import RainRateTransform
-from bidirectional_conv_lstm.verification import NowcastVerifier
+from bidirectional_conv_lstm.models.convlstm.rain_rate import RainRateTransform
+from bidirectional_conv_lstm.nowcasting.verification import NowcastVerifier
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

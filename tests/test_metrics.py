@@ -7,7 +7,7 @@ import pytest
 import torch
 from skimage.metrics import structural_similarity
 
-from bidirectional_conv_lstm.metrics import (
+from bidirectional_conv_lstm.training.metrics import (
     METRIC_NAMES,
     FrameMetricsAccumulator,
     baseline_predictions,

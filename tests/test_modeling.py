@@ -18,7 +18,7 @@ from bidirectional_conv_lstm import (
     ConvLSTMModel,
     FramePredictionOutput,
 )
-from bidirectional_conv_lstm.modeling_convlstm import structural_similarity
+from bidirectional_conv_lstm.models.convlstm.modeling_convlstm import structural_similarity
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -12,16 +12,15 @@ import numpy as np
 import pytest
 import torch
 
-from bidirectional_conv_lstm.data.rain_storage import encode_rain_rate, rain_window_features
-from bidirectional_conv_lstm.nowcast_evaluation import (
-    decode_windows,
+from bidirectional_conv_lstm.data.rain.storage import decode_windows, encode_rain_rate, rain_window_features
+from bidirectional_conv_lstm.nowcasting.baselines import persistence_forecast
+from bidirectional_conv_lstm.nowcasting.evaluation import (
     evaluate_nowcasts,
     format_scores_table,
     nowcast_report,
     score_value,
 )
-from bidirectional_conv_lstm.nowcasting_baselines import persistence_forecast
-from bidirectional_conv_lstm.verification import NowcastVerifier
+from bidirectional_conv_lstm.nowcasting.verification import NowcastVerifier
 from test_nowcasting_baselines import translated_rain
 
 T_IN, T_OUT, SIZE = 3, 4, 48
@@ -233,7 +232,7 @@ def test_evaluate_script_scores_baselines_on_rain_data(monkeypatch, tmp_path, ca
 
 def test_a_saved_model_is_scored_under_the_requested_precision(monkeypatch, tmp_path):
     from bidirectional_conv_lstm import ConvLSTMConfig, ConvLSTMForFramePrediction
-    from bidirectional_conv_lstm.nowcast_evaluation import evaluate_rain_dataset
+    from bidirectional_conv_lstm.nowcasting.evaluation import evaluate_rain_dataset
 
     config = ConvLSTMConfig(
         num_channels=1, hidden_sizes=[4], patch_size=4, rain_rate_transform={"kind": "log1p"}

@@ -11,9 +11,9 @@ import pytest
 import torch
 
 from bidirectional_conv_lstm import ConvLSTMConfig, ConvLSTMForFramePrediction
-from bidirectional_conv_lstm.data.rain_storage import encode_rain_rate, rain_window_features
-from bidirectional_conv_lstm.nowcast_motion import model_motion, motion_against_lucas_kanade
-from bidirectional_conv_lstm.rain_rate import RainRateTransform
+from bidirectional_conv_lstm.data.rain.storage import encode_rain_rate, rain_window_features
+from bidirectional_conv_lstm.models.convlstm.rain_rate import RainRateTransform
+from bidirectional_conv_lstm.nowcasting.motion import model_motion, motion_against_lucas_kanade
 from test_nowcasting_baselines import translated_rain  # moves (x, y) = (2, 1) pixels a frame
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -101,7 +101,7 @@ def test_the_comparison_tells_the_right_motion_from_the_wrong_one(windows):
 
 def test_the_report_gives_the_motion_pooled_and_per_event(windows, tmp_path):
     pytest.importorskip("pysteps")
-    from bidirectional_conv_lstm.nowcast_evaluation import evaluate_nowcasts, write_nowcast_evaluation
+    from bidirectional_conv_lstm.nowcasting.evaluation import evaluate_nowcasts, write_nowcast_evaluation
 
     results = evaluate_nowcasts(windows, ["persistence"], num_input_frames=3, num_output_frames=2)
     results["motion"] = motion_against_lucas_kanade(head_moving((2.0, 1.0)), windows, num_input_frames=3)

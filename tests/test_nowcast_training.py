@@ -14,10 +14,10 @@ import yaml
 
 from bidirectional_conv_lstm import ConvLSTMForFramePrediction
 from bidirectional_conv_lstm.data import generate_synthetic_rain
-from bidirectional_conv_lstm.nowcast_data import load_rain_datasets
-from bidirectional_conv_lstm.nowcast_recipe import nowcasting_stages, run_nowcasting_recipe
-from bidirectional_conv_lstm.training import train
-from bidirectional_conv_lstm.training_args import TrainingArguments
+from bidirectional_conv_lstm.nowcasting.data import load_rain_datasets
+from bidirectional_conv_lstm.nowcasting.recipe import nowcasting_stages, run_nowcasting_recipe
+from bidirectional_conv_lstm.training.arguments import TrainingArguments
+from bidirectional_conv_lstm.training.loop import train
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_RADAR = ROOT.parent / "shared" / "radar"
@@ -90,7 +90,7 @@ def test_radar_runs_hold_out_whole_events_and_check_their_options_first(radar_st
 
 @pytest.mark.parametrize("augment", [True, False])
 def test_only_training_batches_are_augmented_from_the_run_seed(radar_stacks, tmp_path, augment):
-    from bidirectional_conv_lstm.nowcast_training import RainRateTask
+    from bidirectional_conv_lstm.nowcasting.task import RainRateTask
 
     values = radar_arguments(radar_stacks, tmp_path, seed=11)
     values["data"] = {**values["data"], "augment": augment}
@@ -109,7 +109,7 @@ def test_only_training_batches_are_augmented_from_the_run_seed(radar_stacks, tmp
 
 
 def test_scoring_one_split_lets_every_event_be_held_out(radar_stacks, tmp_path):
-    from bidirectional_conv_lstm.nowcast_evaluation import evaluate_rain_dataset
+    from bidirectional_conv_lstm.nowcasting.evaluation import evaluate_rain_dataset
 
     east = [source for source in radar_stacks if source["name"] == "east"]
     data = {
@@ -135,8 +135,8 @@ def test_lucas_kanade_motion_is_the_windows_motion():
     pytest.importorskip("pysteps")
     import datasets
 
-    from bidirectional_conv_lstm.data.rain_storage import encode_rain_rate, rain_window_features
-    from bidirectional_conv_lstm.nowcast_data import add_lucas_kanade_motion
+    from bidirectional_conv_lstm.data.rain.storage import encode_rain_rate, rain_window_features
+    from bidirectional_conv_lstm.nowcasting.data import add_lucas_kanade_motion
     from test_nowcasting_baselines import translated_rain  # moves (x, y) = (2, 1) pixels a frame
 
     rows = [
@@ -162,7 +162,7 @@ def test_lucas_kanade_motion_is_the_windows_motion():
 
 def test_radar_training_windows_can_carry_lucas_kanade_motion_to_the_motion_term(radar_stacks, tmp_path):
     pytest.importorskip("pysteps")
-    from bidirectional_conv_lstm.nowcast_training import RainRateTask
+    from bidirectional_conv_lstm.nowcasting.task import RainRateTask
 
     values = radar_arguments(radar_stacks, tmp_path)
     values["data"] = {**values["data"], "train_motion": "lucas_kanade"}
@@ -322,7 +322,7 @@ def test_tiny_two_stage_run_scores_saves_reloads_and_forecasts_mm_h(radar_stacks
     assert test["context"] == 4 and "saw 4 px of surroundings" in (output / "eval" / "metrics.md").read_text()
     from PIL import Image
 
-    from bidirectional_conv_lstm.visualize_radar import save_radar_gif
+    from bidirectional_conv_lstm.nowcasting.pictures import save_radar_gif
 
     # The pictures show the scored 16 px tile, not its surroundings: the GIF of 16 x 16 frames has the same size.
     tile = np.zeros((3, 16, 16), np.float32)

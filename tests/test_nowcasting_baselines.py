@@ -9,8 +9,8 @@ import pytest
 import torch
 from scipy.ndimage import gaussian_filter
 
-from bidirectional_conv_lstm import nowcasting_baselines
-from bidirectional_conv_lstm.nowcasting_baselines import (
+from bidirectional_conv_lstm.nowcasting import baselines as nowcasting_baselines
+from bidirectional_conv_lstm.nowcasting.baselines import (
     BASELINE_NAMES,
     extrapolation_forecast,
     get_baseline,

@@ -12,8 +12,8 @@ from huggingface_hub import ModelCard
 from safetensors.torch import save_file
 
 from bidirectional_conv_lstm import ConvLSTMConfig, ConvLSTMForFramePrediction
-from bidirectional_conv_lstm.nowcasting_card import create_nowcasting_model_card, save_nowcasting_card
-from bidirectional_conv_lstm.rain_rate import RainRateTransform
+from bidirectional_conv_lstm.models.convlstm.rain_rate import RainRateTransform
+from bidirectional_conv_lstm.nowcasting.card import create_nowcasting_model_card, save_nowcasting_card
 from hub_server import card_metadata_problems
 from test_hub import run_client
 
@@ -173,7 +173,7 @@ def test_pushed_rain_model_loads_through_remote_code_without_the_package_and_for
 
     push = f"""
         from bidirectional_conv_lstm import ConvLSTMForFramePrediction
-        from bidirectional_conv_lstm.hub import push_to_hub
+        from bidirectional_conv_lstm.hub.push import push_to_hub
         model = ConvLSTMForFramePrediction.from_pretrained({str(model_dir)!r}).eval()
         commit = push_to_hub(model, "convlstm-radar", results=json.load(open({str(results_file)!r})))
         print(json.dumps({{"repo_id": commit.repo_url.repo_id}}))

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from bidirectional_conv_lstm import ConvLSTMConfig, ConvLSTMForFramePrediction
-from bidirectional_conv_lstm.onnx_export import check_onnx_model, export_onnx
+from bidirectional_conv_lstm.serving.onnx_export import check_onnx_model, export_onnx
 
 onnxruntime = pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")

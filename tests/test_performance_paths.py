@@ -7,7 +7,8 @@ import copy
 import pytest
 import torch
 
-from bidirectional_conv_lstm import ConvLSTM, convlstm_fused
+from bidirectional_conv_lstm import ConvLSTM
+from bidirectional_conv_lstm.models.convlstm import convlstm_fused
 
 
 def randomize(module: torch.nn.Module, seed: int = 0) -> torch.nn.Module:

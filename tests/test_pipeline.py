@@ -25,7 +25,7 @@ from bidirectional_conv_lstm import (
     FramePredictionPipeline,
     save_frame_prediction_model,
 )
-from bidirectional_conv_lstm.rain_rate import RainRateTransform
+from bidirectional_conv_lstm.models.convlstm.rain_rate import RainRateTransform
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -75,7 +75,7 @@ def expected_uint8(model, video: np.ndarray, num_output_frames: int = 2) -> np.n
 
 
 def test_pipeline_and_processor_files_import_only_what_remote_code_may():
-    package = Path(bidirectional_conv_lstm.__file__).parent
+    package = Path(bidirectional_conv_lstm.__file__).parent / "models" / "convlstm"
     allowed = set(sys.stdlib_module_names) | {"torch", "numpy", "PIL", "transformers"}
     for name in ("pipeline_convlstm.py", "processing_convlstm.py", "video_inputs.py", "rain_rate.py"):
         imports = set(get_imports(package / name))
@@ -91,7 +91,7 @@ def test_saving_writes_the_pipeline_and_processor_and_the_installed_pipeline_loa
     }
     for name in PIPELINE_FILES:
         assert (saved["dir"] / name).is_file(), name
-    package = Path(bidirectional_conv_lstm.__file__).parent
+    package = Path(bidirectional_conv_lstm.__file__).parent / "models" / "convlstm"
     assert (saved["dir"] / "pipeline_convlstm.py").read_bytes() == (
         package / "pipeline_convlstm.py"
     ).read_bytes()

@@ -1,4 +1,4 @@
-"""Tests of `bidirectional_conv_lstm.prediction` (frames in any layout a person has) and of `scripts/predict.py`'s
+"""Tests of `bidirectional_conv_lstm.serving.prediction` (frames in any layout a person has) and of `scripts/predict.py`'s
 one-line errors, as a new user meets them."""
 
 from __future__ import annotations
@@ -13,7 +13,12 @@ import torch
 from PIL import Image
 
 from bidirectional_conv_lstm import ConvLSTMConfig, ConvLSTMForFramePrediction
-from bidirectional_conv_lstm.prediction import match_channels, predict_files, read_frames, to_channels_first
+from bidirectional_conv_lstm.serving.prediction import (
+    match_channels,
+    predict_files,
+    read_frames,
+    to_channels_first,
+)
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "predict.py"
 TINY = {"hidden_sizes": [4], "patch_size": 2, "kernel_size": 3, "num_input_frames": 3, "num_output_frames": 2}

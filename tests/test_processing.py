@@ -11,7 +11,7 @@ from PIL import Image
 from transformers import AutoImageProcessor
 
 from bidirectional_conv_lstm import ConvLSTMConfig, ConvLSTMImageProcessor
-from bidirectional_conv_lstm.rain_rate import RainRateTransform
+from bidirectional_conv_lstm.models.convlstm.rain_rate import RainRateTransform
 
 RNG = np.random.default_rng(0)
 GREY = RNG.integers(0, 256, size=(5, 7, 10), dtype=np.uint8)  # (T, H, W), not a multiple of the patch

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from bidirectional_conv_lstm.data import RadarSource
-from bidirectional_conv_lstm.radar_baselines import run_radar_baselines
+from bidirectional_conv_lstm.nowcasting.radar_baselines import run_radar_baselines
 from test_nowcasting_baselines import translated_rain
 
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from bidirectional_conv_lstm.rain_rate import RAIN_RATE_TRANSFORM_KINDS, RainRateTransform
+from bidirectional_conv_lstm.models.convlstm.rain_rate import RAIN_RATE_TRANSFORM_KINDS, RainRateTransform
 
 KINDS_AND_PARAMS = [
     ("dbr", {}),

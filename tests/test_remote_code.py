@@ -17,7 +17,7 @@ from bidirectional_conv_lstm import ConvLSTMConfig, ConvLSTMForFramePrediction
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-PACKAGE_DIR = Path(bidirectional_conv_lstm.__file__).parent
+PACKAGE_DIR = Path(bidirectional_conv_lstm.__file__).parent / "models" / "convlstm"
 CODE_FILES = (
     "configuration_convlstm.py",
     "modeling_convlstm.py",

@@ -12,10 +12,10 @@ import torch
 import yaml
 from transformers import get_scheduler
 
-from bidirectional_conv_lstm import training
-from bidirectional_conv_lstm.hardware import resolve_mixed_precision
-from bidirectional_conv_lstm.schedules import RunProgress, learning_rate_factor
-from bidirectional_conv_lstm.training_args import TrainingArguments
+from bidirectional_conv_lstm.training import loop as training
+from bidirectional_conv_lstm.training.arguments import TrainingArguments
+from bidirectional_conv_lstm.training.schedules import RunProgress, learning_rate_factor
+from bidirectional_conv_lstm.utils.hardware import resolve_mixed_precision
 from test_training import tiny_config
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bidirectional_conv_lstm.threads import ThreadTuner
+from bidirectional_conv_lstm.utils.threads import ThreadTuner
 
 
 class FakeMachine:

@@ -18,12 +18,12 @@ import torch
 import yaml
 
 from bidirectional_conv_lstm import ConvLSTMConfig, ConvLSTMForFramePrediction
-from bidirectional_conv_lstm.training import find_latest_checkpoint, train
-from bidirectional_conv_lstm.training_args import (
+from bidirectional_conv_lstm.training.arguments import (
     TrainingArguments,
     load_training_arguments,
     parse_command_line,
 )
+from bidirectional_conv_lstm.training.loop import find_latest_checkpoint, train
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -109,8 +109,8 @@ def test_tiny_run_learns_and_saves_a_loadable_model_with_card(tiny_run):
     from torch.utils.data import DataLoader
 
     from bidirectional_conv_lstm.data import FramePredictionCollator
-    from bidirectional_conv_lstm.evaluation import evaluate_dataloader
-    from bidirectional_conv_lstm.training import load_datasets
+    from bidirectional_conv_lstm.training.data_sources import load_datasets
+    from bidirectional_conv_lstm.training.evaluation import evaluate_dataloader
 
     test = load_datasets(args)["test"]
     loader = DataLoader(test, batch_size=8, collate_fn=FramePredictionCollator(4, 4))
@@ -210,8 +210,8 @@ def test_best_model_by_a_higher_is_better_metric(tmp_path, cache_dir):
     from torch.utils.data import DataLoader
 
     from bidirectional_conv_lstm.data import FramePredictionCollator
-    from bidirectional_conv_lstm.evaluation import evaluate_dataloader
-    from bidirectional_conv_lstm.training import load_datasets
+    from bidirectional_conv_lstm.training.data_sources import load_datasets
+    from bidirectional_conv_lstm.training.evaluation import evaluate_dataloader
 
     args = TrainingArguments(
         **tiny_config(
@@ -465,7 +465,7 @@ def test_bad_config_value_fails_fast(tmp_path, overrides, error, name):
 
 
 def test_fine_tuning_may_change_the_loss_settings_only(tmp_path):
-    from bidirectional_conv_lstm.training import build_model
+    from bidirectional_conv_lstm.training.loop import build_model
 
     rain_model = ConvLSTMForFramePrediction(
         ConvLSTMConfig(hidden_sizes=[4], loss="weighted_mse", rain_rate_transform={"kind": "log1p"})
@@ -668,8 +668,8 @@ def test_push_to_hub_at_the_end_of_training(local_hub, tmp_path, cache_dir):
 def test_resume_from_a_folder_that_is_not_a_checkpoint_fails_before_training(tmp_path):
     """A run's output folder (weights but no trainer_state.json) or an empty folder: named, with what a checkpoint
     holds, instead of accelerate's FileNotFoundError on pytorch_model.bin after the data is built."""
-    from bidirectional_conv_lstm import training
-    from bidirectional_conv_lstm.training_args import CHECKPOINT_STATE_FILE
+    from bidirectional_conv_lstm.training import loop as training
+    from bidirectional_conv_lstm.training.arguments import CHECKPOINT_STATE_FILE
 
     assert training.STATE_FILE == CHECKPOINT_STATE_FILE
     config_path = _write_config(tmp_path / "run.yaml", tiny_config(tmp_path / "out", tmp_path / "cache"))

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from bidirectional_conv_lstm.verification import (
+from bidirectional_conv_lstm.nowcasting.verification import (
     CATEGORICAL_SCORES,
     NowcastVerifier,
     det_cat_accum,

@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from bidirectional_conv_lstm.visualize_radar import (
+from bidirectional_conv_lstm.nowcasting.pictures import (
     ABOVE_COLOR,
     NO_DATA_COLOR,
     RAIN_RATE_COLORS,

@@ -1,20 +1,25 @@
 """bidirectional-conv-lstm: a fast, correct bidirectional Convolutional LSTM on the Hugging Face stack."""
 
+from importlib import metadata
+
 from transformers import AutoConfig, AutoImageProcessor, AutoModel
 
-from .configuration_convlstm import ConvLSTMConfig
-from .convlstm import ConvGate, ConvLSTM, ConvLSTMCell
-from .modeling_convlstm import (
+# Importing the nowcasting package registers its rain-rate datasets ("synthetic_rain", "radar") with the training
+# loop (training.kinds), so every entry point that imports this package can train on them.
+from . import nowcasting  # noqa: F401
+from .models.convlstm.configuration_convlstm import ConvLSTMConfig
+from .models.convlstm.convlstm import ConvGate, ConvLSTM, ConvLSTMCell
+from .models.convlstm.modeling_convlstm import (
     ConvLSTMForFramePrediction,
     ConvLSTMModel,
     ConvLSTMModelOutput,
     ConvLSTMPreTrainedModel,
     FramePredictionOutput,
 )
-from .pipeline_convlstm import FramePredictionPipeline, save_frame_prediction_model
-from .processing_convlstm import ConvLSTMImageProcessor
+from .models.convlstm.pipeline_convlstm import FramePredictionPipeline, save_frame_prediction_model
+from .models.convlstm.processing_convlstm import ConvLSTMImageProcessor
 
-__version__ = "0.1.0"
+__version__ = metadata.version("bidirectional-conv-lstm")
 
 # transformers has no Auto class for frame prediction: AutoModel opens on ConvLSTMForFramePrediction, here and (via
 # the auto_map and code files that save_pretrained writes) with trust_remote_code=True where this package is absent.

@@ -8,7 +8,7 @@ Rain-rate windows (radar archives, the generated synthetic rain) share another s
 uint16 at 0.01 mm/h (:mod:`.rain_storage`); :class:`RainRateCollator` turns them into model-space batches.
 """
 
-from ._cache import default_cache_dir
+from .cache import default_cache_dir
 from .collate import FramePredictionCollator, frames_to_float
 from .digits import load_bundled_digits, load_digit_pools, read_idx_images
 from .loaders import load_frames_dataset, load_frames_folder, load_moving_mnist_test_file
@@ -19,18 +19,18 @@ from .moving_mnist import (
     load_moving_mnist,
     moving_mnist_trajectories,
 )
-from .radar import RadarSequence, read_radar_archive
-from .radar_collate import RainRateCollator, rain_rate_and_mask
-from .radar_examples import EXAMPLE_EVENTS, example_radar_sources
-from .radar_sources import RadarSource, list_radar_files
-from .radar_windows import RadarWindowsConfig, load_radar_windows, radar_windows_info
-from .statistics import mean_pixel_value
-from .synthetic_rain import (
+from .radar.archive import RadarSequence, read_radar_archive
+from .radar.examples import EXAMPLE_EVENTS, example_radar_sources
+from .radar.sources import RadarSource, list_radar_files
+from .radar.windows import RadarWindowsConfig, load_radar_windows, radar_windows_info
+from .rain.collate import RainRateCollator, rain_rate_and_mask
+from .rain.synthetic import (
     SyntheticRainConfig,
     generate_synthetic_rain,
     iter_synthetic_rain,
     load_synthetic_rain,
 )
+from .statistics import mean_pixel_value
 
 __all__ = [
     "EXAMPLE_EVENTS",

@@ -16,7 +16,7 @@ import datasets
 import numpy as np
 from PIL import Image
 
-from ._cache import cached_build, numpy_format, write_arrow
+from .cache import cached_build, numpy_format, write_arrow
 
 __all__ = ["load_frames_dataset", "load_frames_folder", "load_moving_mnist_test_file"]
 

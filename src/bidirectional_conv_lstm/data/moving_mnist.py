@@ -28,7 +28,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 from PIL import Image
 
-from ._cache import cached_build, numpy_format, write_arrow
+from .cache import cached_build, numpy_format, write_arrow
 from .digits import BUNDLED_DIGITS, SPLITS, digit_source_identity, load_digit_pools
 
 __all__ = [

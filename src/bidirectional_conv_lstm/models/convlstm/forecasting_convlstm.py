@@ -1,0 +1,175 @@
+"""Rain-rate forecasts in mm/h from a ConvLSTM frame-prediction model whose config records a rain-rate transform.
+
+:func:`forecast_rain_rate` (also :meth:`ConvLSTMForFramePrediction.forecast_rain_rate`) takes observed frames in
+mm/h of any size, with no-data pixels, and returns the forecast in mm/h:
+
+1. no-data pixels (NaN, or ``valid`` False) are filled with 0 mm/h, as ``RainRateCollator`` fills them for
+   training (the model saw no rain there, never a hole);
+2. the frames are padded with 0 mm/h on the bottom and right to a multiple of ``config.patch_size``;
+3. ``config.rain_rate_transform`` maps them to model space, the model forecasts, the transform's inverse maps
+   the predictions back to mm/h (>= 0; below the transform's threshold exactly 0), and the padding is cropped;
+4. with ``probability_matching="mean"`` (``config.probability_matching`` by default), each forecast frame's wet
+   pixels (>= 0.1 mm/h) are scaled so that their geometric mean rain rate equals the last observed frame's, the
+   "mean" probability matching of pysteps' S-PROG (an additive shift in dBR): a model trained with a
+   mean-seeking loss fades uncertain rain with lead time, and this restores its intensity from what was observed
+   without moving or growing any rain area;
+5. pixels with no data in the *last observed frame* get ``no_data_value`` (NaN by default) at every lead time:
+   the model has nothing to say where the radar saw nothing. (Rain advected in from a no-data area is not
+   known either, but a forecast there is still the model's best guess, so only the last frame's mask is used.)
+
+It has the signature of the baselines of :mod:`bidirectional_conv_lstm.nowcasting.baselines`, so a model is
+scored beside them by :mod:`bidirectional_conv_lstm.nowcasting.evaluation` (pass ``no_data_value=0.0`` there, as
+the baselines forecast 0 where they know nothing).
+
+This file travels with ``push_to_hub`` as remote code (``modeling_convlstm.py`` imports it relatively): it
+imports only numpy, torch and its siblings.
+"""
+
+import numbers
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .rain_rate import RainRateTransform
+
+__all__ = ["PROBABILITY_MATCHING", "WET_THRESHOLD", "forecast_rain_rate", "match_observed_mean"]
+
+PROBABILITY_MATCHING = (None, "mean")
+WET_THRESHOLD = 0.1  # mm/h: rain for the mean matching (pysteps' usual precipitation threshold)
+
+
+def match_observed_mean(forecast: torch.Tensor, observed: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """Scale each forecast frame's wet pixels so their geometric mean equals the observed frame's.
+
+    Args:
+        forecast: mm/h `(B, T, H, W)`; observed: mm/h `(B, H, W)` (the last observed frame); valid: bool
+            `(B, H, W)`, the pixels of `observed` with data (only they count, in both fields).
+
+    Returns:
+        The scaled forecast, `(B, T, H, W)`: pixels below :data:`WET_THRESHOLD` are unchanged, and so is a frame
+        when it or the observation has no wet pixel.
+    """
+    floor = torch.tensor(WET_THRESHOLD, dtype=forecast.dtype, device=forecast.device)
+    observed_wet = (observed >= WET_THRESHOLD) & valid
+    forecast_wet = (forecast >= WET_THRESHOLD) & valid[:, None]
+    observed_count, forecast_count = observed_wet.sum((-1, -2)), forecast_wet.sum((-1, -2))
+    observed_log = torch.where(observed_wet, torch.log(torch.maximum(observed, floor)), 0.0).sum((-1, -2))
+    forecast_log = torch.where(forecast_wet, torch.log(torch.maximum(forecast, floor)), 0.0).sum((-1, -2))
+    observed_mean = observed_log / observed_count.clamp_min(1)  # (B,): mean log rain rate of the wet pixels
+    forecast_mean = forecast_log / forecast_count.clamp_min(1)  # (B, T)
+    shift = observed_mean[:, None] - forecast_mean
+    both = (observed_count > 0)[:, None] & (forecast_count > 0)
+    factor = torch.where(both, torch.exp(shift), torch.ones_like(shift))
+    return torch.where(forecast_wet, forecast * factor[..., None, None], forecast)
+
+
+def _as_tensor(value, name: str) -> tuple[torch.Tensor, bool]:
+    """`value` as a tensor, and whether it came as numpy (so the result goes back as numpy)."""
+    if isinstance(value, torch.Tensor):
+        return value, False
+    if isinstance(value, np.ndarray):
+        return torch.from_numpy(np.ascontiguousarray(value)), True
+    raise TypeError(f"{name} must be a torch.Tensor or a numpy array, got {type(value).__name__}")
+
+
+def _check(rain_rate, valid, num_output_frames, config) -> tuple[torch.Tensor, torch.Tensor, bool, bool, int]:
+    """Checked `(rain (B, T, H, W) float, valid (B, T, H, W) bool, as numpy, had a channel axis, horizon)`."""
+    if config.rain_rate_transform is None:
+        raise ValueError(
+            "this model has no rain-rate transform (config.rain_rate_transform is None): it was trained on "
+            "images, not rain rate; call the model on pixel_values instead"
+        )
+    rain, as_numpy = _as_tensor(rain_rate, "rain_rate")
+    shape = tuple(rain.shape)
+    channel_axis = rain.ndim == 5
+    if channel_axis and shape[2] != 1:
+        raise ValueError(f"rain_rate (B, T, 1, H, W) must have 1 channel, got shape {shape}")
+    if rain.ndim not in (4, 5) or 0 in shape:
+        raise ValueError(
+            f"rain_rate must be mm/h of shape (B, T, H, W) or (B, T, 1, H, W), not empty, got shape {shape}"
+        )
+    if not (rain.is_floating_point() or rain.dtype in (torch.uint8, torch.int16, torch.int32, torch.int64)):
+        raise TypeError(f"rain_rate must hold real numbers (mm/h), got dtype {rain.dtype}")
+    if channel_axis:
+        rain = rain[:, :, 0]
+    if num_output_frames is None:
+        num_output_frames = config.num_output_frames
+    if (
+        isinstance(num_output_frames, bool)
+        or not isinstance(num_output_frames, numbers.Integral)
+        or num_output_frames <= 0
+    ):
+        raise ValueError(f"num_output_frames must be a positive int or None, got {num_output_frames!r}")
+    rain = rain.float() if not rain.is_floating_point() else rain
+    mask = ~torch.isnan(rain)
+    if valid is not None:
+        valid, _ = _as_tensor(valid, "valid")
+        if tuple(valid.shape) != shape:
+            raise ValueError(f"valid must have rain_rate's shape {shape}, got {tuple(valid.shape)}")
+        if valid.dtype != torch.bool:
+            raise TypeError(f"valid must be a bool mask (True = data), got dtype {valid.dtype}")
+        mask = mask & (valid[:, :, 0] if channel_axis else valid).to(mask.device)
+    if bool((rain[mask] < 0).any()):
+        raise ValueError(f"rain_rate has negative values (min {rain[mask].min().item()}); expected mm/h >= 0")
+    return rain, mask, as_numpy, channel_axis, int(num_output_frames)
+
+
+@torch.no_grad()
+def forecast_rain_rate(
+    model,
+    rain_rate,
+    valid=None,
+    *,
+    num_output_frames: int | None = None,
+    no_data_value: float = float("nan"),
+    probability_matching: str | None = "config",
+):
+    """Forecast rain rate in mm/h with `model` (see the module docstring for the steps).
+
+    Args:
+        model: a `ConvLSTMForFramePrediction` whose `config.rain_rate_transform` is set. It runs as it is (call
+            `model.eval()` first; `from_pretrained` returns it in eval mode), without gradients.
+        rain_rate: observed rain rate in mm/h, oldest frame first, `(B, T_in, H, W)` or `(B, T_in, 1, H, W)`, any
+            `H x W`; a float torch tensor (any device: it is moved to the model's) or numpy array; NaN = no data.
+        valid: optional bool mask of `rain_rate`'s shape, False = no data (on top of NaN).
+        num_output_frames: how many frames to forecast (one frame step apart, the step of the observed frames
+            and of the training data); defaults to `config.num_output_frames`.
+        no_data_value: the forecast at pixels with no data in the last observed frame (NaN by default; 0.0 to
+            match the baselines).
+        probability_matching: `"mean"` (see the module docstring) or None; by default `config.probability_matching`.
+
+    Returns:
+        mm/h `(B, T_out, H, W)` (or `(B, T_out, 1, H, W)` when `rain_rate` had a channel axis), float32, a numpy
+        array for numpy input, else a tensor on `rain_rate`'s device.
+
+    Raises:
+        ValueError / TypeError: a model without a rain-rate transform, a bad shape, dtype, mask or horizon.
+    """
+    config = model.config
+    if probability_matching == "config":
+        probability_matching = getattr(config, "probability_matching", None)
+    if probability_matching not in PROBABILITY_MATCHING:
+        raise ValueError(
+            f"probability_matching must be one of {PROBABILITY_MATCHING}, got {probability_matching!r}"
+        )
+    rain, mask, as_numpy, channel_axis, horizon = _check(rain_rate, valid, num_output_frames, config)
+    transform = RainRateTransform.from_dict(config.rain_rate_transform)
+    device, output_device = next(model.parameters()).device, rain.device
+    dtype = next(model.parameters()).dtype
+    rain, mask = rain.to(device), mask.to(device)
+    height, width = rain.shape[-2:]
+    patch = config.patch_size
+    filled = torch.where(mask, rain, torch.zeros((), dtype=rain.dtype, device=device)).float()
+    filled = F.pad(filled, (0, -width % patch, 0, -height % patch))  # 0 mm/h: "no rain" beyond the edge
+    pixel_values = transform.forward(filled).unsqueeze(2).to(dtype)  # (B, T, 1, H', W')
+    predictions = model(pixel_values=pixel_values, num_output_frames=horizon).predictions
+    forecast = transform.inverse(predictions[:, :, 0, :height, :width].float())
+    if probability_matching == "mean":
+        forecast = match_observed_mean(forecast, filled[:, -1, :height, :width], mask[:, -1])
+    last_valid = mask[:, -1:].expand_as(forecast)
+    forecast = torch.where(last_valid, forecast, torch.full_like(forecast, float(no_data_value)))
+    if channel_axis:
+        forecast = forecast.unsqueeze(2)
+    forecast = forecast.to(output_device)
+    return forecast.numpy() if as_numpy else forecast

@@ -1,0 +1,33 @@
+"""Precipitation nowcasting: rain-rate training data and task, verification, the baselines (persistence,
+Lucas-Kanade extrapolation, S-PROG), evaluation, the motion check, tables, pictures, the model card and the
+two-stage recipe.
+
+Importing it registers the rain-rate datasets (``"synthetic_rain"``, ``"radar"``) with the training loop
+(:mod:`bidirectional_conv_lstm.training.kinds`); ``import bidirectional_conv_lstm`` does.
+"""
+
+from .baselines import BASELINE_NAMES, get_baseline, get_baselines, model_forecaster
+from .card import create_nowcasting_model_card, save_nowcasting_card
+from .data import RAIN_RATE_DATASETS, load_rain_datasets
+from .evaluation import evaluate_nowcasts, evaluate_rain_dataset, score_nowcasts, write_nowcast_evaluation
+from .recipe import run_nowcasting_recipe
+from .task import RainRateTask
+from .verification import NowcastVerifier
+
+__all__ = [
+    "BASELINE_NAMES",
+    "RAIN_RATE_DATASETS",
+    "NowcastVerifier",
+    "RainRateTask",
+    "create_nowcasting_model_card",
+    "evaluate_nowcasts",
+    "evaluate_rain_dataset",
+    "get_baseline",
+    "get_baselines",
+    "load_rain_datasets",
+    "model_forecaster",
+    "run_nowcasting_recipe",
+    "save_nowcasting_card",
+    "score_nowcasts",
+    "write_nowcast_evaluation",
+]

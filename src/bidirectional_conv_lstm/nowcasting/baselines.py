@@ -1,0 +1,336 @@
+"""The baselines every precipitation nowcast is judged against: persistence, optical-flow extrapolation, S-PROG.
+
+All forecasters here share one signature, the one :mod:`.nowcast_evaluation` calls for every method (the
+model included)::
+
+    forecast = forecaster(observed, valid=None, *, num_output_frames=12)
+
+- ``observed``: rain rate in mm/h, (B, T_in, H, W), numpy or torch, oldest frame first; NaN marks no data.
+- ``valid``: optional bool (B, T_in, H, W), False marks no data (on top of NaN).
+- returns rain rate in mm/h, numpy float32 (B, T_out, H, W), finite and >= 0. A pixel a method has nothing to
+  say about (no data in its input, or advected in from outside the grid) is forecast as 0 mm/h: scores are
+  computed on the pixels where the *observation* is valid, the same pixels for every method.
+
+Persistence is numpy only. Extrapolation and S-PROG are pysteps' (the ``nowcasting`` extra), run as pysteps'
+own examples run them: rain rate to dBR with ``pysteps.utils.transformation.dB_transform`` (threshold
+0.1 mm/h, no-rain value -15 dBR), a Lucas-Kanade motion field (``pysteps.motion.get_method("LK")``) from all the
+observed frames (no-data pixels NaN, which pysteps masks so no features are tracked there), then
+
+- extrapolation: the last frame (no data filled with the no-rain value) carried along the motion field by
+  pysteps' semi-Lagrangian scheme (``pysteps.nowcasts.get_method("extrapolation")``);
+- S-PROG (Seed 2003): ``pysteps.nowcasts.get_method("sprog")`` on the last ``ar_order + 1`` frames (an AR(2)
+  model per cascade level of an FFT band-pass decomposition, scales losing predictability smoothed away;
+  no data left NaN, as S-PROG takes its domain mask from them; the "mean" probability matching of pysteps'
+  S-PROG example);
+
+and back to mm/h with the inverse ``dB_transform`` (below 0.1 mm/h is 0). Optical flow is per sample, so a
+batch is a loop over samples.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import io
+from collections.abc import Callable, Iterable
+
+import numpy as np
+import torch
+
+__all__ = [
+    "BASELINE_NAMES",
+    "extrapolation_forecast",
+    "get_baseline",
+    "get_baselines",
+    "lucas_kanade_motion",
+    "model_forecaster",
+    "persistence_forecast",
+    "sprog_forecast",
+]
+
+BASELINE_NAMES = ("persistence", "extrapolation", "sprog")
+_ALIASES = {"lucas_kanade": "extrapolation"}
+
+RAIN_THRESHOLD = 0.1  # mm/h: below it is "no rain" in dBR (pysteps' examples)
+ZERO_VALUE_DBR = -15.0  # the dBR value given to no rain (pysteps' examples)
+
+
+def _pysteps():
+    """Import pysteps (quietly: it prints where its configuration file is) or say how to install it."""
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            import pysteps
+            import pysteps.motion
+            import pysteps.nowcasts
+            import pysteps.utils.transformation
+    except ImportError as error:
+        raise ImportError(
+            'optical-flow extrapolation and S-PROG need pysteps: pip install -e ".[nowcasting]" '
+            f"(or pip install 'bidirectional-conv-lstm[nowcasting]'); import failed with: {error}"
+        ) from error
+    return pysteps
+
+
+def _as_numpy(array, name: str) -> np.ndarray:
+    if isinstance(array, torch.Tensor):
+        array = array.detach().cpu().numpy()
+    if not isinstance(array, np.ndarray):
+        raise TypeError(f"{name} must be a numpy array or a torch tensor, got {type(array).__name__}")
+    return array
+
+
+def _prepare(observed, valid, num_output_frames, min_input_frames: int) -> np.ndarray:
+    """Checked float64 (B, T_in, H, W) mm/h with NaN at every no-data pixel."""
+    observed = _as_numpy(observed, "observed")
+    if observed.ndim != 4:
+        raise ValueError(f"observed must be rain rate (B, T_in, H, W), got shape {observed.shape}")
+    if observed.shape[1] < min_input_frames:
+        raise ValueError(
+            f"observed has {observed.shape[1]} frames, this forecaster needs at least {min_input_frames}"
+        )
+    if isinstance(num_output_frames, bool) or not isinstance(num_output_frames, (int, np.integer)):
+        raise TypeError(f"num_output_frames must be an int, got {num_output_frames!r}")
+    if num_output_frames < 1:
+        raise ValueError(f"num_output_frames must be >= 1, got {num_output_frames}")
+    rain = observed.astype(np.float64)  # a copy: the caller's array is never written
+    if valid is not None:
+        valid = _as_numpy(valid, "valid").astype(bool)
+        if valid.shape != observed.shape:
+            raise ValueError(f"valid has shape {valid.shape}, expected observed's {observed.shape}")
+        rain[~valid] = np.nan
+    if np.any(rain < 0):  # NaN compares False
+        raise ValueError(f"observed has negative rain rates (min {np.nanmin(rain)}); expected mm/h >= 0")
+    return rain
+
+
+def _to_dbr(rain_mm_h: np.ndarray, threshold: float, zero_value: float) -> np.ndarray:
+    """mm/h -> dBR; below ``threshold`` -> ``zero_value``; NaN (no data) stays NaN."""
+    transformation = _pysteps().utils.transformation
+    return transformation.dB_transform(rain_mm_h, threshold=threshold, zerovalue=zero_value)[0]
+
+
+def _from_dbr(dbr: np.ndarray, threshold: float) -> np.ndarray:
+    """dBR -> mm/h, 0 below ``threshold`` and where unknown (NaN), as float32."""
+    transformation = _pysteps().utils.transformation
+    rain = transformation.dB_transform(dbr, threshold=10.0 * np.log10(threshold), inverse=True)[0]
+    return np.clip(np.nan_to_num(rain, nan=0.0, posinf=0.0), 0.0, None).astype(np.float32)
+
+
+def persistence_forecast(observed, valid=None, *, num_output_frames: int) -> np.ndarray:
+    """The last observed frame, repeated: (B, T_out, H, W) float32 mm/h (no data in it -> 0)."""
+    rain = _prepare(observed, valid, num_output_frames, min_input_frames=1)
+    last = np.nan_to_num(rain[:, -1:], nan=0.0).astype(np.float32)
+    return np.repeat(last, num_output_frames, axis=1)
+
+
+def lucas_kanade_motion(
+    observed,
+    valid=None,
+    *,
+    threshold: float = RAIN_THRESHOLD,
+    zero_value: float = ZERO_VALUE_DBR,
+    lk_kwargs: dict | None = None,
+) -> np.ndarray:
+    """pysteps' dense Lucas-Kanade motion field of each sample's observed frames (in dBR).
+
+    Args:
+        observed: mm/h (B, T_in, H, W), T_in >= 2; NaN / ``valid`` False = no data (masked: no features there).
+        threshold, zero_value: the dBR transform (mm/h below ``threshold`` -> ``zero_value`` dBR).
+        lk_kwargs: keyword arguments of ``pysteps.motion.lucaskanade.dense_lucaskanade``.
+
+    Returns:
+        float64 (B, 2, H, W): x (column) and y (row) displacement in pixels per frame step.
+    """
+    rain = _prepare(observed, valid, 1, min_input_frames=2)
+    oflow = _pysteps().motion.get_method("LK")
+    return np.stack([oflow(_to_dbr(sample, threshold, zero_value), **(lk_kwargs or {})) for sample in rain])
+
+
+def _motion_for(rain: np.ndarray, motion, threshold: float, zero_value: float) -> np.ndarray:
+    if motion is None:
+        oflow = _pysteps().motion.get_method("LK")
+        return np.stack([oflow(_to_dbr(sample, threshold, zero_value)) for sample in rain])
+    motion = _as_numpy(motion, "motion")
+    expected = (rain.shape[0], 2, *rain.shape[2:])
+    if motion.shape != expected or not np.all(np.isfinite(motion)):
+        raise ValueError(f"motion must be a finite (B, 2, H, W) = {expected} field, got shape {motion.shape}")
+    return motion
+
+
+def extrapolation_forecast(
+    observed,
+    valid=None,
+    *,
+    num_output_frames: int,
+    motion=None,
+    threshold: float = RAIN_THRESHOLD,
+    zero_value: float = ZERO_VALUE_DBR,
+) -> np.ndarray:
+    """Lucas-Kanade optical flow + semi-Lagrangian extrapolation of the last frame (pysteps).
+
+    Args:
+        observed: mm/h (B, T_in, H, W), T_in >= 2, oldest first; NaN / ``valid`` False = no data.
+        valid: optional bool (B, T_in, H, W).
+        num_output_frames: how many future frames (one frame step apart, as the observed ones).
+        motion: optional precomputed :func:`lucas_kanade_motion` (B, 2, H, W), to share it with S-PROG.
+        threshold, zero_value: the dBR transform (mm/h below ``threshold`` -> ``zero_value`` dBR).
+
+    Returns:
+        float32 (B, T_out, H, W) mm/h >= 0; rain advected in from outside the grid is unknown and forecast as 0.
+    """
+    rain = _prepare(observed, valid, num_output_frames, min_input_frames=2)
+    motion = _motion_for(rain, motion, threshold, zero_value)
+    extrapolate = _pysteps().nowcasts.get_method("extrapolation")
+    forecasts = []
+    for sample, velocity in zip(rain, motion):
+        last = _to_dbr(sample[-1], threshold, zero_value)
+        last[~np.isfinite(last)] = zero_value  # pysteps' example: no data takes the no-rain value
+        forecasts.append(_from_dbr(extrapolate(last, velocity, num_output_frames), threshold))
+    return np.stack(forecasts)
+
+
+def sprog_forecast(
+    observed,
+    valid=None,
+    *,
+    num_output_frames: int,
+    motion=None,
+    n_cascade_levels: int = 6,
+    ar_order: int = 2,
+    threshold: float = RAIN_THRESHOLD,
+    zero_value: float = ZERO_VALUE_DBR,
+    probmatching_method: str = "mean",
+) -> np.ndarray:
+    """pysteps' S-PROG nowcast (Seed 2003), in dBR, driven by the Lucas-Kanade motion of the observed frames.
+
+    Args:
+        observed: mm/h (B, T_in, H, W), T_in >= ``ar_order + 1``, oldest first; NaN / ``valid`` False = no data.
+        valid: optional bool (B, T_in, H, W).
+        num_output_frames: how many future frames.
+        motion: optional precomputed :func:`lucas_kanade_motion` (B, 2, H, W).
+        n_cascade_levels: FFT band-pass cascade levels (pysteps' default 6; its examples use 6 or 8 on
+            larger grids).
+        ar_order: order of the autoregressive model of each level (2, as in S-PROG).
+        threshold, zero_value: the dBR transform; ``threshold`` in dBR is S-PROG's rain threshold too.
+        probmatching_method: ``"mean"`` (pysteps' S-PROG example), ``"cdf"`` or None.
+
+    Returns:
+        float32 (B, T_out, H, W) mm/h >= 0 (0 where S-PROG's domain mask, the input's no data, leaves it NaN).
+        A window where S-PROG cannot fit its autoregressive model (nearly dry: "Singular matrix") gets the
+        Lucas-Kanade extrapolation of its last frame instead.
+    """
+    if isinstance(n_cascade_levels, bool) or not isinstance(n_cascade_levels, int) or n_cascade_levels < 1:
+        raise ValueError(f"n_cascade_levels must be an int >= 1, got {n_cascade_levels!r}")
+    if isinstance(ar_order, bool) or not isinstance(ar_order, int) or ar_order < 1:
+        raise ValueError(f"ar_order must be an int >= 1, got {ar_order!r}")
+    rain = _prepare(observed, valid, num_output_frames, min_input_frames=max(2, ar_order + 1))
+    motion = _motion_for(rain, motion, threshold, zero_value)
+    sprog = _pysteps().nowcasts.get_method("sprog")
+    precip_thr = 10.0 * np.log10(threshold)
+    forecasts = []
+    for sample, velocity in zip(rain, motion):
+        dbr = _to_dbr(sample[-(ar_order + 1) :], threshold, zero_value)
+        try:
+            with contextlib.redirect_stdout(
+                io.StringIO()
+            ):  # S-PROG reports its settings and progress on stdout
+                forecast = sprog(
+                    dbr,
+                    velocity,
+                    num_output_frames,
+                    precip_thr=precip_thr,
+                    n_cascade_levels=n_cascade_levels,
+                    ar_order=ar_order,
+                    decomp_method="fft",
+                    bandpass_filter_method="gaussian",
+                    probmatching_method=probmatching_method,
+                    fft_method="numpy",
+                )
+        except np.linalg.LinAlgError:
+            # A (nearly) dry window leaves the cascade levels without variance, so S-PROG cannot fit its AR
+            # model ("Singular matrix"); with nothing to decay, its forecast is the extrapolation of the last frame.
+            forecasts.append(
+                extrapolation_forecast(
+                    sample[None],
+                    num_output_frames=num_output_frames,
+                    motion=velocity[None],
+                    threshold=threshold,
+                    zero_value=zero_value,
+                )[0]
+            )
+            continue
+        forecasts.append(_from_dbr(np.asarray(forecast), threshold))
+    return np.stack(forecasts)
+
+
+def get_baseline(name: str) -> Callable[..., np.ndarray]:
+    """The forecaster called ``name``: "persistence", "extrapolation" (alias "lucas_kanade") or "sprog"."""
+    functions = {
+        "persistence": persistence_forecast,
+        "extrapolation": extrapolation_forecast,
+        "sprog": sprog_forecast,
+    }
+    key = _ALIASES.get(name, name) if isinstance(name, str) else name
+    if key not in functions:
+        names = ", ".join(repr(n) for n in (*BASELINE_NAMES, *_ALIASES))
+        raise ValueError(f"unknown baseline {name!r}; expected one of {names}")
+    return functions[key]
+
+
+class _SharedMotion:
+    """The Lucas-Kanade motion of the last ``(observed, valid)`` pair seen (compared by identity), so that the
+    optical-flow baselines called one after the other on the same batch compute it once."""
+
+    def __init__(self):
+        self._key: tuple = (None, None)
+        self._motion = None
+
+    def __call__(self, observed, valid) -> np.ndarray:
+        if self._key[0] is not observed or self._key[1] is not valid:
+            self._motion = lucas_kanade_motion(observed, valid)
+            self._key = (observed, valid)  # holding the arrays keeps their identities from being reused
+        return self._motion
+
+
+def _with_motion(function, shared: _SharedMotion):
+    @functools.wraps(function)
+    def forecaster(observed, valid=None, *, num_output_frames: int, **kwargs):
+        if "motion" not in kwargs:
+            _prepare(
+                observed, valid, num_output_frames, min_input_frames=2
+            )  # errors name the forecaster's input
+            kwargs["motion"] = shared(observed, valid)
+        return function(observed, valid, num_output_frames=num_output_frames, **kwargs)
+
+    return forecaster
+
+
+def get_baselines(names: Iterable[str], *, share_motion: bool = True) -> dict[str, Callable[..., np.ndarray]]:
+    """``{name: forecaster}`` for several baselines (see :func:`get_baseline`).
+
+    With ``share_motion`` the optical-flow ones (extrapolation, S-PROG) compute the Lucas-Kanade motion field of
+    a batch once between them: called in turn on the same ``observed`` object (as the evaluation does), the
+    second reuses the first's field. Forecasts are unchanged; only the time differs.
+    """
+    names = [names] if isinstance(names, str) else list(names)
+    functions = {name: get_baseline(name) for name in names}  # unknown names fail here
+    flow = [name for name, function in functions.items() if function is not persistence_forecast]
+    if share_motion and len(flow) > 1:
+        shared = _SharedMotion()
+        functions.update({name: _with_motion(functions[name], shared) for name in flow})
+    return functions
+
+
+def model_forecaster(model, *, no_data_value: float = 0.0, autocast=None):
+    """``forecaster(observed, valid=None, *, num_output_frames)`` of :mod:`.nowcasting_baselines` for a rain-rate
+    model: mm/h in, mm/h out (``no_data_value`` where the last observed frame has no data, 0 as the baselines).
+    ``autocast``: a context-manager factory the model runs under (``accelerator.autocast``, so a run's bf16 / fp16
+    applies to its test forecasts as to its validation); None runs in the model's dtype."""
+
+    def forecaster(observed, valid=None, *, num_output_frames: int):
+        with autocast() if autocast is not None else contextlib.nullcontext():
+            return model.forecast_rain_rate(
+                observed, valid, num_output_frames=num_output_frames, no_data_value=no_data_value
+            )
+
+    return forecaster

@@ -1,0 +1,380 @@
+"""Score nowcasts (the model and the baselines) on rain-rate windows, the way weather services verify them.
+
+Every method goes through the same code: each batch of windows (the ``rain_rate`` column of the
+:mod:`.data.rain_storage` schema) is decoded to mm/h once, split into the observed frames and the future, every
+forecaster is called as ``forecaster(observed, valid=observed_valid, num_output_frames=T_out)`` (the signature
+of :mod:`.nowcasting_baselines`; a model is wrapped in a callable with that signature) and its forecast goes to
+its own :class:`~.verification.NowcastVerifier` with the future's no-data mask. Scores are therefore pooled
+over the same windows and the same valid pixels for every method.
+
+Results are a plain dict (written as ``metrics.json``)::
+
+    {"num_windows": N, "num_input_frames": 4, "num_output_frames": 12, "timestep_minutes": 5 | None,
+     "thresholds": [...], "fss_windows": [...], "context": pixels seen around each tile, not scored (if any),
+     "methods": {name: {"overall": {"csi@1": ..., "fss@1/16": ..., "mae": ...},
+                        "per_lead_time": {...}, "seconds_per_window": ...}}}
+
+and as Markdown tables (:mod:`.nowcast_tables`: methods as rows; CSI at each threshold, CSI-M, FSS at 1 mm/h
+per window, MAE, MSE; overall or at one lead time).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..data.rain.storage import crop_context, decode_windows
+from ..models.convlstm.configuration_convlstm import ConvLSTMConfig
+from ..models.convlstm.modeling_convlstm import ConvLSTMForFramePrediction
+from ..utils.hardware import make_accelerator
+from .baselines import get_baselines, model_forecaster
+from .data import RAIN_RATE_DATASETS, eval_context, load_rain_datasets, scoring_arguments, timestep_minutes
+from .motion import motion_check
+from .pictures import plot_scores_by_lead_time
+from .tables import format_scores_table, nowcast_report, score_value
+from .verification import NowcastVerifier
+
+__all__ = [
+    "evaluate_nowcasts",
+    "evaluate_rain_dataset",
+    "format_scores_table",
+    "nowcast_report",
+    "resolve_forecasters",
+    "results_from_verifiers",
+    "score_nowcasts",
+    "score_value",
+    "write_nowcast_evaluation",
+]
+
+Forecaster = Callable[..., object]
+
+
+def resolve_forecasters(methods) -> dict[str, Forecaster]:
+    """``methods`` as ``{name: forecaster}``.
+
+    Args:
+        methods: baseline names (``["persistence", "extrapolation", "sprog"]``), or a mapping from a name to a
+            baseline name or to a callable ``forecaster(observed, valid=None, *, num_output_frames)`` returning
+            mm/h (B, T_out, H, W) (numpy or torch), e.g. ``{"model": model_forecaster, "persistence":
+            "persistence"}``.
+    """
+    if isinstance(methods, str):
+        methods = [methods]
+    if not isinstance(methods, Mapping):
+        if not isinstance(methods, Iterable):
+            raise TypeError(f"methods must be names or a mapping of name -> forecaster, got {methods!r}")
+        methods = {name: name for name in methods}
+    if not methods:
+        raise ValueError("methods is empty; expected at least one forecaster")
+    # Baselines named together share one Lucas-Kanade motion field per batch (same forecasts, less time).
+    baselines = get_baselines(dict.fromkeys(m for m in methods.values() if isinstance(m, str)))
+    forecasters = {}
+    for name, method in methods.items():
+        if isinstance(method, str):
+            forecasters[str(name)] = baselines[method]
+        elif callable(method):
+            forecasters[str(name)] = method
+        else:
+            raise TypeError(
+                f"method {name!r} must be a baseline name or a callable, got {type(method).__name__}"
+            )
+    return forecasters
+
+
+def _check_context(context, shape) -> int:
+    if isinstance(context, bool) or not isinstance(context, (int, np.integer)) or context < 0:
+        raise ValueError(f"context must be an int >= 0 (pixels around each tile), got {context!r}")
+    if 2 * context >= min(shape[-2:]):
+        raise ValueError(
+            f"context={context} leaves nothing of windows {shape[-2]} x {shape[-1]} pixels to score; expected "
+            f"less than half the smaller side"
+        )
+    return int(context)
+
+
+def _collate(rows: list[Mapping]) -> torch.Tensor:
+    return torch.stack([torch.as_tensor(np.asarray(row["rain_rate"])) for row in rows])
+
+
+def _check_frames(name: str, value) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+    return int(value)
+
+
+def score_nowcasts(
+    windows,
+    methods,
+    *,
+    num_input_frames: int,
+    num_output_frames: int,
+    thresholds: Iterable[float] = (0.5, 1, 2, 5, 10),
+    fss_windows: Iterable[int] = (1, 4, 16),
+    batch_size: int = 8,
+    accelerator=None,
+    max_windows: int | None = None,
+    progress: bool = False,
+    context: int = 0,
+) -> tuple[dict, dict[str, float], int]:
+    """Stream ``windows`` through every forecaster into one :class:`NowcastVerifier` per method.
+
+    Args:
+        windows: a map-style dataset of rows with ``rain_rate`` (T, 1, H, W) in the stored uint16 form (a
+            ``datasets.Dataset`` in the :mod:`.data.rain_storage` schema, any other torch-style dataset).
+        methods: see :func:`resolve_forecasters`.
+        num_input_frames, num_output_frames: frames given to the forecasters and frames scored.
+        thresholds, fss_windows: rain-rate thresholds (mm/h) and FSS window sizes (pixels) of the verifiers.
+        batch_size: windows per forecaster call.
+        accelerator: optional ``accelerate.Accelerator``: windows are shared out over its processes and the
+            verifiers gather them (every process ends with the same scores).
+        max_windows: score only the first windows.
+        progress: a progress bar (main process).
+        context: pixels on every side of each window that the forecasters see but that are not scored (the
+            surroundings of ``RadarWindowsConfig.eval_context``): forecasts and the future are cropped to the
+            tile before verification.
+
+    Returns:
+        ``({name: NowcastVerifier}, {name: seconds in the forecaster per window}, number of windows scored)``;
+        the seconds are this process's.
+    """
+    from torch.utils.data import DataLoader, Subset
+
+    num_input_frames = _check_frames("num_input_frames", num_input_frames)
+    num_output_frames = _check_frames("num_output_frames", num_output_frames)
+    batch_size = _check_frames("batch_size", batch_size)
+    forecasters = resolve_forecasters(methods)
+    if len(windows) == 0:
+        raise ValueError("windows is empty; expected at least one rain-rate window")
+    if hasattr(windows, "with_format"):  # a datasets.Dataset: hand out arrays, not nested lists
+        windows = windows.with_format("numpy", columns=["rain_rate"])
+    first = np.asarray(windows[0]["rain_rate"])[None]
+    decode_windows(first, num_input_frames, num_output_frames)  # shape check before any heavy work
+    context = _check_context(context, first.shape)
+    if max_windows is not None:
+        windows = Subset(windows, range(min(_check_frames("max_windows", max_windows), len(windows))))
+    verifiers = {
+        name: NowcastVerifier(
+            thresholds=tuple(thresholds), fss_windows=tuple(fss_windows), gather=accelerator
+        )
+        for name in forecasters
+    }
+    seconds = dict.fromkeys(forecasters, 0.0)
+    loader = DataLoader(windows, batch_size=batch_size, collate_fn=_collate)
+    if accelerator is not None:
+        loader = accelerator.prepare(loader)
+    show = progress and (accelerator is None or accelerator.is_main_process)
+    if show:
+        from tqdm.auto import tqdm
+
+        loader = tqdm(loader, desc="nowcasts", unit="batch")
+    count = 0
+    for stored in loader:
+        observed, observed_valid, future, future_valid = decode_windows(
+            stored.cpu(), num_input_frames, num_output_frames
+        )
+        count += observed.shape[0]
+        expected = tuple(future.shape)  # forecasts come with the context; the scores leave it out
+        future, future_valid = crop_context(future, context), crop_context(future_valid, context)
+        for name, forecaster in forecasters.items():
+            start = time.perf_counter()
+            forecast = forecaster(observed, valid=observed_valid, num_output_frames=num_output_frames)
+            seconds[name] += time.perf_counter() - start
+            if tuple(forecast.shape) != expected:
+                raise ValueError(
+                    f"forecaster {name!r} returned shape {tuple(forecast.shape)}, expected {expected}"
+                )
+            # One kind of array for the verifier: CPU float32 tensors, as the decoded future.
+            forecast = torch.as_tensor(
+                forecast.detach().cpu() if isinstance(forecast, torch.Tensor) else forecast
+            )
+            verifiers[name].update(crop_context(forecast.float(), context), future, future_valid)
+    return verifiers, {name: value / max(count, 1) for name, value in seconds.items()}, len(windows)
+
+
+def evaluate_nowcasts(
+    windows,
+    methods,
+    *,
+    num_input_frames: int,
+    num_output_frames: int,
+    thresholds: Iterable[float] = (0.5, 1, 2, 5, 10),
+    fss_windows: Iterable[int] = (1, 4, 16),
+    timestep_minutes: float | None = None,
+    batch_size: int = 8,
+    accelerator=None,
+    max_windows: int | None = None,
+    output_dir: str | os.PathLike | None = None,
+    progress: bool = False,
+    context: int = 0,
+) -> dict:
+    """Score every method on ``windows`` (see :func:`score_nowcasts`) and, with ``output_dir``, write
+    metrics.json, metrics.md and scores_by_lead_time.png (main process).
+
+    Returns:
+        the results dict described in the module docstring.
+    """
+    thresholds, fss_windows = tuple(thresholds), tuple(fss_windows)
+    verifiers, seconds, num_windows = score_nowcasts(
+        windows,
+        methods,
+        num_input_frames=num_input_frames,
+        num_output_frames=num_output_frames,
+        thresholds=thresholds,
+        fss_windows=fss_windows,
+        batch_size=batch_size,
+        accelerator=accelerator,
+        max_windows=max_windows,
+        progress=progress,
+        context=context,
+    )
+    results = results_from_verifiers(
+        verifiers,
+        num_windows=num_windows,
+        num_input_frames=num_input_frames,
+        num_output_frames=num_output_frames,
+        thresholds=thresholds,
+        fss_windows=fss_windows,
+        timestep_minutes=timestep_minutes,
+        seconds_per_window=seconds,
+    )
+    if context:
+        results["context"] = context
+    if output_dir is not None and (accelerator is None or accelerator.is_main_process):
+        write_nowcast_evaluation(results, output_dir)
+    return results
+
+
+def evaluate_rain_dataset(
+    dataset: str,
+    *,
+    data: Mapping | None = None,
+    split: str = "test",
+    baselines: Iterable[str] = (),
+    model_name_or_path: str | None = None,
+    num_input_frames: int | None = None,
+    num_output_frames: int | None = None,
+    batch_size: int = 8,
+    max_samples: int | None = None,
+    output_dir: str | os.PathLike | None = None,
+    mixed_precision: str = "no",
+) -> dict:
+    """Score a saved rain-rate model and/or baselines on a split of ``"synthetic_rain"`` or ``"radar"`` windows.
+
+    Args:
+        dataset: ``"synthetic_rain"`` or ``"radar"``; ``data`` holds their options as in a training config
+            (see :func:`~.nowcast_training.load_rain_datasets`: e.g. ``root``, ``events``, ``test_events``).
+        split: train / validation / test.
+        baselines: baseline names (:func:`~.nowcasting_baselines.get_baseline`).
+        model_name_or_path: a saved rain-rate model (folder or Hub id), scored as ``"model"``.
+        num_input_frames, num_output_frames: default to the model's, else 4 and 12.
+        batch_size, max_samples, output_dir, mixed_precision: as in :func:`.evaluation.evaluate`.
+
+    Returns:
+        the results dict of :func:`evaluate_nowcasts` (written to ``output_dir`` when given), with ``"motion"``
+        for a model with an advection head when pysteps is installed (its motion beside Lucas-Kanade's,
+        :func:`~.nowcast_motion.motion_check`).
+    """
+
+    if dataset not in RAIN_RATE_DATASETS:
+        raise ValueError(
+            f"dataset must be one of {RAIN_RATE_DATASETS} for nowcast evaluation, got {dataset!r}"
+        )
+    if split not in ("train", "validation", "test"):
+        raise ValueError(f"split must be 'train', 'validation' or 'test', got {split!r}")
+    if model_name_or_path is None and not baselines:
+        raise ValueError("nothing to evaluate: give model_name_or_path and/or baselines")
+    methods = resolve_forecasters(list(baselines)) if baselines else {}
+    config = None
+    if model_name_or_path is not None:  # its config first (small): the frame counts the data is checked with
+        config = ConvLSTMConfig.from_pretrained(model_name_or_path)
+        num_input_frames = num_input_frames or config.num_input_frames
+        num_output_frames = num_output_frames or config.num_output_frames
+    # The data options are read and checked as a training run's, but only the scored split needs windows.
+    args = scoring_arguments(dataset, data or {}, num_input_frames or 4, num_output_frames or 12)
+    accelerator, _ = make_accelerator(mixed_precision)
+    model = None
+    if config is not None:
+        model = ConvLSTMForFramePrediction.from_pretrained(model_name_or_path).eval()
+        methods = {"model": model_forecaster(model, autocast=accelerator.autocast), **methods}
+    windows = load_rain_datasets(args, splits=(split,))[split]
+    if model is not None:
+        model.to(accelerator.device)
+    results = evaluate_nowcasts(
+        windows,
+        methods,
+        num_input_frames=args.num_input_frames,
+        num_output_frames=args.num_output_frames,
+        timestep_minutes=timestep_minutes(args),
+        batch_size=batch_size,
+        accelerator=accelerator,
+        max_windows=max_samples,
+        progress=True,
+        context=eval_context(args),
+    )
+    if model is not None and accelerator.is_main_process:
+        motion = motion_check(
+            model,
+            windows,
+            num_input_frames=args.num_input_frames,
+            batch_size=batch_size,
+            max_windows=max_samples,
+            context=eval_context(args),
+            autocast=accelerator.autocast,
+        )
+        if motion is not None:
+            results["motion"] = motion
+    if output_dir is not None and accelerator.is_main_process:
+        write_nowcast_evaluation(results, output_dir)
+    return results
+
+
+def results_from_verifiers(
+    verifiers: Mapping,
+    *,
+    num_windows: int,
+    num_input_frames: int,
+    num_output_frames: int,
+    thresholds,
+    fss_windows,
+    timestep_minutes: float | None = None,
+    seconds_per_window: Mapping[str, float] | None = None,
+) -> dict:
+    """The results dict (module docstring) from ``{name: NowcastVerifier}`` (e.g. merged over events)."""
+    methods = {}
+    for name, verifier in verifiers.items():
+        scores = verifier.compute()
+        methods[name] = {"overall": scores["overall"], "per_lead_time": scores["per_lead_time"]}
+        if seconds_per_window is not None and name in seconds_per_window:
+            methods[name]["seconds_per_window"] = seconds_per_window[name]
+    return {
+        "num_windows": num_windows,
+        "num_input_frames": num_input_frames,
+        "num_output_frames": num_output_frames,
+        "timestep_minutes": timestep_minutes,
+        "thresholds": [float(t) for t in thresholds],
+        "fss_windows": [int(w) for w in fss_windows],
+        "methods": methods,
+    }
+
+
+def write_nowcast_evaluation(
+    results: Mapping, output_dir: str | os.PathLike, *, lead_times: Iterable[int] = ()
+) -> dict[str, Path]:
+    """Write ``metrics.json``, ``metrics.md`` (:func:`nowcast_report`) and ``scores_by_lead_time.png``."""
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    paths = {
+        "json": output_dir / "metrics.json",
+        "table": output_dir / "metrics.md",
+        "plot": output_dir / "scores_by_lead_time.png",
+    }
+    paths["json"].write_text(json.dumps(results, indent=2, default=float))
+    paths["table"].write_text(nowcast_report(results, lead_times=lead_times) + "\n")
+    plot_scores_by_lead_time(results, paths["plot"])
+    return paths

@@ -1,0 +1,148 @@
+"""Markdown tables of nowcast scores (the results dict of :func:`.nowcast_evaluation.evaluate_nowcasts`).
+
+Scores are keyed as the verifier names them: ``csi@T`` (threshold ``T`` mm/h), ``fss@T/W`` (threshold, window in
+pixels), ``csi_m``, ``mae``, ``mse``; a method's ``per_lead_time`` holds the same keys per lead time.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+
+import numpy as np
+
+__all__ = ["format_scores_table", "nowcast_report", "score_keys", "score_value"]
+
+
+def score_value(scores: Mapping, key: str, lead_time: int | None = None) -> float:
+    """One score of a method's results: overall, or at ``lead_time`` (1-based, in frames).
+
+    ``scores`` is ``results["methods"][name]``; its ``per_lead_time`` may be ``{key: [one per lead time]}`` or
+    ``[{key: value} per lead time]``.
+    """
+    if lead_time is None:
+        return float(scores["overall"][key])
+    per_lead_time = scores["per_lead_time"]
+    if isinstance(per_lead_time, Mapping):
+        series = per_lead_time[key]
+        return float(series[lead_time - 1])
+    return float(per_lead_time[lead_time - 1][key])
+
+
+def score_keys(overall: Mapping) -> tuple[list[tuple[float, str]], list[tuple[float, int, str]]]:
+    """CSI keys ``csi@T`` as (T, key) and FSS keys ``fss@T/W`` as (T, W, key), sorted."""
+    csi, fss = [], []
+    for key in overall:
+        if match := re.fullmatch(r"csi@([0-9.eE+-]+)", key):
+            csi.append((float(match.group(1)), key))
+        elif match := re.fullmatch(r"fss@([0-9.eE+-]+)/([0-9]+)", key):
+            fss.append((float(match.group(1)), int(match.group(2)), key))
+    return sorted(csi), sorted(fss)
+
+
+def format_scores_table(
+    results: Mapping,
+    *,
+    lead_time: int | None = None,
+    csi_thresholds: Iterable[float] | None = None,
+    fss_threshold: float = 1.0,
+    fss_windows: Iterable[int] | None = None,
+    errors: bool = True,
+) -> str:
+    """A Markdown table: one row per method; CSI at each threshold, CSI-M, FSS at ``fss_threshold`` mm/h for each
+    window, MAE and MSE (mm/h, mm²/h²).
+
+    Args:
+        results: the dict of :func:`evaluate_nowcasts`.
+        lead_time: a lead time (1-based frame index) instead of the overall (all lead times pooled) scores.
+        csi_thresholds: the CSI columns (default: every threshold scored).
+        fss_threshold: the threshold of the FSS columns.
+        fss_windows: the FSS windows shown (default: every window scored).
+        errors: include CSI-M, MAE and MSE.
+    """
+    methods = results["methods"]
+    if not methods:
+        raise ValueError("results has no methods to tabulate")
+    csi_keys, fss_keys = score_keys(next(iter(methods.values()))["overall"])
+    if csi_thresholds is not None:
+        wanted = [float(t) for t in csi_thresholds]
+        csi_keys = [(t, key) for t, key in csi_keys if any(np.isclose(t, w) for w in wanted)]
+    fss_keys = [(t, w, key) for t, w, key in fss_keys if np.isclose(t, fss_threshold)]
+    if fss_windows is not None:
+        fss_keys = [(t, w, key) for t, w, key in fss_keys if w in {int(x) for x in fss_windows}]
+    columns = [(f"CSI {t:g}", key) for t, key in csi_keys]
+    if errors:
+        columns.append(("CSI-M", "csi_m"))
+    columns += [(f"FSS {t:g} ({w} px)", key) for t, w, key in fss_keys]
+    if errors:
+        columns += [("MAE", "mae"), ("MSE", "mse")]
+    header = "| method | " + " | ".join(title for title, _ in columns) + " |"
+    lines = [header, "|---" * (len(columns) + 1) + "|"]
+    for name, scores in methods.items():
+        cells = []
+        for _, key in columns:
+            value = score_value(scores, key, lead_time)
+            cells.append("n/a" if not np.isfinite(value) else f"{value:.3f}")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _describe(results: Mapping, lead_time: int | None) -> str:
+    step = results.get("timestep_minutes")
+    if lead_time is None:
+        return "all lead times pooled"
+    return f"+{lead_time * step:g} min" if step else f"lead time {lead_time} (frames)"
+
+
+def nowcast_report(results: Mapping, *, lead_times: Iterable[int] = ()) -> str:
+    """Markdown: the overall table, then one table per requested lead time (1-based frames)."""
+    step = results.get("timestep_minutes")
+    text = [
+        f"{results['num_windows']} windows, {results['num_input_frames']} observed -> "
+        f"{results['num_output_frames']} forecast frames"
+        + (f" of {step:g} min" if step else "")
+        + "; thresholds in mm/h, FSS windows in pixels; contingency counts pooled over windows and pixels"
+        + (
+            f"; every method saw {results['context']} px of surroundings around each tile, scored on the tile alone."
+            if results.get("context")
+            else "."
+        ),
+    ]
+    for lead_time in (None, *lead_times):
+        text.append(f"\n**{_describe(results, lead_time)}**\n")
+        text.append(format_scores_table(results, lead_time=lead_time))
+    if results.get("motion"):
+        text.append("\n" + motion_report(results["motion"]))
+    return "\n".join(text)
+
+
+MAX_EVENT_ROWS = 10
+
+
+def motion_report(motion: Mapping) -> str:
+    """Markdown: the advection head's motion beside Lucas-Kanade's
+    (:func:`~bidirectional_conv_lstm.nowcasting.motion.motion_against_lucas_kanade`'s dict), pooled and per event."""
+    heading = (
+        "**The model's motion against Lucas-Kanade's** (the advection head's first forecast step, on pixels of "
+        f"{motion['wet_threshold']:g} mm/h or more in the last observed frame; cosine 1: the same direction)\n"
+    )
+    if motion["overall"] is None:
+        return heading + "no window had enough rain to compare."
+    text = [
+        heading,
+        "| windows | wet pixels | mean cosine | model speed | Lucas-Kanade speed | model mean (x, y) "
+        "| Lucas-Kanade mean (x, y) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    events = list(motion["by_event"].items())
+    # per event when the windows come from a few events (radar), not one row per synthetic sequence
+    rows = [("all", motion["overall"])] + (events if 1 < len(events) <= MAX_EVENT_ROWS else [])
+    for name, scores in rows:
+        model_mean, flow_mean = (
+            ", ".join(f"{v:+.2f}" for v in scores[key]) for key in ("model_mean", "lucas_kanade_mean")
+        )
+        text.append(
+            f"| {name}: {scores['windows']} | {scores['wet_pixels']} | {scores['cosine']:.2f} | "
+            f"{scores['model_speed']:.2f} px | {scores['lucas_kanade_speed']:.2f} px | ({model_mean}) | ({flow_mean}) |"
+        )
+    return "\n".join(text)

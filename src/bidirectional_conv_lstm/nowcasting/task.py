@@ -1,0 +1,268 @@
+"""Precipitation nowcasting in the Accelerate loop of :mod:`.training`: rain-rate data, validation, test.
+
+``train(args)`` with ``args.dataset`` ``"synthetic_rain"`` or ``"radar"`` trains on rain-rate windows (the
+:mod:`.data.rain_storage` schema) through :class:`RainRateTask`:
+
+- **data** (``args.data``, :mod:`.nowcast_data`): for ``"synthetic_rain"`` the fields of
+  :class:`~bidirectional_conv_lstm.data.SyntheticRainConfig`; for ``"radar"`` see
+  :func:`~bidirectional_conv_lstm.nowcasting.data.load_rain_datasets` (the fields of
+  :class:`~bidirectional_conv_lstm.data.RadarWindowsConfig` plus the archive folder, the events, whole held-out
+  events and per-event overrides). Both take ``cache_dir``, and ``augment`` (random flips and quarter turns of
+  each training window, default true: rain moves and grows the same way in every direction, and a few radar events
+  hold few directions of motion; drawn from the seed, the epoch and the window, so a resumed run turns its windows
+  as the uninterrupted one did);
+- **batches**: :class:`~bidirectional_conv_lstm.data.RainRateCollator` maps rain rate to the model's space with
+  the model's ``rain_rate_transform``; its ``labels_mask`` goes to the model as ``loss_mask``, so no-data pixels never count in the
+  loss;
+- **validation**: the loss and the verification scores in mm/h (CSI at the thresholds, CSI-M, MAE, MSE, FSS at
+  1 mm/h on 4-pixel windows), ``metric_for_best_model`` one of ``loss``, ``csi_m``, ``mse``, ``mae``;
+- **test**: :func:`~bidirectional_conv_lstm.nowcasting.evaluation.evaluate_nowcasts` of the best model beside
+  persistence, Lucas-Kanade extrapolation and S-PROG (the last two need pysteps, the ``nowcasting`` extra;
+  without it only persistence is scored): ``eval/metrics.{json,md}``, ``eval/scores_by_lead_time.png``, a
+  forecast strip ``forecast.png`` and GIF ``forecast.gif`` of the rainiest test window, and the model card.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+from accelerate import Accelerator
+
+from ..data import RainRateCollator
+from ..data.rain.storage import crop_context, decode_windows
+from ..models.convlstm.configuration_convlstm import ConvLSTMConfig
+from ..models.convlstm.rain_rate import RainRateTransform
+from ..training.arguments import TrainingArguments
+from ..training.kinds import DatasetKind, register_dataset_kind
+from .baselines import model_forecaster
+from .card import save_nowcasting_card
+from .data import (
+    RAIN_RATE_DATASETS,
+    check_rain_data,
+    eval_context,
+    load_rain_datasets,
+    pretraining_info,
+    split_options,
+    timestep_minutes,
+)
+from .evaluation import evaluate_nowcasts, resolve_forecasters, write_nowcast_evaluation
+from .motion import motion_check
+from .pictures import save_radar_gif, save_radar_strip
+from .verification import NowcastVerifier
+
+__all__ = ["RAIN_BEST_MODEL_METRICS", "RainRateTask"]
+
+# Validation metrics a rain-rate run's best model may be chosen by (the loss, verification scores in mm/h), and
+# whether more is better.
+RAIN_BEST_MODEL_METRICS = {"loss": False, "csi_m": True, "mse": False, "mae": False}
+VALIDATION_THRESHOLDS = (0.5, 1.0, 2.0, 5.0, 10.0)
+VALIDATION_FSS_WINDOWS = (4,)
+# Lead times (frames) of the per-lead-time tables of the test report: +15, +30, +60 minutes at 5-minute steps.
+REPORT_LEAD_TIMES = (3, 6, 12)
+
+
+# --------------------------------------------------------------------------- the task
+class RainRateTask:
+    """The rain-rate counterpart of :class:`~bidirectional_conv_lstm.training.loop.FramePredictionTask` (same
+    methods: ``collator``, ``model_inputs``, ``validate``, ``test``); see the module docstring."""
+
+    def __init__(self, args: TrainingArguments, splits: dict):
+
+        self.args, self.splits = args, splits
+        _, options = split_options(args)
+        self.augment = options.get("augment", True)
+        if args.model_name_or_path is None:
+            config = args.model_config()
+        else:
+            config = args.fine_tuning_config(ConvLSTMConfig.from_pretrained(args.model_name_or_path))
+        transform = config.rain_rate_transform
+        if transform is None:  # a new model's config always has one (TrainingArguments checks it)
+            raise ValueError(
+                f"model_name_or_path={args.model_name_or_path!r} has no rain_rate_transform; fine-tune a "
+                "rain-rate model (one trained on synthetic_rain or radar) on rain-rate data"
+            )
+        self.transform = RainRateTransform.from_dict(transform)
+        # A known motion (synthetic rain, data.train_motion) goes to the model when its loss has a motion term
+        # (check_config allows one only with an advection head).
+        self.supervise_motion = bool(config.motion_loss_weight)
+        self.collator = RainRateCollator(args.num_input_frames, args.num_output_frames, self.transform)
+        # Training batches alone are augmented, in the DataLoader's workers, from the run's seed.
+        self.train_collator = RainRateCollator(
+            args.num_input_frames,
+            args.num_output_frames,
+            self.transform,
+            augment=self.augment,
+            seed=args.seed,
+        )
+        self.timestep_minutes = timestep_minutes(args)
+        self.eval_context = eval_context(args)
+
+    def model_inputs(self, batch: dict) -> dict:
+        """``pixel_values``, ``labels`` and ``loss_mask`` (the collator's ``labels_mask``) of a training batch
+        (augmented by ``train_collator`` when ``data.augment``), and ``target_motion`` when the batch has the
+        motion (synthetic rain) and the model's ``motion_loss_weight`` is > 0."""
+        inputs = {
+            "pixel_values": batch["pixel_values"],
+            "labels": batch["labels"],
+            "loss_mask": batch["labels_mask"],
+        }
+        if self.supervise_motion and "target_motion" in batch:
+            inputs["target_motion"] = batch["target_motion"]
+        return inputs
+
+    @torch.no_grad()
+    def validate(self, model, loader, accelerator: Accelerator, step: int) -> dict:
+        """The validation loss and scores in mm/h (:class:`~bidirectional_conv_lstm.nowcasting.verification.NowcastVerifier`,
+        gathered over processes), logged and printed."""
+        was_training = model.training
+        model.eval()
+        verifier = NowcastVerifier(
+            thresholds=VALIDATION_THRESHOLDS, fss_windows=VALIDATION_FSS_WINDOWS, gather=accelerator
+        )
+        loss_sum = torch.zeros((), device=accelerator.device)
+        count = torch.zeros((), device=accelerator.device)
+        for batch in loader:
+            labels, mask = batch["labels"], batch["labels_mask"]
+            with accelerator.autocast():
+                out = model(pixel_values=batch["pixel_values"], labels=labels, loss_mask=mask)
+            loss_sum += out.loss.float() * labels.shape[0]
+            count += labels.shape[0]
+            forecast = self.transform.inverse(out.predictions.float())[:, :, 0]
+            first = self.args.num_input_frames
+            truth = batch["rain_rate"][:, first : first + labels.shape[1], 0]
+            verifier.update(forecast, truth, mask[:, :, 0])
+        model.train(was_training)
+        loss_sum, count = accelerator.reduce(loss_sum, reduction="sum"), accelerator.reduce(count, "sum")
+        overall = verifier.compute()["overall"]
+        metrics = {"loss": (loss_sum / count.clamp_min(1)).item()}
+        metrics.update({key: float(value) for key, value in overall.items()})
+        accelerator.log({f"validation/{key}": value for key, value in metrics.items()}, step=step)
+        accelerator.print(
+            f"step {step}: validation loss {metrics['loss']:.4f} csi@0.5 {metrics.get('csi@0.5', math.nan):.3f} "
+            f"csi@2 {metrics.get('csi@2', math.nan):.3f} csi_m {metrics.get('csi_m', math.nan):.3f} "
+            f"mae {metrics.get('mae', math.nan):.3f} mm/h"
+        )
+        return metrics
+
+    def methods(self, model, accelerator: Accelerator | None = None) -> dict:
+        """The forecasters scored at the end: the model (under ``accelerator``'s autocast), persistence, and (with
+        pysteps) extrapolation, S-PROG."""
+        import importlib.util
+
+        autocast = accelerator.autocast if accelerator is not None else None
+        methods = {"model": model_forecaster(model, autocast=autocast), "persistence": "persistence"}
+        if importlib.util.find_spec("pysteps") is None:
+            print('pysteps is not installed: scoring persistence only (pip install -e ".[nowcasting]")')
+        else:
+            methods.update(extrapolation="extrapolation", sprog="sprog")
+        return methods
+
+    def test(self, model, accelerator: Accelerator, output_dir: Path) -> dict:
+        """Score ``model`` and the baselines on the test split (:func:`evaluate_nowcasts`); on the main process
+        write ``eval/``, ``forecast.png``, ``forecast.gif`` and the model card. Returns the results dict."""
+
+        args = self.args
+        model.eval()
+        windows = self.splits["test"]
+        results = evaluate_nowcasts(
+            windows,
+            self.methods(model, accelerator),
+            num_input_frames=args.num_input_frames,
+            num_output_frames=args.num_output_frames,
+            timestep_minutes=self.timestep_minutes,
+            batch_size=args.per_device_eval_batch_size,
+            accelerator=accelerator,
+            max_windows=args.test_num_samples,
+            progress=True,
+            context=self.eval_context,
+        )
+        if accelerator.is_main_process:
+            motion = self.motion_check(model, accelerator)
+            if motion is not None:
+                results["motion"] = motion
+            lead_times = [t for t in REPORT_LEAD_TIMES if t <= args.num_output_frames]
+            write_nowcast_evaluation(results, output_dir / "eval", lead_times=lead_times)
+            self.save_pictures(model, output_dir, accelerator=accelerator)
+            save_nowcasting_card(
+                output_dir,
+                config=model.config,
+                results=results,
+                data_info={**(self.splits.get("info") or {}), "pretrained_on": pretraining_info(args)},
+                training_config=args.to_dict(),
+                base_model=args.model_name_or_path,
+                lead_times=lead_times,
+            )
+        return results
+
+    def motion_check(self, model, accelerator: Accelerator | None = None) -> dict | None:
+        """The advection head's motion beside Lucas-Kanade's on the test windows
+        (:func:`~bidirectional_conv_lstm.nowcasting.motion.motion_check`); None for a model without an advection head
+        or without pysteps."""
+        return motion_check(
+            model,
+            self.splits["test"],
+            num_input_frames=self.args.num_input_frames,
+            batch_size=self.args.per_device_eval_batch_size,
+            max_windows=self.args.test_num_samples,
+            context=self.eval_context,
+            autocast=accelerator.autocast if accelerator is not None else None,
+        )
+
+    def save_pictures(
+        self, model, output_dir: Path, *, max_candidates: int = 64, accelerator: Accelerator | None = None
+    ) -> dict[str, Path]:
+        """``forecast.png`` (strip) and ``forecast.gif`` of the test window with the most rain (>= 1 mm/h) in its
+        future among the first `max_candidates`: observed, truth, and every method's forecast, on the scored tile
+        (the forecasters see its ``eval_context`` surroundings)."""
+
+        args, windows = self.args, self.splits["test"]
+        count = min(len(windows), max_candidates)
+        stored = np.asarray(windows.select(range(count)).with_format("numpy")["rain_rate"])
+        observed, observed_valid, future, future_valid = decode_windows(
+            stored, args.num_input_frames, args.num_output_frames
+        )
+        index = int(np.argmax(((future >= 1.0) & future_valid).sum(axis=(1, 2, 3))))
+        pick = slice(index, index + 1)
+        forecasts = {
+            name: crop_context(
+                np.asarray(
+                    forecaster(
+                        observed[pick], valid=observed_valid[pick], num_output_frames=args.num_output_frames
+                    )
+                )[0],
+                self.eval_context,
+            )
+            for name, forecaster in resolve_forecasters(self.methods(model, accelerator)).items()
+        }
+        observed, observed_valid, future, future_valid = (
+            crop_context(frames, self.eval_context)
+            for frames in (observed, observed_valid, future, future_valid)
+        )
+        options = dict(
+            observed_valid=observed_valid[index],
+            truth_valid=future_valid[index],
+            timestep_minutes=self.timestep_minutes,
+        )
+        return {
+            "strip": save_radar_strip(
+                observed[index], future[index], forecasts, output_dir / "forecast.png", scale=2, **options
+            ),
+            "gif": save_radar_gif(
+                observed[index], future[index], forecasts, output_dir / "forecast.gif", **options
+            ),
+        }
+
+
+# The training loop learns about rain-rate windows here (training.kinds): importing this package registers them.
+register_dataset_kind(
+    DatasetKind(
+        names=RAIN_RATE_DATASETS,
+        check=check_rain_data,
+        load=load_rain_datasets,
+        task=RainRateTask,
+        best_model_metrics=RAIN_BEST_MODEL_METRICS,
+    )
+)

@@ -1,0 +1,213 @@
+"""ONNX export of a frame-prediction model, checked with ONNX Runtime against PyTorch.
+
+The exported graph maps `pixel_values` `(batch, T_in, C, H, W)` float32 (what the processor produces: scaled or
+rain-rate transformed, padded) to `predictions` `(batch, T_out, C, H, W)`:
+
+- **dynamic**: `batch` (>= 1), `height` and `width` (any multiple of `patch_size`);
+- **fixed at export**: `T_in` and `T_out` (the encoder and the forecaster are unrolled over time), the channels, the
+  weights, float32, and `output_threshold` (applied, as in `eval()` mode).
+
+It uses PyTorch's `torch.export`-based exporter (`torch.onnx.export(..., dynamo=True)`, which needs `onnxscript`):
+the TorchScript exporter cannot convert the model's 5-D pixel (un)shuffle with a dynamic batch. Under `torch.export`
+the layer takes its plain per-step path, not the fused training kernel (a `torch.autograd.Function`). Needs the
+``onnx`` extra: ``pip install "bidirectional-conv-lstm[onnx]"``.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import numbers
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..models.convlstm.modeling_convlstm import ConvLSTMForFramePrediction
+from ..utils.loading import load_pretrained_model
+
+__all__ = ["check_onnx_model", "export_onnx"]
+
+ATOL = 1e-4
+
+
+class _FixedHorizon(nn.Module):
+    """`model(pixel_values)` -> predictions, with the horizon fixed (the exported graph has one input)."""
+
+    def __init__(self, model: nn.Module, num_output_frames: int):
+        super().__init__()
+        self.model = model
+        self.num_output_frames = num_output_frames
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        return self.model(pixel_values=pixel_values, num_output_frames=self.num_output_frames).predictions
+
+
+def _frame_count(name: str, value, default: int) -> int:
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value <= 0:
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
+    return int(value)
+
+
+def _load(model):
+    if isinstance(model, (str, os.PathLike)):
+        return load_pretrained_model(model)
+    if not isinstance(model, ConvLSTMForFramePrediction):
+        raise TypeError(
+            f"model must be a ConvLSTMForFramePrediction, a saved model folder or a Hub id, got {type(model).__name__}"
+        )
+    return model
+
+
+def export_onnx(
+    model,
+    output_path: str | os.PathLike,
+    *,
+    num_input_frames: int | None = None,
+    num_output_frames: int | None = None,
+    opset_version: int = 18,
+    check: bool = True,
+    atol: float = ATOL,
+) -> dict:
+    """Export `model` to an ONNX file with fixed frame counts and dynamic batch, height and width.
+
+    Args:
+        model: a `ConvLSTMForFramePrediction`, or a folder / Hub id `from_pretrained` loads. It is not modified.
+        output_path: the ``.onnx`` file to write (its folder is created).
+        num_input_frames: observed frames the graph takes; defaults to `config.num_input_frames`.
+        num_output_frames: frames it predicts; defaults to `config.num_output_frames`.
+        opset_version: the ONNX opset.
+        check: run :func:`check_onnx_model` on the written file (two input sizes) and raise if it disagrees.
+        atol: the largest absolute difference `check` accepts.
+
+    Returns:
+        ``{"path", "num_input_frames", "num_output_frames", "max_abs_diff"}`` (the check's differences per input
+        shape; empty without `check`).
+
+    Raises:
+        ValueError / TypeError: bad arguments (before anything is exported); ImportError: onnxscript (or, with
+        `check`, onnxruntime) is missing; RuntimeError: ONNX Runtime disagrees with PyTorch by more than `atol`.
+    """
+    for name, value in (("num_input_frames", num_input_frames), ("num_output_frames", num_output_frames)):
+        _frame_count(name, value, 1)  # checked before the model is loaded
+    output_path = Path(output_path)
+    if output_path.suffix != ".onnx":
+        raise ValueError(f"output_path must end in .onnx, got {os.fspath(output_path)!r}")
+    try:
+        import onnxscript  # noqa: F401  (the exporter imports it; fail here with the fix)
+    except ImportError as error:
+        raise ImportError(
+            'ONNX export needs onnxscript (and onnxruntime to check): pip install "bidirectional-conv-lstm[onnx]"'
+        ) from error
+
+    model = _load(model)
+    config = model.config
+    num_input = _frame_count("num_input_frames", num_input_frames, config.num_input_frames)
+    num_output = _frame_count("num_output_frames", num_output_frames, config.num_output_frames)
+    # A float32 copy in eval mode on the CPU: the caller's model keeps its device, dtype and mode.
+    wrapper = _FixedHorizon(copy.deepcopy(model).float().cpu(), num_output).eval()
+    patch = config.patch_size
+    example = torch.rand(2, num_input, config.num_channels, 2 * patch, 3 * patch)
+    dim = torch.export.Dim
+    # Sizes as multiples of the patch, so the exporter can prove the model's divisibility checks.
+    dynamic_shapes = {
+        "pixel_values": {
+            0: dim("batch", min=1),
+            3: patch * dim("height_patches", min=1),
+            4: patch * dim("width_patches", min=1),
+        }
+    }
+    output_path.parent.mkdir(parents=True, exist_ok=True)
+    with torch.no_grad():
+        program = torch.onnx.export(
+            wrapper,
+            (example,),
+            dynamo=True,
+            dynamic_shapes=dynamic_shapes,
+            input_names=["pixel_values"],
+            output_names=["predictions"],
+            opset_version=opset_version,
+            verbose=False,
+        )
+    program.save(os.fspath(output_path))
+    report = {
+        "path": str(output_path),
+        "num_input_frames": num_input,
+        "num_output_frames": num_output,
+        "max_abs_diff": {},
+    }
+    if check:
+        report["max_abs_diff"] = check_onnx_model(
+            output_path, wrapper.model, num_output_frames=num_output, atol=atol
+        )
+    return report
+
+
+def check_onnx_model(
+    onnx_path: str | os.PathLike,
+    model,
+    *,
+    num_output_frames: int | None = None,
+    shapes: list[tuple[int, int, int, int, int]] | None = None,
+    atol: float = ATOL,
+    seed: int = 0,
+) -> dict[str, float]:
+    """Run the ONNX file with ONNX Runtime and `model` with PyTorch on the same random inputs; compare.
+
+    Args:
+        onnx_path: the exported file.
+        model: the `ConvLSTMForFramePrediction` it came from (or a folder / Hub id).
+        num_output_frames: the exported horizon; defaults to the graph's output shape.
+        shapes: `(batch, T_in, C, H, W)` inputs to try; defaults to two batch sizes and two frame sizes (multiples
+            of the patch size, one of them not square).
+        atol: the largest absolute difference accepted.
+        seed: for the random inputs.
+
+    Returns:
+        ``{"BxTxCxHxW": max |onnx - torch|}`` per shape.
+
+    Raises:
+        RuntimeError: a difference above `atol` (naming the shape).
+    """
+    import onnxruntime
+
+    model = _load(model)
+    config = model.config
+    session = onnxruntime.InferenceSession(os.fspath(onnx_path), providers=["CPUExecutionProvider"])
+    (graph_input,) = session.get_inputs()
+    graph_output = session.get_outputs()[0]
+    steps = graph_input.shape[1]
+    if num_output_frames is None:
+        num_output_frames = graph_output.shape[1]
+    patch = config.patch_size
+    if shapes is None:
+        shapes = [
+            (1, steps, config.num_channels, 2 * patch, 3 * patch),
+            (3, steps, config.num_channels, 5 * patch, 4 * patch),
+        ]
+    generator = torch.Generator().manual_seed(seed)
+    reference_model = copy.deepcopy(model).float().cpu().eval()
+    differences = {}
+    for shape in shapes:
+        pixel_values = torch.rand(shape, generator=generator)
+        with torch.no_grad():
+            expected = reference_model(
+                pixel_values=pixel_values, num_output_frames=num_output_frames
+            ).predictions
+        actual = session.run([graph_output.name], {graph_input.name: pixel_values.numpy()})[0]
+        key = "x".join(map(str, shape))
+        if actual.shape != tuple(expected.shape):
+            raise RuntimeError(
+                f"ONNX output shape {actual.shape} != PyTorch {tuple(expected.shape)} for input {key}"
+            )
+        differences[key] = float(np.abs(actual - expected.numpy()).max())
+        if not math.isfinite(differences[key]) or differences[key] > atol:
+            raise RuntimeError(
+                f"{os.fspath(onnx_path)}: ONNX Runtime and PyTorch differ by {differences[key]:.3g} (> atol={atol:g}) "
+                f"on an input of shape {key}"
+            )
+    return differences

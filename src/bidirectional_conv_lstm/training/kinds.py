@@ -1,0 +1,73 @@
+"""Kinds of dataset the training loop can be told about: a small registry, filled by the packages that own them.
+
+The loop trains on frames in [0, 1] by itself (Moving MNIST, a folder of sequences, a ``datasets`` folder or Hub
+dataset with a frames column). Another kind of data registers a :class:`DatasetKind` under the names a run's
+``dataset`` takes: how its ``data`` options are checked before anything is read, how its splits are loaded, the
+task object the loop hands its batches to, and the validation metrics the best model may be chosen by. The
+nowcasting package registers ``"synthetic_rain"`` and ``"radar"`` (rain-rate windows) when it is imported, which
+``import bidirectional_conv_lstm`` does; so training never imports nowcasting.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from typing import Any
+
+__all__ = ["DatasetKind", "dataset_kind", "register_dataset_kind", "registered_dataset_kinds"]
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetKind:
+    """What the training loop needs to know about one kind of data.
+
+    Args:
+        names (`tuple[str, ...]`): the values of ``TrainingArguments.dataset`` that select it.
+        check (`Callable[[TrainingArguments], None]`): checks the run's ``data`` options (and anything else the
+            kind needs of the run) before any data is read; raises ``ValueError`` / ``TypeError`` /
+            ``FileNotFoundError`` naming the option.
+        load (`Callable[[TrainingArguments], dict]`): the ``{"train", "validation", "test"}`` datasets (and any
+            other entries the task reads, e.g. ``"info"``).
+        task (`Callable[[TrainingArguments, dict], object]`): builds the task from the run and its splits: an
+            object with ``collator`` (optionally ``train_collator``), ``model_inputs(batch)``,
+            ``validate(model, loader, accelerator, step)`` and ``test(model, accelerator, output_dir)``, as
+            :class:`~bidirectional_conv_lstm.training.tasks.FramePredictionTask` has.
+        best_model_metrics (`Mapping[str, bool]`): validation metrics ``metric_for_best_model`` may name, each
+            with whether more is better.
+    """
+
+    names: tuple[str, ...]
+    check: Callable[[Any], None]
+    load: Callable[[Any], dict]
+    task: Callable[[Any, dict], Any]
+    best_model_metrics: Mapping[str, bool]
+
+    def __post_init__(self) -> None:
+        if not self.names or not all(isinstance(name, str) and name for name in self.names):
+            raise ValueError(f"names must be non-empty strings, got {self.names!r}")
+        for field in ("check", "load", "task"):
+            if not callable(getattr(self, field)):
+                raise TypeError(f"{field} must be callable, got {getattr(self, field)!r}")
+        if not self.best_model_metrics:
+            raise ValueError("best_model_metrics must name at least one metric")
+
+
+_KINDS: dict[str, DatasetKind] = {}
+
+
+def register_dataset_kind(kind: DatasetKind) -> None:
+    """Make ``kind`` the one for each of ``kind.names`` (registering the same names again replaces them)."""
+    if not isinstance(kind, DatasetKind):
+        raise TypeError(f"kind must be a DatasetKind, got {type(kind).__name__}")
+    for name in kind.names:
+        _KINDS[name] = kind
+
+
+def dataset_kind(name: str) -> DatasetKind | None:
+    """The registered kind a run's ``dataset`` names, or None (frames: the loop's own kind)."""
+    return _KINDS.get(name)
+
+
+def registered_dataset_kinds() -> tuple[str, ...]:
+    """Every registered ``dataset`` name, sorted."""
+    return tuple(sorted(_KINDS))

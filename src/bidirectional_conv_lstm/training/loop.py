@@ -1,0 +1,492 @@
+"""The Accelerate training loop behind ``scripts/train.py``.
+
+One code path for one CPU, several CPU processes (gloo), one or many GPUs and several machines: launch it with
+``accelerate launch``. It follows transformers' ``run_*_no_trainer.py`` examples (``prepare``, ``accumulate``,
+``save_state``/``load_state``, ``gather_for_metrics``, tqdm on the main process, ``save_pretrained``), resuming
+from the step recorded inside the checkpoint rather than from the folder's name.
+
+Output folder::
+
+    output_dir/
+      training_config.yaml      the resolved run configuration
+      config.json, model.safetensors, *.py, README.md (model card), prediction.png   the best model
+      eval/                     metrics.json, metrics.md, lead_time.png (final test evaluation)
+      checkpoints/checkpoint-000250/   accelerate state + trainer_state.json (last K kept)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from accelerate import Accelerator
+from accelerate.utils import DataLoaderConfiguration, broadcast, set_seed
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from ..models.convlstm.modeling_convlstm import ConvLSTMForFramePrediction
+from ..models.convlstm.pipeline_convlstm import save_frame_prediction_model
+from ..utils.hardware import make_accelerator
+from ..utils.hub_upload import upload_model_folder
+from ..utils.loading import load_pretrained_model
+from ..utils.threads import ThreadTuner
+from ..utils.visualize import prediction_strip
+from .arguments import CHECKPOINT_STATE_FILE, TrainingArguments
+from .data_sources import load_datasets
+from .schedules import RunProgress, learning_rate_factor
+from .tasks import make_task, subset
+
+__all__ = ["build_model", "find_latest_checkpoint", "train"]
+
+STATE_FILE = (
+    CHECKPOINT_STATE_FILE  # written last into a checkpoint: its presence means the checkpoint is whole
+)
+# The clock of the time budget (max_train_minutes); tests replace it with a fake one.
+_clock = time.perf_counter
+
+
+# --------------------------------------------------------------------------- data
+def find_latest_checkpoint(output_dir: str | os.PathLike) -> Path | None:
+    """The checkpoint with the highest recorded step under ``output_dir/checkpoints`` (complete ones only)."""
+    root = Path(output_dir) / "checkpoints"
+    best, best_step = None, -1
+    for folder in root.glob("checkpoint-*") if root.is_dir() else []:
+        state_file = folder / STATE_FILE
+        if not state_file.is_file():
+            continue  # a checkpoint interrupted while being written
+        step = json.loads(state_file.read_text())["global_step"]
+        if step > best_step:
+            best, best_step = folder, step
+    return best
+
+
+def _save_checkpoint(accelerator: Accelerator, args: TrainingArguments, state: dict) -> Path:
+    """``save_state`` into a temporary folder, then rename, so a killed run never leaves half a checkpoint."""
+    root = Path(args.output_dir) / "checkpoints"
+    final = root / f"checkpoint-{state['global_step']:06d}"
+    partial = root / f".partial-{final.name}"
+    if accelerator.is_main_process and partial.exists():
+        shutil.rmtree(partial)
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(partial))
+    # Every process writes its own random state into the folder (save_state ends with no barrier): rename it
+    # only once all have, or a slower process's write finds the folder gone.
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        (partial / STATE_FILE).write_text(json.dumps(state, indent=2))
+        if final.exists():
+            shutil.rmtree(final)
+        partial.rename(final)
+        complete = sorted(
+            (p for p in root.glob("checkpoint-*") if (p / STATE_FILE).is_file()),
+            key=lambda p: json.loads((p / STATE_FILE).read_text())["global_step"],
+        )
+        for old in complete[: -args.checkpoints_total_limit]:
+            shutil.rmtree(old)
+    accelerator.wait_for_everyone()
+    return final
+
+
+# --------------------------------------------------------------------------- model
+def build_model(args: TrainingArguments):
+    """A new :class:`ConvLSTMForFramePrediction` from ``args.model``, or a pretrained one to fine-tune."""
+    if args.model_name_or_path is not None:
+        model = load_pretrained_model(args.model_name_or_path, argument="model_name_or_path")
+        if args.model:  # the fine-tuning settings (training_args.FINE_TUNING_FIELDS)
+            args.fine_tuning_config(model.config)
+        return model
+    return ConvLSTMForFramePrediction(args.model_config())
+
+
+# --------------------------------------------------------------------------- loop
+def _make_accelerator(args: TrainingArguments) -> tuple[Accelerator, TrainingArguments, str | None]:
+    """The run's Accelerator, with ``mixed_precision: auto`` resolved (the returned ``args`` name the choice, and
+    the note says why)."""
+    accelerator, precision_note = make_accelerator(
+        args.mixed_precision,
+        gradient_accumulation_steps=args.gradient_accumulation_steps,
+        log_with=None if args.report_to == "none" else args.report_to,
+        project_dir=args.output_dir,
+        dataloader_config=DataLoaderConfiguration(
+            use_seedable_sampler=True, data_seed=args.seed, non_blocking=torch.cuda.is_available()
+        ),
+    )
+    args = dataclasses.replace(args, mixed_precision=accelerator.mixed_precision)
+    return accelerator, args, precision_note
+
+
+def _data_loaders(args: TrainingArguments, accelerator: Accelerator, splits: dict, task) -> tuple:
+    """The training and validation DataLoaders, after checking that both splits can feed the loop."""
+    for name in ("train", "validation"):
+        if len(splits[name]) == 0:
+            raise ValueError(f"the {name} split of dataset={args.dataset!r} is empty; check the data options")
+    needed = args.per_device_train_batch_size * accelerator.num_processes
+    if len(splits["train"]) < needed:  # drop_last would leave no batch at all, and the loop would never end
+        raise ValueError(
+            f"the training split has {len(splits['train'])} samples, fewer than one batch "
+            f"(per_device_train_batch_size={args.per_device_train_batch_size} x {accelerator.num_processes} "
+            "processes); use more data or a smaller batch"
+        )
+    # On a GPU, batches go from pinned memory without blocking; workers live across epochs and evaluations.
+    persistent = args.dataloader_num_workers > 0
+    loader_options = dict(
+        num_workers=args.dataloader_num_workers,
+        pin_memory=accelerator.device.type == "cuda",
+        persistent_workers=persistent,
+    )
+    train_collate = getattr(task, "train_collator", task.collator)  # a task may augment its training batches
+    train_loader = DataLoader(
+        splits["train"],
+        batch_size=args.per_device_train_batch_size,
+        shuffle=True,
+        drop_last=True,
+        collate_fn=train_collate,
+        # A collator told the epoch (set_epoch) needs workers made afresh each epoch to see it.
+        **dict(loader_options, persistent_workers=persistent and not hasattr(train_collate, "set_epoch")),
+    )
+    eval_loader = DataLoader(
+        subset(splits["validation"], args.eval_num_samples),
+        batch_size=args.per_device_eval_batch_size,
+        collate_fn=task.collator,
+        **loader_options,
+    )
+    return train_loader, eval_loader
+
+
+def _optimizer(args: TrainingArguments, model) -> torch.optim.Optimizer:
+    """AdamW, without weight decay on biases and norms."""
+    no_decay = [p for n, p in model.named_parameters() if p.ndim <= 1 or "norm" in n]
+    decay = [p for n, p in model.named_parameters() if not (p.ndim <= 1 or "norm" in n)]
+    return torch.optim.AdamW(
+        [{"params": decay, "weight_decay": args.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=args.learning_rate,
+        betas=(args.adam_beta1, args.adam_beta2),
+    )
+
+
+def _restored_state(args: TrainingArguments, accelerator: Accelerator) -> dict:
+    """The loop's position and best model so far: fresh, or loaded with the checkpoint ``resume_from_checkpoint``
+    names (whose model, optimizer, scheduler and random states accelerate restores)."""
+    state = {
+        "global_step": 0,
+        "epoch": 0,
+        "batches_in_epoch": 0,
+        "metric_for_best_model": args.metric_for_best_model,
+        "best_metric": None,
+        "best_step": None,
+    }
+    if args.resume_from_checkpoint is None:
+        return state
+    checkpoint = (
+        find_latest_checkpoint(args.output_dir)
+        if args.resume_from_checkpoint == "latest"
+        else Path(args.resume_from_checkpoint)
+    )
+    if checkpoint is None:
+        accelerator.print(
+            f"no checkpoint under {Path(args.output_dir) / 'checkpoints'}; starting from scratch"
+        )
+        return state
+    accelerator.load_state(str(checkpoint))
+    state = json.loads((checkpoint / STATE_FILE).read_text())
+    accelerator.print(f"resumed from {checkpoint} at step {state['global_step']}")
+    if state.get("metric_for_best_model", "mse") != args.metric_for_best_model:
+        accelerator.print(
+            f"metric_for_best_model changed to {args.metric_for_best_model!r}: the next evaluation starts "
+            "the search for the best model afresh"
+        )
+        state.update(best_metric=None, best_step=None)
+    state["metric_for_best_model"] = args.metric_for_best_model
+    return state
+
+
+def _test_best_model(
+    args: TrainingArguments, accelerator: Accelerator, task, state: dict, train_minutes: float
+):
+    """The best model (reloaded from ``output_dir``): its test evaluation, card and pictures (the task's), and the
+    run's results, written to ``eval/results.json``."""
+    output_dir = Path(args.output_dir)
+    accelerator.wait_for_everyone()
+    best = ConvLSTMForFramePrediction.from_pretrained(output_dir).to(accelerator.device)
+    test_metrics = task.test(best, accelerator, output_dir)
+    results = {
+        "global_step": state["global_step"],
+        "metric_for_best_model": args.metric_for_best_model,
+        "best_metric": state["best_metric"],
+        "best_step": state["best_step"],
+        "train_minutes": train_minutes,
+        "test": test_metrics,
+        "output_dir": str(output_dir),
+    }
+    if accelerator.is_main_process:
+        accelerator.log(
+            {f"test/{k}": v for k, v in test_metrics.items() if isinstance(v, float)},
+            step=state["global_step"],
+        )
+        (output_dir / "eval" / "results.json").write_text(json.dumps(results, indent=2, default=float))
+    return results
+
+
+def train(args: TrainingArguments) -> dict:
+    """Train, evaluate and save a frame-prediction model as ``args`` says; returns the final results.
+
+    Phases: the accelerator and precision; the data, its task and loaders; the model, optimizer and the schedules'
+    position (:class:`RunProgress`); the state (fresh or resumed); the loop (steps, validation, the best model,
+    checkpoints, stopping at the step or time budget); the best model's test, card and pictures.
+
+    Returns:
+        ``{"global_step", "metric_for_best_model", "best_metric", "best_step", "train_minutes", "test": {metric: value, ..., "baselines": ...},
+        "output_dir", "model"}``; ``model`` is the model after the last step (the best one is in ``output_dir``).
+    """
+    if args.num_threads is not None:
+        torch.set_num_threads(args.num_threads)
+    accelerator, args, precision_note = _make_accelerator(args)
+    set_seed(args.seed)
+    # Saturated sigmoids (a dark background pushed to exactly 0) produce denormal floats, which are ~100x slower
+    # on x86 CPUs; flushing them to zero changes no result that matters.
+    torch.set_flush_denormal(True)
+    output_dir = Path(args.output_dir)
+    if accelerator.is_main_process:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        args.save(output_dir / "training_config.yaml", comment=precision_note)
+
+    with accelerator.main_process_first():
+        splits = load_datasets(args)
+    task = make_task(args, splits)
+    train_loader, eval_loader = _data_loaders(args, accelerator, splits, task)
+
+    model = build_model(args)
+    if args.gradient_checkpointing:
+        # transformers 5 renamed gradient_checkpointing_enable (now deprecated) to activation_checkpointing_enable.
+        enable = (
+            getattr(model, "activation_checkpointing_enable", None) or model.gradient_checkpointing_enable
+        )
+        enable()
+    optimizer = _optimizer(args, model)
+    steps_per_epoch = math.ceil(
+        len(train_loader) / accelerator.num_processes / args.gradient_accumulation_steps
+    )
+    max_steps = args.max_train_steps
+    if args.num_train_epochs is not None:
+        max_steps = min(max_steps, args.num_train_epochs * steps_per_epoch)
+    run_progress = RunProgress(
+        max_steps,
+        None if args.max_train_minutes is None else 60 * args.max_train_minutes,
+        follow_budget=args.schedules_follow_budget,
+        clock=_clock,
+        agree=_main_process_seconds(accelerator) if accelerator.num_processes > 1 else None,
+    )
+    # transformers' schedule at the run's position (the step, or the share of the time budget spent), not at the
+    # scheduler's own counter, which accelerate advances once per process.
+    lr_factor = learning_rate_factor(args.lr_scheduler_type, args.learning_rate, args.warmup_steps, max_steps)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: lr_factor(run_progress.position))
+    model, optimizer, train_loader, eval_loader, scheduler = accelerator.prepare(
+        model, optimizer, train_loader, eval_loader, scheduler
+    )
+    unwrapped_model = accelerator.unwrap_model(model)
+    averaged = _weight_average(args, accelerator, unwrapped_model)
+    # What is validated, kept as the best model and tested: the weights, or their moving average.
+    evaluated_model = unwrapped_model if averaged is None else averaged.module
+    kept_model = model if averaged is None else averaged.module  # the prepared model saves through accelerate
+    if accelerator.is_main_process and args.report_to != "none":
+        accelerator.init_trackers("convlstm", config=_flat(args.to_dict()))
+    state = _restored_state(args, accelerator)
+
+    progress = tqdm(
+        total=max_steps,
+        initial=state["global_step"],
+        disable=not accelerator.is_local_main_process,
+        desc="training",
+        dynamic_ncols=True,
+    )
+    started = time.perf_counter()
+    run_progress.start(elapsed_before=state.get("train_seconds", 0.0))
+    run_progress.update(state["global_step"])
+    tuner, step_seconds = None, 0.0
+    if args.adapt_num_threads and accelerator.device.type == "cpu" and torch.get_num_threads() > 1:
+        tuner = ThreadTuner(log=progress.write if accelerator.is_local_main_process else None)
+    window_start, window_samples = time.perf_counter(), 0
+    step_loss = torch.zeros((), device=accelerator.device)
+    stop = state["global_step"] >= max_steps
+    picture_batch = None
+    if args.report_to != "none":  # a few validation sequences drawn at every evaluation
+        picture_batch = task.collator(
+            [splits["validation"][i] for i in range(min(2, len(splits["validation"])))]
+        )
+    while not stop:
+        train_loader.set_epoch(state["epoch"])
+        if hasattr(train_loader.collate_fn, "set_epoch"):  # e.g. augmentation drawn per epoch
+            train_loader.collate_fn.set_epoch(state["epoch"])
+        model.train()
+        loader = train_loader
+        if state["batches_in_epoch"]:
+            loader = accelerator.skip_first_batches(train_loader, state["batches_in_epoch"])
+        for batch in loader:
+            # The random numbers of a step (dropout, scheduled sampling) depend only on where the run is, so a
+            # resumed run draws exactly what the uninterrupted one drew (DataLoader iterators also draw from the
+            # global generator, and a resumed run creates one more of them).
+            torch.manual_seed(_step_seed(args.seed, accelerator.process_index, state))
+            state["batches_in_epoch"] += 1
+            unwrapped_model.auxiliary_loss_scale = args.auxiliary_loss_scale(run_progress.position)
+            step_started = time.perf_counter()
+            with accelerator.accumulate(model):
+                outputs = model(
+                    **task.model_inputs(batch),
+                    teacher_forcing_ratio=args.teacher_forcing_ratio(run_progress.position),
+                )
+                accelerator.backward(outputs.loss)
+                if accelerator.sync_gradients and args.max_grad_norm > 0:
+                    accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm)
+                optimizer.step()
+                if accelerator.sync_gradients:  # the next step's position, which scheduler.step() reads
+                    run_progress.update(state["global_step"] + 1)
+                scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+            step_seconds += time.perf_counter() - step_started
+            step_loss += outputs.loss.detach() / args.gradient_accumulation_steps
+            window_samples += batch["pixel_values"].shape[0] * accelerator.num_processes
+            if not accelerator.sync_gradients:
+                continue
+            if averaged is not None:
+                averaged.update_parameters(unwrapped_model)
+            state["global_step"] += 1
+            state["train_seconds"] = run_progress.elapsed  # a resumed run's budget goes on from here
+            step = state["global_step"]
+            progress.update(1)
+            if tuner is not None:
+                tuner.record(step_seconds)
+            step_seconds = 0.0
+            if step % args.logging_steps == 0 or step == max_steps:
+                loss = accelerator.reduce(step_loss, reduction="mean").item()
+                rate = window_samples / max(time.perf_counter() - window_start, 1e-9)
+                learning_rate = scheduler.get_last_lr()[0]
+                progress.set_postfix(loss=f"{loss:.4f}", lr=f"{learning_rate:.2e}", samples_s=f"{rate:.1f}")
+                accelerator.log(
+                    {
+                        "train/loss": loss,
+                        "train/learning_rate": learning_rate,
+                        "train/samples_per_second": rate,
+                    },
+                    step=step,
+                )
+                window_start, window_samples = time.perf_counter(), 0
+            step_loss.zero_()
+            out_of_time = run_progress.out_of_time
+            if step % args.eval_steps == 0 or step >= max_steps or out_of_time:
+                progress.clear()  # the scores go on a line of their own, not after the progress bar
+                evaluated_model.auxiliary_loss_scale = unwrapped_model.auxiliary_loss_scale
+                metrics = task.validate(evaluated_model, eval_loader, accelerator, step)
+                sys.stdout.flush()  # now, also when stdout is a pipe (`make train | tee log`)
+                progress.refresh()
+                if args.report_to != "none" and accelerator.is_main_process:
+                    _log_pictures(accelerator, evaluated_model, picture_batch, step)
+                value, best = metrics[args.metric_for_best_model], state["best_metric"]
+                higher_is_better = args.best_model_metrics[args.metric_for_best_model]
+                if best is None or (value > best if higher_is_better else value < best):
+                    state["best_metric"], state["best_step"] = value, step
+                    _save_model(accelerator, kept_model, output_dir)
+                model.train()
+            if step % args.checkpointing_steps == 0:
+                _save_checkpoint(accelerator, args, state)
+            if step >= max_steps or out_of_time:
+                stop = True
+                break
+        else:
+            state["epoch"] += 1
+            state["batches_in_epoch"] = 0
+    progress.close()
+    train_minutes = (time.perf_counter() - started) / 60
+
+    results = _test_best_model(args, accelerator, task, state, train_minutes)
+    unwrapped_model.auxiliary_loss_scale = 1.0
+    # Release the DDP wrapper and the prepared objects while the process group is alive: torn down after
+    # end_training() destroyed it, a process could wait forever for its already finished peer.
+    accelerator.wait_for_everyone()
+    model = optimizer = scheduler = train_loader = eval_loader = loader = None
+    accelerator.free_memory()
+    accelerator.end_training()
+    results["model"] = unwrapped_model  # the weights after the last step (the best ones are in output_dir)
+    if args.push_to_hub and accelerator.is_main_process:
+        url = upload_model_folder(output_dir, args.hub_model_id, private=args.hub_private)
+        accelerator.print(f"uploaded to {url}")
+    if tuner is not None:  # the caller gets torch's thread count back as it was
+        torch.set_num_threads(tuner.max_threads)
+    return results
+
+
+@torch.no_grad()
+def _log_pictures(accelerator: Accelerator, model, batch: dict, step: int) -> None:
+    """Send input / truth / prediction strips of a few validation sequences to the trackers that take images."""
+    pixel_values, labels = batch["pixel_values"].to(accelerator.device), batch["labels"]
+    was_training = model.training
+    model.eval()
+    with accelerator.autocast():
+        predictions = model(pixel_values=pixel_values, num_output_frames=labels.shape[1]).predictions.float()
+    model.train(was_training)
+    image = np.asarray(prediction_strip(pixel_values, labels, predictions))  # (H, W, 3) uint8
+    for tracker in accelerator.trackers:
+        if hasattr(tracker, "log_images"):
+            tracker.log_images({"validation/prediction": image}, step=step, dataformats="HWC")
+
+
+def _weight_average(args: TrainingArguments, accelerator: Accelerator, model):
+    """The exponential moving average of ``model``'s weights (``args.ema_decay``), registered for checkpointing,
+    or None."""
+    if args.ema_decay is None:
+        return None
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+    averaged = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(args.ema_decay), use_buffers=True)
+    accelerator.register_for_checkpointing(averaged)
+    return averaged
+
+
+def _save_model(accelerator: Accelerator, model, output_dir: Path) -> None:
+    """Save ``model`` (prepared by accelerate, or a plain module such as the weight average) with its processor
+    (from the model's config: channels, patch size, rain-rate transform) and the pipeline."""
+    accelerator.wait_for_everyone()
+    unwrapped = accelerator.unwrap_model(model)
+    save_frame_prediction_model(
+        unwrapped,
+        output_dir,
+        is_main_process=accelerator.is_main_process,
+        save_function=accelerator.save,
+        state_dict=accelerator.get_state_dict(model),
+    )
+
+
+def _step_seed(seed: int, process_index: int, state: dict) -> int:
+    return (
+        seed * 1_000_003 + process_index * 7_919 + state["epoch"] * 100_003 + state["batches_in_epoch"]
+    ) % 2**63
+
+
+def _main_process_seconds(accelerator: Accelerator):
+    """A function mapping this process's elapsed seconds to the main process's: every process then follows the
+    same schedules and stops at the same step."""
+
+    def agree(seconds: float) -> float:
+        value = torch.tensor([seconds], dtype=torch.float64, device=accelerator.device)
+        return float(broadcast(value, from_process=0).item())
+
+    return agree
+
+
+def _flat(values: dict, prefix: str = "") -> dict:
+    flat = {}
+    for key, value in values.items():
+        if isinstance(value, dict):
+            flat.update(_flat(value, f"{prefix}{key}."))
+        elif isinstance(value, (int, float, str, bool)):
+            flat[f"{prefix}{key}"] = value
+        else:
+            flat[f"{prefix}{key}"] = str(value)
+    return flat
