@@ -95,7 +95,11 @@ def _long_functions(path: Path) -> list[str]:
             continue
         length = node.end_lineno - node.lineno + 1
         first = node.body[0]
-        if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and isinstance(first.value.value, str):
+        if (
+            isinstance(first, ast.Expr)
+            and isinstance(first.value, ast.Constant)
+            and isinstance(first.value.value, str)
+        ):
             length -= first.end_lineno - first.lineno + 1  # the docstring is the reader's help, not a burden
         top = min([node.lineno, *(decorator.lineno for decorator in node.decorator_list)])
         reason = lines[top - 2].strip() if top >= 2 else ""
@@ -117,7 +121,9 @@ def test_long_function_check_reads_the_reason(tmp_path):
     plain = ROOT / "tests" / ".long_function_probe.py"
     try:
         plain.write_text(f"def f():\n{body}\n")
-        assert _long_functions(plain) == [f"tests/.long_function_probe.py:1 f ({MAX_FUNCTION_LINES + 2} lines)"]
+        assert _long_functions(plain) == [
+            f"tests/.long_function_probe.py:1 f ({MAX_FUNCTION_LINES + 2} lines)"
+        ]
         plain.write_text(f"{LONG_REASON} one table of cases\n@staticmethod\ndef f():\n{body}\n")
         assert _long_functions(plain) == []
     finally:
@@ -128,7 +134,9 @@ def test_no_private_name_imported_across_modules():
     taken = []
     for path in _sources():
         for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.ImportFrom) and (node.level > 0 or (node.module or "").startswith(PACKAGE.name)):
+            if isinstance(node, ast.ImportFrom) and (
+                node.level > 0 or (node.module or "").startswith(PACKAGE.name)
+            ):
                 for alias in node.names:
                     if alias.name.startswith("_") and not alias.name.startswith("__"):
                         taken.append(f"{path.relative_to(ROOT)}: {alias.name} from {node.module}")
@@ -140,13 +148,17 @@ def test_model_files_import_only_torch_transformers_and_each_other():
     user has (transformers copies `from .name import` files by name and cannot follow `..` or `.sub.name`)."""
     allowed = set(sys.stdlib_module_names) | {"torch", "numpy", "transformers", "safetensors", "PIL"}
     files = [path for path in MODEL_FOLDER.glob("*.py") if path.name != "__init__.py"]
-    assert {"modeling_convlstm.py", "configuration_convlstm.py", "pipeline_convlstm.py"} <= {p.name for p in files}
+    assert {"modeling_convlstm.py", "configuration_convlstm.py", "pipeline_convlstm.py"} <= {
+        p.name for p in files
+    }
     for path in files:
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.ImportFrom) and node.level > 0:
                 assert node.level == 1 and node.module and "." not in node.module, (path.name, node.module)
                 assert (MODEL_FOLDER / f"{node.module}.py").is_file(), (path.name, node.module)
             elif isinstance(node, (ast.Import, ast.ImportFrom)):
-                names = [alias.name for alias in node.names] if isinstance(node, ast.Import) else [node.module]
+                names = (
+                    [alias.name for alias in node.names] if isinstance(node, ast.Import) else [node.module]
+                )
                 for name in names:
                     assert name.split(".")[0] in allowed, f"{path.name} imports {name}"

@@ -101,7 +101,9 @@ def test_the_old_model_loads_through_the_installed_pipeline():
     # The pipeline's frames went through uint8: the same forecast, to the grey level.
     with torch.no_grad():
         model = ConvLSTMForFramePrediction.from_pretrained(OLD_MODEL).eval()
-        expected = model(torch.from_numpy(frames / 255.0).float()[None, :, None], num_output_frames=2).predictions
+        expected = model(
+            torch.from_numpy(frames / 255.0).float()[None, :, None], num_output_frames=2
+        ).predictions
     assert np.abs(predictions.astype(int) - (expected[0, :, 0].numpy() * 255).round()).max() <= 1
 
 

@@ -24,7 +24,7 @@ import datasets
 import numpy as np
 from datasets.arrow_writer import ArrowWriter
 
-from ..cache import quiet_progress_bars, cached_build, default_cache_dir, numpy_format
+from ..cache import cached_build, default_cache_dir, numpy_format, quiet_progress_bars
 from ..rain.storage import encode_rain_rate, rain_window_features
 from .archive import RadarSequence, radar_grid_shape, read_radar_archive
 from .cache import file_identity
