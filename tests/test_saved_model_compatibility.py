@@ -107,22 +107,86 @@ def test_the_old_model_loads_through_the_installed_pipeline():
     assert np.abs(predictions.astype(int) - (expected[0, :, 0].numpy() * 255).round()).max() <= 1
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("saved_by", ["before the move", "this version"])
-def test_remote_code_loads_without_the_package(saved_by, tmp_path):
-    """AutoModel and the pipeline with trust_remote_code, where the package cannot be imported."""
-    if saved_by == "before the move":
-        model_dir = tmp_path / "model"
-        shutil.copytree(OLD_MODEL, model_dir)
-        io_file = FIXTURES / "model_saved_before_the_move_io.safetensors"
-    else:
-        model = ConvLSTMForFramePrediction.from_pretrained(OLD_MODEL).eval()
-        model_dir = tmp_path / "resaved"
-        save_frame_prediction_model(model, model_dir)
-        code_files = sorted(path.name for path in model_dir.glob("*.py"))
-        assert code_files == sorted(path.name for path in OLD_MODEL.glob("*.py"))  # the same file names
-        io_file = FIXTURES / "model_saved_before_the_move_io.safetensors"
-    out = _remote_load(model_dir, io_file, tmp_path)
+def test_the_old_model_loads_as_remote_code_without_the_package(tmp_path):
+    """AutoModel and the pipeline with trust_remote_code, where the package cannot be imported. (A model saved
+    now does too: tests/test_remote_code.py and tests/test_pipeline.py.)"""
+    model_dir = tmp_path / "model"
+    shutil.copytree(OLD_MODEL, model_dir)
+    out = _remote_load(model_dir, FIXTURES / "model_saved_before_the_move_io.safetensors", tmp_path)
     assert out["model_module"].startswith("transformers_modules."), out
     assert out["max_difference"] <= 1e-6, out
     assert out["pipeline_shape"] == [2, 8, 8] and out["pipeline_dtype"] == "uint8", out
+
+
+def test_a_model_saved_now_carries_code_files_of_the_same_names(tmp_path):
+    """Remote code is found by file name (config.json's auto_map, custom_pipelines): the names stay."""
+    model = ConvLSTMForFramePrediction.from_pretrained(OLD_MODEL)
+    save_frame_prediction_model(model, tmp_path)
+    assert sorted(p.name for p in tmp_path.glob("*.py")) == sorted(p.name for p in OLD_MODEL.glob("*.py"))
+    saved, old = (json.loads((folder / "config.json").read_text()) for folder in (tmp_path, OLD_MODEL))
+    assert saved["auto_map"] == old["auto_map"] and saved["custom_pipelines"] == old["custom_pipelines"]
+
+
+# What `from bidirectional_conv_lstm import ...` and `from bidirectional_conv_lstm.data import ...` offered before
+# the package was laid out in subpackages: every name still is there.
+TOP_LEVEL_NAMES = (
+    "ConvGate",
+    "ConvLSTM",
+    "ConvLSTMCell",
+    "ConvLSTMConfig",
+    "ConvLSTMForFramePrediction",
+    "ConvLSTMImageProcessor",
+    "ConvLSTMModel",
+    "ConvLSTMModelOutput",
+    "ConvLSTMPreTrainedModel",
+    "FramePredictionOutput",
+    "FramePredictionPipeline",
+    "__version__",
+    "save_frame_prediction_model",
+)
+DATA_NAMES = (
+    "EXAMPLE_EVENTS",
+    "FramePredictionCollator",
+    "MovingMNISTConfig",
+    "RadarSequence",
+    "RadarSource",
+    "RadarWindowsConfig",
+    "RainRateCollator",
+    "SyntheticRainConfig",
+    "default_cache_dir",
+    "example_radar_sources",
+    "frames_to_float",
+    "generate_moving_mnist",
+    "generate_synthetic_rain",
+    "iter_moving_mnist",
+    "iter_synthetic_rain",
+    "load_bundled_digits",
+    "load_digit_pools",
+    "load_frames_dataset",
+    "load_frames_folder",
+    "load_moving_mnist",
+    "list_radar_files",
+    "load_moving_mnist_test_file",
+    "load_radar_windows",
+    "load_synthetic_rain",
+    "mean_pixel_value",
+    "moving_mnist_trajectories",
+    "radar_windows_info",
+    "rain_rate_and_mask",
+    "read_radar_archive",
+    "read_idx_images",
+)
+
+
+def test_every_public_name_of_before_is_still_importable():
+    import bidirectional_conv_lstm
+    import bidirectional_conv_lstm.data
+
+    for module, names in (
+        (bidirectional_conv_lstm, TOP_LEVEL_NAMES),
+        (bidirectional_conv_lstm.data, DATA_NAMES),
+    ):
+        missing = [name for name in names if not hasattr(module, name)]
+        assert missing == [], f"{module.__name__} lost {missing}"
+        assert set(names) - {"__version__"} <= set(module.__all__)
+    assert bidirectional_conv_lstm.ConvLSTM is bidirectional_conv_lstm.models.convlstm.ConvLSTM
