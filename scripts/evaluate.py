@@ -20,6 +20,7 @@ import json
 
 import yaml
 
+from bidirectional_conv_lstm.data import SPLITS
 from bidirectional_conv_lstm.nowcasting.baselines import BASELINE_NAMES
 from bidirectional_conv_lstm.nowcasting.data import RAIN_RATE_DATASETS
 from bidirectional_conv_lstm.training.evaluation import evaluate, metrics_report
@@ -35,7 +36,7 @@ def main() -> None:
         default="moving_mnist",
         help="moving_mnist, moving_mnist_test_file:PATH, a folder of sequences, or a datasets name",
     )
-    parser.add_argument("--split", default="test", choices=["train", "validation", "test"])
+    parser.add_argument("--split", default="test", choices=SPLITS)
     parser.add_argument(
         "--data", default="{}", help="data options as YAML, e.g. '{num_test: 1000, cache_dir: data_cache}'"
     )

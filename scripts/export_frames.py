@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bidirectional_conv_lstm.data import SPLITS
 from bidirectional_conv_lstm.training.arguments import load_training_arguments
 from bidirectional_conv_lstm.training.data_sources import load_datasets
 
@@ -20,7 +21,7 @@ def main() -> None:
     parser.add_argument(
         "--config", required=True, help="a run config (configs/*.yaml or a run's training_config.yaml)"
     )
-    parser.add_argument("--split", default="test", choices=["train", "validation", "test"])
+    parser.add_argument("--split", default="test", choices=SPLITS)
     parser.add_argument("--index", type=int, default=0, help="the first sequence to write")
     parser.add_argument("--count", type=int, default=1, help="how many sequences")
     parser.add_argument("--num_frames", type=int, help="keep only the first this many frames")

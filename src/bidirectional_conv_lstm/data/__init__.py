@@ -30,10 +30,12 @@ from .rain.synthetic import (
     iter_synthetic_rain,
     load_synthetic_rain,
 )
+from .splits import SPLITS
 from .statistics import mean_pixel_value
 
 __all__ = [
     "EXAMPLE_EVENTS",
+    "SPLITS",
     "FramePredictionCollator",
     "MovingMNISTConfig",
     "RadarSequence",

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .splits import SPLITS
+
 __all__ = [
     "BUNDLED_DIGITS",
     "SPLITS",
@@ -30,7 +32,6 @@ __all__ = [
 ]
 
 BUNDLED_DIGITS = "bundled"
-SPLITS = ("train", "validation", "test")
 # The pools are fixed, whatever the generation seed: changing the seed changes the sequences, never which
 # digits belong to the test split.
 _POOL_SEED = 20150101

@@ -171,6 +171,68 @@ def _checked_values(array: np.ndarray, source: Path, storage: np.dtype) -> np.nd
     return array.astype(np.float32)
 
 
+# One sequence of a frames folder: its file or folder, (T, C, H, W), dtype, and its PNG frames (None for arrays).
+_Source = tuple[Path, tuple[int, ...], np.dtype, list[Path] | None]
+
+
+def _sequence_sources(root: Path) -> list[_Source]:
+    """The sequences of a frames folder in natural name order, read from the file headers only."""
+    entries = sorted(
+        (p for p in root.iterdir() if not p.name.startswith(".")), key=lambda p: _natural_key(p.name)
+    )
+    sources: list[_Source] = []
+    for entry in entries:
+        if entry.is_dir():
+            frames = _png_frames(entry)
+            shape, dtype = _png_info(frames)
+            sources.append((entry, shape, dtype, frames))
+        elif entry.suffix.lower() in _ARRAY_SUFFIXES:
+            array = _open_array(entry)
+            if array.dtype == bool or not (
+                np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)
+            ):
+                raise TypeError(
+                    f"{entry}: frames must be integers in [0, 255] or floats in [0, 1], got dtype {array.dtype}"
+                )
+            sources.append((entry, _as_sequence(array, entry).shape, array.dtype, None))
+    if not sources:
+        raise ValueError(
+            f"{root}: found no sequences; expected .npy / .npz files ((T, H, W) or (T, C, H, W)) or sub-folders of PNG frames"
+        )
+    return sources
+
+
+def _check_frame_sizes(sources: list[_Source]) -> None:
+    """Every sequence has a frame, and all share the first one's (C, H, W)."""
+    reference = sources[0]
+    for source, shape, _, _ in sources:
+        if shape[0] == 0:
+            raise ValueError(f"{source}: a sequence needs at least one frame, got shape {shape}")
+        if shape[1:] != reference[1][1:]:
+            raise ValueError(
+                f"{source}: frames of (C, H, W) {shape[1:]} differ from {reference[0].name}'s {reference[1][1:]}; "
+                "all sequences must share one frame size"
+            )
+
+
+def _folder_features(sources: list[_Source]) -> tuple[np.dtype, datasets.Features]:
+    """The storage dtype (float32 if any sequence is float, else uint8) and the dataset's features."""
+    storage = (
+        np.dtype(np.float32)
+        if any(np.issubdtype(d, np.floating) for _, _, d, _ in sources)
+        else np.dtype(np.uint8)
+    )
+    lengths = {shape[0] for _, shape, _, _ in sources}
+    time_dim = lengths.pop() if len(lengths) == 1 else None
+    features = datasets.Features(
+        {
+            "frames": datasets.Array4D(shape=(time_dim, *sources[0][1][1:]), dtype=storage.name),
+            "name": datasets.Value("string"),
+        }
+    )
+    return storage, features
+
+
 def load_frames_folder(
     path: str | os.PathLike, *, cache_dir: str | os.PathLike | None = None
 ) -> datasets.Dataset:
@@ -205,50 +267,9 @@ def load_frames_folder(
     root = Path(path).expanduser()
     if not root.is_dir():
         raise FileNotFoundError(f"frames folder {str(root)!r} does not exist or is not a folder")
-    entries = sorted(
-        (p for p in root.iterdir() if not p.name.startswith(".")), key=lambda p: _natural_key(p.name)
-    )
-    sources: list[tuple[Path, tuple[int, ...], np.dtype, list[Path] | None]] = []
-    for entry in entries:
-        if entry.is_dir():
-            frames = _png_frames(entry)
-            shape, dtype = _png_info(frames)
-            sources.append((entry, shape, dtype, frames))
-        elif entry.suffix.lower() in _ARRAY_SUFFIXES:
-            array = _open_array(entry)
-            if array.dtype == bool or not (
-                np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)
-            ):
-                raise TypeError(
-                    f"{entry}: frames must be integers in [0, 255] or floats in [0, 1], got dtype {array.dtype}"
-                )
-            sources.append((entry, _as_sequence(array, entry).shape, array.dtype, None))
-    if not sources:
-        raise ValueError(
-            f"{root}: found no sequences; expected .npy / .npz files ((T, H, W) or (T, C, H, W)) or sub-folders of PNG frames"
-        )
-    reference = sources[0]
-    for source, shape, _, _ in sources:
-        if shape[0] == 0:
-            raise ValueError(f"{source}: a sequence needs at least one frame, got shape {shape}")
-        if shape[1:] != reference[1][1:]:
-            raise ValueError(
-                f"{source}: frames of (C, H, W) {shape[1:]} differ from {reference[0].name}'s {reference[1][1:]}; "
-                "all sequences must share one frame size"
-            )
-    storage = (
-        np.dtype(np.float32)
-        if any(np.issubdtype(d, np.floating) for _, _, d, _ in sources)
-        else np.dtype(np.uint8)
-    )
-    lengths = {shape[0] for _, shape, _, _ in sources}
-    time_dim = lengths.pop() if len(lengths) == 1 else None
-    features = datasets.Features(
-        {
-            "frames": datasets.Array4D(shape=(time_dim, *reference[1][1:]), dtype=storage.name),
-            "name": datasets.Value("string"),
-        }
-    )
+    sources = _sequence_sources(root)
+    _check_frame_sizes(sources)
+    storage, features = _folder_features(sources)
 
     def build(scratch: Path) -> datasets.Dataset:
         def batches():

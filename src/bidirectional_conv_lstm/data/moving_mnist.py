@@ -29,7 +29,9 @@ from numpy.lib.stride_tricks import sliding_window_view
 from PIL import Image
 
 from .cache import cached_build, numpy_format, write_arrow
-from .digits import BUNDLED_DIGITS, SPLITS, digit_source_identity, load_digit_pools
+from .checks import check_int
+from .digits import BUNDLED_DIGITS, digit_source_identity, load_digit_pools
+from .splits import SPLITS
 
 __all__ = [
     "MovingMNISTConfig",
@@ -101,7 +103,7 @@ class MovingMNISTConfig:
             seed=self.seed,
         )
         for name in ("num_train", "num_validation", "num_test"):
-            _check_int(name, getattr(self, name), minimum=1)
+            check_int(name, getattr(self, name), minimum=1)
         if not isinstance(self.digit_source, (str, os.PathLike)):
             raise TypeError(
                 f"digit_source must be 'bundled' or a path to MNIST idx files, got {type(self.digit_source).__name__}"
@@ -145,19 +147,12 @@ class MovingMNISTConfig:
         return values
 
 
-def _check_int(name: str, value, *, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an int, got {value!r} ({type(value).__name__})")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-
-
 def _check_generation_arguments(*, num_digits, num_frames, image_size, digit_size, speed, seed) -> None:
-    _check_int("num_digits", num_digits, minimum=1)
-    _check_int("num_frames", num_frames, minimum=1)
-    _check_int("digit_size", digit_size, minimum=1)
-    _check_int("image_size", image_size, minimum=1)
-    _check_int("seed", seed, minimum=0)
+    check_int("num_digits", num_digits, minimum=1)
+    check_int("num_frames", num_frames, minimum=1)
+    check_int("digit_size", digit_size, minimum=1)
+    check_int("image_size", image_size, minimum=1)
+    check_int("seed", seed, minimum=0)
     if image_size < digit_size:
         raise ValueError(
             f"image_size ({image_size}) must be >= digit_size ({digit_size}) so digits fit on the canvas"
@@ -213,7 +208,7 @@ def moving_mnist_trajectories(
     Returns:
         tops, lefts: int64 arrays (N, num_digits, T), in ``[0, image_size - digit_size]``.
     """
-    _check_int("num_sequences", num_sequences, minimum=0)
+    check_int("num_sequences", num_sequences, minimum=0)
     _check_generation_arguments(
         num_digits=num_digits,
         num_frames=num_frames,
@@ -283,8 +278,8 @@ def iter_moving_mnist(
     Yields:
         uint8 arrays (n, T, 1, H, W) with n <= chunk_size.
     """
-    _check_int("num_sequences", num_sequences, minimum=0)
-    _check_int("chunk_size", chunk_size, minimum=1)
+    check_int("num_sequences", num_sequences, minimum=0)
+    check_int("chunk_size", chunk_size, minimum=1)
     _check_generation_arguments(
         num_digits=num_digits,
         num_frames=num_frames,
@@ -334,7 +329,7 @@ def generate_moving_mnist(
     Raises:
         TypeError / ValueError: an argument of the wrong type or out of range (named in the message).
     """
-    _check_int("num_sequences", num_sequences, minimum=0)
+    check_int("num_sequences", num_sequences, minimum=0)
     _check_generation_arguments(
         num_digits=num_digits,
         num_frames=num_frames,

@@ -20,7 +20,7 @@ import datasets
 import yaml
 from huggingface_hub import CommitInfo, DatasetCard, DatasetCardData, HfApi, hf_hub_download
 
-from ..data import MovingMNISTConfig, load_digit_pools
+from ..data import SPLITS, MovingMNISTConfig, load_digit_pools
 from ..data.moving_mnist import GENERATOR_VERSION as MOVING_MNIST_VERSION
 from ..data.rain.synthetic import GENERATOR_VERSION as SYNTHETIC_RAIN_VERSION
 from ..nowcasting.data import RAIN_RATE_DATASETS, source_config
@@ -100,7 +100,7 @@ def build_dataset_splits(args: TrainingArguments) -> datasets.DatasetDict:
     """
     # Rain-rate sources also hand back an "info" mapping (for model cards); the card reads the columns instead.
     splits = load_datasets(args)
-    return datasets.DatasetDict({name: splits[name] for name in ("train", "validation", "test")})
+    return datasets.DatasetDict({name: splits[name] for name in SPLITS})
 
 
 def _kind(args: TrainingArguments) -> str:
@@ -181,6 +181,35 @@ def _plain(value):
     return value if value is None or isinstance(value, (bool, int, float, str)) else str(value)
 
 
+def _stored_column(first: datasets.Dataset) -> tuple[bool, str]:
+    """Whether the split holds rain-rate windows, and the shape of one row's sequence (``"T, C, H, W"``)."""
+    rain = "rain_rate" in first.column_names
+    column = "rain_rate" if rain else "frames"
+    if column not in first.column_names:
+        raise ValueError(f"the splits have no 'frames' or 'rain_rate' column; columns: {first.column_names}")
+    shape = getattr(first.features[column], "shape", None)
+    frames_shape = ", ".join("T" if size is None else str(size) for size in shape) if shape else "T, C, H, W"
+    return rain, frames_shape
+
+
+def _events_shown(splits: Mapping[str, datasets.Dataset]) -> dict[str, list[str]]:
+    """Per split, the names of its events (the first few, then how many in all)."""
+    events = {}
+    # The stored column: training's view of the windows may transform (augment) what it reads.
+    for name, split in splits.items():
+        names = sorted(set(split.with_format("arrow")["event"].to_pylist()))
+        cut = len(names) > _MAX_EVENTS_SHOWN  # synthetic rain: an "event" per sequence
+        events[name] = names[:_MAX_EVENTS_SHOWN] + ([f"... ({len(names):,} in all)"] if cut else [])
+    return events
+
+
+def _library_version() -> str:
+    try:
+        return metadata.version("bidirectional-conv-lstm")
+    except metadata.PackageNotFoundError:
+        return "(source checkout)"
+
+
 def create_dataset_card(
     splits: Mapping[str, datasets.Dataset],
     args: TrainingArguments,
@@ -215,30 +244,15 @@ def create_dataset_card(
     if not splits:
         raise ValueError("splits is empty: nothing to describe")
     first = next(iter(splits.values()))
-    rain = "rain_rate" in first.column_names
-    column = "rain_rate" if rain else "frames"
-    if column not in first.column_names:
-        raise ValueError(f"the splits have no 'frames' or 'rain_rate' column; columns: {first.column_names}")
-    shape = getattr(first.features[column], "shape", None)
-    frames_shape = ", ".join("T" if size is None else str(size) for size in shape) if shape else "T, C, H, W"
+    rain, frames_shape = _stored_column(first)
     split_sizes = {name: len(split) for name, split in splits.items()}
     parameters, generator_version = _source_parameters(args, kind)
     digit_source_text, digit_pools = _digit_pools(parameters) if kind == "moving_mnist" else ("", {})
     if kind == "moving_mnist" and parameters["digit_source"] != "bundled":
         parameters["digit_source"] = "MNIST idx files"  # a local path means nothing to a reader
-    events = {}
-    if rain and "event" in first.column_names:
-        # The stored column: training's view of the windows may transform (augment) what it reads.
-        for name, split in splits.items():
-            names = sorted(set(split.with_format("arrow")["event"].to_pylist()))
-            cut = len(names) > _MAX_EVENTS_SHOWN  # synthetic rain: an "event" per sequence
-            events[name] = names[:_MAX_EVENTS_SHOWN] + ([f"... ({len(names):,} in all)"] if cut else [])
+    events = _events_shown(splits) if rain and "event" in first.column_names else {}
     source_name = args.dataset if kind != "frames" else Path(args.dataset).name or args.dataset
     title = pretty_name or PRETTY_NAMES.get(kind, f"Frame sequences: {source_name}")
-    try:
-        library_version = metadata.version("bidirectional-conv-lstm")
-    except metadata.PackageNotFoundError:
-        library_version = "(source checkout)"
     card_data = DatasetCardData(
         license=license,
         pretty_name=title,
@@ -255,7 +269,7 @@ def create_dataset_card(
         pretty_name=title,
         license=license,
         library_url=LIBRARY_URL,
-        library_version=library_version,
+        library_version=_library_version(),
         generator_version=generator_version,
         source_name=source_name,
         frames_shape=frames_shape,

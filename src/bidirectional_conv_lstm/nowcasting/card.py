@@ -15,6 +15,7 @@ from typing import Any
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
+from ..data import SPLITS
 from ..models.convlstm.configuration_convlstm import ConvLSTMConfig
 from ..utils.cards import TASK_TYPE, as_config, card_template_path, model_card_values
 from .tables import format_scores_table, motion_report
@@ -87,7 +88,7 @@ def _training_data_text(data_info: Mapping, base_model: str | None) -> str:
     if events:
         test = [name for name, info in events.items() if info.get("role") == "test"]
         rows = [
-            "| event | role | time step (native) | windows (train / validation / test) |",
+            f"| event | role | time step (native) | windows ({' / '.join(SPLITS)}) |",
             "|---|---|---|---|",
         ]
         for name, info in events.items():
@@ -97,7 +98,7 @@ def _training_data_text(data_info: Mapping, base_model: str | None) -> str:
             counts = info.get("windows") or {}
             rows.append(
                 f"| {name} | {info.get('role', 'train')} | {step:g} min ({native:g} min){resampled} | "
-                f"{counts.get('train', 0)} / {counts.get('validation', 0)} / {counts.get('test', 0)} |"
+                f"{' / '.join(str(counts.get(split, 0)) for split in SPLITS)} |"
                 if isinstance(step, (int, float)) and isinstance(native, (int, float))
                 else f"| {name} | {info.get('role', 'train')} | n/a | {counts} |"
             )
@@ -156,11 +157,7 @@ def create_nowcasting_model_card(
     Raises:
         ValueError / TypeError: a config without a rain-rate transform, or malformed `results`.
     """
-    config = as_config(config)
-    if config.rain_rate_transform is None:
-        raise ValueError(
-            "config has no rain_rate_transform: use hub.create_model_card for frame-prediction models"
-        )
+    config = _nowcasting_config(config)
     if results is not None and not (
         isinstance(results, Mapping) and isinstance(results.get("methods"), Mapping)
     ):
@@ -168,48 +165,9 @@ def create_nowcasting_model_card(
     data_info = dict(data_info or {})
     training_config = dict(training_config or {})
     step = (results or {}).get("timestep_minutes") or data_info.get("timestep_minutes")
-    if frame_size is None:
-        tile = (training_config.get("data") or {}).get("tile_size", 64)
-        frame_size = tuple(tile) if isinstance(tile, (list, tuple)) else (tile, tile)
+    frame_size = frame_size if frame_size is not None else _training_tile(training_config)
     model_name = model_id.split("/")[-1] if model_id else "convlstm-nowcasting"
-
-    eval_results, table, per_lead = [], "", []
-    if results:
-        model_scores = results["methods"].get("model", {}).get("overall", {})
-        test_events = [n for n, i in (data_info.get("events") or {}).items() if i.get("role") == "test"]
-        dataset_name = "held-out radar events" + (f" ({', '.join(test_events)})" if test_events else "")
-        eval_results = [
-            EvalResult(
-                task_type=TASK_TYPE,
-                task_name=TASK_NAME,
-                dataset_type="pysteps-data" if test_events else data_info.get("dataset", "rain-rate"),
-                dataset_name=dataset_name if test_events else str(data_info.get("dataset", "rain rate")),
-                dataset_split="test",
-                metric_type=key,
-                metric_name=key.upper().replace("_M", "-M"),
-                metric_value=float(model_scores[key]),
-            )
-            for key in MODEL_INDEX_SCORES
-            if key in model_scores and math.isfinite(float(model_scores[key]))
-        ]
-        table = _scores_table(results)
-        for lead in lead_times:
-            if lead <= results["num_output_frames"]:
-                title = f"+{lead * step:g} min" if step else f"lead time {lead} (frames)"
-                per_lead.append((title, _scores_table(results, lead)))
-        evaluation_text = (
-            f"On {results['num_windows']} test windows ({results['num_input_frames']} observed -> "
-            f"{results['num_output_frames']} forecast frames), all lead times pooled, every method on the same "
-            "windows, grid and valid pixels"
-            + (
-                f"; every method saw {results['context']} pixels of surroundings around each tile (the radar "
-                "field beyond it, as when forecasting the whole domain) and was scored on the tile alone:"
-                if results.get("context")
-                else ":"
-            )
-        )
-    else:
-        evaluation_text = ""
+    eval_results = _eval_results(results, data_info) if results else []
     hub_base = base_model if base_model and "/" in base_model and not Path(base_model).exists() else None
     card_data = ModelCardData(
         library_name="transformers",
@@ -231,22 +189,92 @@ def create_nowcasting_model_card(
             frame_size=frame_size,
             training_config=training_config,
         ),
+        **_nowcasting_values(config, step, data_info),
+        **_results_values(results, lead_times, step),
+        training_data_text=_training_data_text(data_info, base_model),
+    )
+
+
+def _nowcasting_config(config: ConvLSTMConfig | Mapping) -> ConvLSTMConfig:
+    """`config` as a `ConvLSTMConfig` that forecasts rain rate (it has a `rain_rate_transform`)."""
+    config = as_config(config)
+    if config.rain_rate_transform is None:
+        raise ValueError(
+            "config has no rain_rate_transform: use hub.create_model_card for frame-prediction models"
+        )
+    return config
+
+
+def _training_tile(training_config: Mapping) -> tuple[int, int]:
+    """``(height, width)`` of the training tiles (the ``data.tile_size`` of the run), else 64 x 64."""
+    tile = (training_config.get("data") or {}).get("tile_size", 64)
+    return tuple(tile) if isinstance(tile, (list, tuple)) else (tile, tile)
+
+
+def _eval_results(results: Mapping, data_info: Mapping) -> list[EvalResult]:
+    """The model's overall test scores of :data:`MODEL_INDEX_SCORES` (finite ones) for the ``model-index``."""
+    model_scores = results["methods"].get("model", {}).get("overall", {})
+    test_events = [n for n, i in (data_info.get("events") or {}).items() if i.get("role") == "test"]
+    dataset_name = "held-out radar events" + (f" ({', '.join(test_events)})" if test_events else "")
+    return [
+        EvalResult(
+            task_type=TASK_TYPE,
+            task_name=TASK_NAME,
+            dataset_type="pysteps-data" if test_events else data_info.get("dataset", "rain-rate"),
+            dataset_name=dataset_name if test_events else str(data_info.get("dataset", "rain rate")),
+            dataset_split="test",
+            metric_type=key,
+            metric_name=key.upper().replace("_M", "-M"),
+            metric_value=float(model_scores[key]),
+        )
+        for key in MODEL_INDEX_SCORES
+        if key in model_scores and math.isfinite(float(model_scores[key]))
+    ]
+
+
+def _nowcasting_values(config: ConvLSTMConfig, step: float | None, data_info: Mapping) -> dict[str, Any]:
+    """The template values of a rain model's configuration: advection, losses, time step, horizon, pixels."""
+    return dict(
         advection=config.advection,
         advection_warp=config.advection_warp,
         advection_padding=config.advection_padding,
         fss_loss_weight=config.fss_loss_weight,
         motion_loss_weight=config.motion_loss_weight,
-        motion_text=motion_report(results["motion"]) if results and results.get("motion") else "",
         boundary_padding=config.boundary_padding,
         probability_matching=config.probability_matching,
         timestep_minutes=f"{step:g}" if step else None,
         horizon_minutes=f"{step * config.num_output_frames:g}" if step else None,
         resolution_text=_resolution_text(data_info),
         transform_text=_describe_transform(config.rain_rate_transform),
+    )
+
+
+def _results_values(results: Mapping | None, lead_times: Iterable[int], step: float | None) -> dict[str, Any]:
+    """The template values of the test results: what was scored, the overall table, one table per lead time and
+    the motion report (all empty without results)."""
+    if not results:
+        return dict(motion_text="", evaluation_text="", results_table="", lead_time_tables=[])
+    per_lead = []
+    for lead in lead_times:
+        if lead <= results["num_output_frames"]:
+            title = f"+{lead * step:g} min" if step else f"lead time {lead} (frames)"
+            per_lead.append((title, _scores_table(results, lead)))
+    evaluation_text = (
+        f"On {results['num_windows']} test windows ({results['num_input_frames']} observed -> "
+        f"{results['num_output_frames']} forecast frames), all lead times pooled, every method on the same "
+        "windows, grid and valid pixels"
+        + (
+            f"; every method saw {results['context']} pixels of surroundings around each tile (the radar "
+            "field beyond it, as when forecasting the whole domain) and was scored on the tile alone:"
+            if results.get("context")
+            else ":"
+        )
+    )
+    return dict(
+        motion_text=motion_report(results["motion"]) if results.get("motion") else "",
         evaluation_text=evaluation_text,
-        results_table=table,
+        results_table=_scores_table(results),
         lead_time_tables=per_lead,
-        training_data_text=_training_data_text(data_info, base_model),
     )
 
 

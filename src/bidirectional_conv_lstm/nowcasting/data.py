@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from ..data import (
+    SPLITS,
     RadarSource,
     RadarWindowsConfig,
     SyntheticRainConfig,
@@ -42,7 +43,6 @@ __all__ = [
     "timestep_minutes",
 ]
 
-SPLITS = ("train", "validation", "test")
 # The run datasets (TrainingArguments.dataset) of rain-rate windows (the data.rain.storage schema).
 RAIN_RATE_DATASETS = ("synthetic_rain", "radar")
 DATA_OPTIONS = ("cache_dir", "augment")

@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..data import SPLITS
 from ..data.rain.storage import crop_context, decode_windows
 from ..models.convlstm.configuration_convlstm import ConvLSTMConfig
 from ..models.convlstm.modeling_convlstm import ConvLSTMForFramePrediction
@@ -143,21 +144,11 @@ def score_nowcasts(
         ``({name: NowcastVerifier}, {name: seconds in the forecaster per window}, number of windows scored)``;
         the seconds are this process's.
     """
-    from torch.utils.data import DataLoader, Subset
-
     num_input_frames = _check_frames("num_input_frames", num_input_frames)
     num_output_frames = _check_frames("num_output_frames", num_output_frames)
     batch_size = _check_frames("batch_size", batch_size)
     forecasters = resolve_forecasters(methods)
-    if len(windows) == 0:
-        raise ValueError("windows is empty; expected at least one rain-rate window")
-    if hasattr(windows, "with_format"):  # a datasets.Dataset: hand out arrays, not nested lists
-        windows = windows.with_format("numpy", columns=["rain_rate"])
-    first = np.asarray(windows[0]["rain_rate"])[None]
-    decode_windows(first, num_input_frames, num_output_frames)  # shape check before any heavy work
-    context = _check_context(context, first.shape)
-    if max_windows is not None:
-        windows = Subset(windows, range(min(_check_frames("max_windows", max_windows), len(windows))))
+    windows, context = _checked_windows(windows, num_input_frames, num_output_frames, context, max_windows)
     verifiers = {
         name: NowcastVerifier(
             thresholds=tuple(thresholds), fss_windows=tuple(fss_windows), gather=accelerator
@@ -165,16 +156,8 @@ def score_nowcasts(
         for name in forecasters
     }
     seconds = dict.fromkeys(forecasters, 0.0)
-    loader = DataLoader(windows, batch_size=batch_size, collate_fn=_collate)
-    if accelerator is not None:
-        loader = accelerator.prepare(loader)
-    show = progress and (accelerator is None or accelerator.is_main_process)
-    if show:
-        from tqdm.auto import tqdm
-
-        loader = tqdm(loader, desc="nowcasts", unit="batch")
     count = 0
-    for stored in loader:
+    for stored in _window_batches(windows, batch_size, accelerator, progress):
         observed, observed_valid, future, future_valid = decode_windows(
             stored.cpu(), num_input_frames, num_output_frames
         )
@@ -185,16 +168,49 @@ def score_nowcasts(
             start = time.perf_counter()
             forecast = forecaster(observed, valid=observed_valid, num_output_frames=num_output_frames)
             seconds[name] += time.perf_counter() - start
-            if tuple(forecast.shape) != expected:
-                raise ValueError(
-                    f"forecaster {name!r} returned shape {tuple(forecast.shape)}, expected {expected}"
-                )
-            # One kind of array for the verifier: CPU float32 tensors, as the decoded future.
-            forecast = torch.as_tensor(
-                forecast.detach().cpu() if isinstance(forecast, torch.Tensor) else forecast
-            )
-            verifiers[name].update(crop_context(forecast.float(), context), future, future_valid)
+            forecast = _checked_forecast(name, forecast, expected)
+            verifiers[name].update(crop_context(forecast, context), future, future_valid)
     return verifiers, {name: value / max(count, 1) for name, value in seconds.items()}, len(windows)
+
+
+def _checked_windows(windows, num_input_frames: int, num_output_frames: int, context, max_windows):
+    """``windows`` (the first ``max_windows``) handing out numpy ``rain_rate`` arrays, and the checked context;
+    the first window's shape is checked before any forecaster runs."""
+    from torch.utils.data import Subset
+
+    if len(windows) == 0:
+        raise ValueError("windows is empty; expected at least one rain-rate window")
+    if hasattr(windows, "with_format"):  # a datasets.Dataset: hand out arrays, not nested lists
+        windows = windows.with_format("numpy", columns=["rain_rate"])
+    first = np.asarray(windows[0]["rain_rate"])[None]
+    decode_windows(first, num_input_frames, num_output_frames)  # shape check before any heavy work
+    context = _check_context(context, first.shape)
+    if max_windows is not None:
+        windows = Subset(windows, range(min(_check_frames("max_windows", max_windows), len(windows))))
+    return windows, context
+
+
+def _window_batches(windows, batch_size: int, accelerator, progress: bool) -> Iterable[torch.Tensor]:
+    """Batches of stored windows (uint16 (B, T, 1, H, W)), shared out over ``accelerator``'s processes."""
+    from torch.utils.data import DataLoader
+
+    loader = DataLoader(windows, batch_size=batch_size, collate_fn=_collate)
+    if accelerator is not None:
+        loader = accelerator.prepare(loader)
+    if progress and (accelerator is None or accelerator.is_main_process):
+        from tqdm.auto import tqdm
+
+        loader = tqdm(loader, desc="nowcasts", unit="batch")
+    return loader
+
+
+def _checked_forecast(name: str, forecast, expected: tuple[int, ...]) -> torch.Tensor:
+    """A forecaster's output (numpy or torch) as a CPU float32 tensor, once its shape is the future's."""
+    if tuple(forecast.shape) != expected:
+        raise ValueError(f"forecaster {name!r} returned shape {tuple(forecast.shape)}, expected {expected}")
+    # One kind of array for the verifier: CPU float32 tensors, as the decoded future.
+    forecast = torch.as_tensor(forecast.detach().cpu() if isinstance(forecast, torch.Tensor) else forecast)
+    return forecast.float()
 
 
 def evaluate_nowcasts(
@@ -280,15 +296,7 @@ def evaluate_rain_dataset(
         for a model with an advection head when pysteps is installed (its motion beside Lucas-Kanade's,
         :func:`~.nowcast_motion.motion_check`).
     """
-
-    if dataset not in RAIN_RATE_DATASETS:
-        raise ValueError(
-            f"dataset must be one of {RAIN_RATE_DATASETS} for nowcast evaluation, got {dataset!r}"
-        )
-    if split not in ("train", "validation", "test"):
-        raise ValueError(f"split must be 'train', 'validation' or 'test', got {split!r}")
-    if model_name_or_path is None and not baselines:
-        raise ValueError("nothing to evaluate: give model_name_or_path and/or baselines")
+    _check_rain_evaluation(dataset, split, model_name_or_path, baselines)
     methods = resolve_forecasters(list(baselines)) if baselines else {}
     config = None
     if model_name_or_path is not None:  # its config first (small): the frame counts the data is checked with
@@ -332,6 +340,18 @@ def evaluate_rain_dataset(
     if output_dir is not None and accelerator.is_main_process:
         write_nowcast_evaluation(results, output_dir)
     return results
+
+
+def _check_rain_evaluation(dataset: str, split: str, model_name_or_path: str | None, baselines) -> None:
+    """A rain-rate dataset, a split, and something to score, before anything is loaded."""
+    if dataset not in RAIN_RATE_DATASETS:
+        raise ValueError(
+            f"dataset must be one of {RAIN_RATE_DATASETS} for nowcast evaluation, got {dataset!r}"
+        )
+    if split not in SPLITS:
+        raise ValueError(f"split must be 'train', 'validation' or 'test', got {split!r}")
+    if model_name_or_path is None and not baselines:
+        raise ValueError("nothing to evaluate: give model_name_or_path and/or baselines")
 
 
 def results_from_verifiers(

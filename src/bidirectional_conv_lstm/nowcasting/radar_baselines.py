@@ -180,57 +180,30 @@ def run_radar_baselines(
         raise ValueError(f"lead_time_minutes must be positive, got {lead_time_minutes}")
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    thresholds, fss_windows = tuple(thresholds), tuple(fss_windows)
-    num_frames = num_input_frames + num_output_frames
     common = {"num_input_frames": num_input_frames, "num_output_frames": num_output_frames}
-    verify = {"thresholds": thresholds, "fss_windows": fss_windows}
+    verify = {"thresholds": tuple(thresholds), "fss_windows": tuple(fss_windows)}
+    windowing = {"origin_every_minutes": origin_every_minutes, "pixel_km": pixel_km}
+    reading = {"num_workers": num_workers, "cache_dir": cache_dir}
     events, groups = {}, {}
     for name, source in sources.items():
-        start = time.perf_counter()
-        sequence = read_radar_archive(source, num_workers=num_workers, cache_dir=cache_dir)
-        read_seconds = time.perf_counter() - start
-        windows, info = event_windows(
-            sequence,
-            num_frames=num_frames,
-            num_input_frames=num_input_frames,
-            origin_every_minutes=origin_every_minutes,
-            pixel_km=pixel_km,
+        scored = _score_event(
+            name,
+            source,
+            forecasters,
+            common=common,
+            verify=verify,
+            windowing=windowing,
+            reading=reading,
+            max_windows=max_windows_per_event,
+            log=log,
         )
-        if len(windows) == 0:
-            log(f"{name}: {len(sequence.rain_rate)} frames make no window of {num_frames} frames; skipped")
+        if scored is None:
             continue
-        verifiers, seconds, count = score_nowcasts(
-            windows, forecasters, batch_size=1, max_windows=max_windows_per_event, **common, **verify
-        )
-        info.update(read_seconds=read_seconds, scored_windows=count, seconds_per_window=seconds)
-        step = info["timestep_minutes"]
-        results = results_from_verifiers(
-            verifiers, num_windows=count, timestep_minutes=step, **common, **verify
-        )
-        events[name] = {"info": info, "results": results}
-        group = groups.setdefault(f"{step:g}min", {"events": [], "verifiers": None, "count": 0, "step": step})
-        group["events"].append(name)
-        group["count"] += count
-        if group["verifiers"] is None:
-            group["verifiers"] = verifiers
-        else:
-            for method, verifier in verifiers.items():
-                merged = group["verifiers"][method].merge(verifier)  # in place, or a new verifier
-                group["verifiers"][method] = merged if merged is not None else group["verifiers"][method]
-        log(
-            f"{name}: {count} windows on a {info['grid'][0]} x {info['grid'][1]} grid "
-            f"({info['pixel_km']} km, {step:g} min), read in {read_seconds:.1f} s, scored in "
-            f"{time.perf_counter() - start - read_seconds:.1f} s"
-        )
+        windows, events[name], verifiers = scored
+        _pool_event(groups, name, events[name]["info"], verifiers)
         if pictures:
-            _pictures(windows, forecasters, info, output_dir / name, num_input_frames, num_output_frames)
-    pooled = {
-        key: results_from_verifiers(
-            group["verifiers"], num_windows=group["count"], timestep_minutes=group["step"], **common, **verify
-        )
-        | {"events": group["events"]}
-        for key, group in groups.items()
-    }
+            _pictures(windows, forecasters, events[name]["info"], output_dir / name, **common)
+    pooled = {key: _pooled_results(group, common, verify) for key, group in groups.items()}
     settings = {
         "methods": list(forecasters),
         "origin_every_minutes": origin_every_minutes,
@@ -240,14 +213,83 @@ def run_radar_baselines(
         **verify,
     }
     report = {"settings": settings, "events": events, "pooled": pooled}
+    _write_report(report, output_dir, pictures=pictures)
+    return report
+
+
+def _score_event(
+    name: str,
+    source,
+    forecasters: Mapping,
+    *,
+    common: Mapping,
+    verify: Mapping,
+    windowing: Mapping,
+    reading: Mapping,
+    max_windows: int | None,
+    log,
+) -> tuple[EventWindows, dict, dict] | None:
+    """Read one event, cut its whole-grid windows and score every forecaster on them.
+
+    Returns:
+        the windows, ``{"info", "results"}`` and the verifiers (to pool with other events); None (logged) for an
+        event too short for one window.
+    """
+    start = time.perf_counter()
+    sequence = read_radar_archive(source, **reading)
+    read_seconds = time.perf_counter() - start
+    num_frames = common["num_input_frames"] + common["num_output_frames"]
+    windows, info = event_windows(
+        sequence, num_frames=num_frames, num_input_frames=common["num_input_frames"], **windowing
+    )
+    if len(windows) == 0:
+        log(f"{name}: {len(sequence.rain_rate)} frames make no window of {num_frames} frames; skipped")
+        return None
+    verifiers, seconds, count = score_nowcasts(
+        windows, forecasters, batch_size=1, max_windows=max_windows, **common, **verify
+    )
+    info.update(read_seconds=read_seconds, scored_windows=count, seconds_per_window=seconds)
+    step = info["timestep_minutes"]
+    results = results_from_verifiers(verifiers, num_windows=count, timestep_minutes=step, **common, **verify)
+    log(
+        f"{name}: {count} windows on a {info['grid'][0]} x {info['grid'][1]} grid "
+        f"({info['pixel_km']} km, {step:g} min), read in {read_seconds:.1f} s, scored in "
+        f"{time.perf_counter() - start - read_seconds:.1f} s"
+    )
+    return windows, {"info": info, "results": results}, verifiers
+
+
+def _pool_event(groups: dict, name: str, info: Mapping, verifiers: Mapping) -> None:
+    """Add an event's verifiers to the group of events with its time step (``"<step>min"``)."""
+    step = info["timestep_minutes"]
+    group = groups.setdefault(f"{step:g}min", {"events": [], "verifiers": None, "count": 0, "step": step})
+    group["events"].append(name)
+    group["count"] += info["scored_windows"]
+    if group["verifiers"] is None:
+        group["verifiers"] = verifiers
+    else:
+        for method, verifier in verifiers.items():
+            merged = group["verifiers"][method].merge(verifier)  # in place, or a new verifier
+            group["verifiers"][method] = merged if merged is not None else group["verifiers"][method]
+
+
+def _pooled_results(group: Mapping, common: Mapping, verify: Mapping) -> dict:
+    """The results of a group of events with one time step, scored as one, with their names (``"events"``)."""
+    results = results_from_verifiers(
+        group["verifiers"], num_windows=group["count"], timestep_minutes=group["step"], **common, **verify
+    )
+    return results | {"events": group["events"]}
+
+
+def _write_report(report: Mapping, output_dir: Path, *, pictures: bool) -> None:
+    """``metrics.json``, ``baselines.md`` and, with ``pictures``, one scores plot per pooled time step."""
     (output_dir / "metrics.json").write_text(json.dumps(report, indent=2, default=float))
     (output_dir / "baselines.md").write_text(baselines_report(report) + "\n")
     if pictures:
-        for key, results in pooled.items():
+        for key, results in report["pooled"].items():
             plot_scores_by_lead_time(
                 results, output_dir / f"{key}_scores.png", scores=("csi@0.5", "csi@2", "fss@1/16")
             )
-    return report
 
 
 def baselines_report(report: Mapping) -> str:

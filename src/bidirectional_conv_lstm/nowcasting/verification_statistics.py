@@ -207,8 +207,27 @@ def _contingency(
 
 
 def _chunk_statistics(forecast, observed, valid, thresholds, windows) -> dict[str, torch.Tensor]:
+    """:func:`frame_statistics` of (N, H, W) frames: the error sums, then the contingency tables of every
+    threshold, then the FSS sums of every window."""
+    height, width = observed.shape[1:]
+    errors, valid, num_valid = _error_sums(forecast, observed, valid)
+    stats = {"errors": errors}
+    if not thresholds:
+        return stats
+    largest = max((1, *windows))
+    low = largest // 2
+    events = _padded_events(forecast, observed, valid, thresholds, low, largest - 1 - low)
+    inner = events[:, :, low : low + height, :, low : low + width]
+    stats["contingency"] = _contingency(inner, thresholds, num_valid)
+    if windows:
+        stats["fss"] = _fss_sums(events, valid, stats["contingency"], windows, low, (height, width))
+    return stats
+
+
+def _error_sums(forecast, observed, valid) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+    """Sums of squared and absolute errors and valid pixels per frame, float64 (N, 3); the no-data mask (None
+    when every pixel is known: non-finite values of either field are no data too); valid pixels per frame."""
     frames, height, width = observed.shape
-    device = observed.device
     error = observed - forecast
     absolute = error.abs()
     known = absolute < math.inf  # False where either field is NaN or infinite: no-data
@@ -216,44 +235,51 @@ def _chunk_statistics(forecast, observed, valid, thresholds, windows) -> dict[st
         known &= valid
     valid = None if bool(known.all()) else known
     if valid is None:
-        num_valid = torch.full((frames,), float(height * width), dtype=torch.float64, device=device)
+        num_valid = torch.full((frames,), float(height * width), dtype=torch.float64, device=observed.device)
     else:
         num_valid = valid.sum((-1, -2)).to(torch.float64)
         error = error.masked_fill(~valid, 0.0)
         absolute = absolute.masked_fill(~valid, 0.0)
     squared = (error * error).sum((-1, -2)).to(torch.float64)
-    stats = {"errors": torch.stack([squared, absolute.sum((-1, -2)).to(torch.float64), num_valid], dim=-1)}
-    if not thresholds:
-        return stats
+    errors = torch.stack([squared, absolute.sum((-1, -2)).to(torch.float64), num_valid], dim=-1)
+    return errors, valid, num_valid
+
+
+def _padded_events(forecast, observed, valid, thresholds, low: int, high: int) -> torch.Tensor:
+    """Events of every threshold and both fields, zero-padded as pysteps pads (``low`` before, ``high`` after):
+    uint8 (N, K, H', 2, W'), the rows of both fields side by side; no-data is never an event."""
+    frames, height, width = observed.shape
     both = torch.stack([forecast, observed], dim=2)  # (N, H, 2, W): rows of both fields side by side
     if valid is not None:
         both = both.masked_fill(~valid[:, :, None], -math.inf)  # no-data is never an event
-    largest = max((1, *windows))
-    low, high = largest // 2, largest - 1 - largest // 2
-    # Events of every threshold and both fields, zero-padded as pysteps pads: uint8 (N, K, H', 2, W').
     events = torch.zeros(
-        (frames, len(thresholds), height + low + high, 2, width + low + high), dtype=torch.bool, device=device
+        (frames, len(thresholds), height + low + high, 2, width + low + high),
+        dtype=torch.bool,
+        device=observed.device,
     )
-    levels = torch.tensor(thresholds, dtype=both.dtype, device=device).view(1, -1, 1, 1, 1)
+    levels = torch.tensor(thresholds, dtype=both.dtype, device=observed.device).view(1, -1, 1, 1, 1)
     torch.ge(both[:, None], levels, out=events[:, :, low : low + height, :, low : low + width])
-    events = events.view(torch.uint8)
-    inner = events[:, :, low : low + height, :, low : low + width]
-    stats["contingency"] = _contingency(inner, thresholds, num_valid)
-    if not windows:
-        return stats
+    return events.view(torch.uint8)
+
+
+def _fss_sums(events, valid, contingency, windows, low: int, shape: tuple[int, int]) -> torch.Tensor:
+    """Sum S_f**2, sum S_f * S_o, sum S_o**2 per frame, threshold and window: float64 (N, K, W, 3), from the
+    padded events of :func:`_padded_events` of fields of ``shape`` (H, W), with ``low`` pixels of padding before
+    them; fractions over the valid pixels of each window when ``valid``."""
+    height, width = shape
     wide = [window for window in windows if window > 1] or [1]
     along_width = _window_sums(events, wide, dim=-1, bound=1, wide=torch.int32)
     if valid is not None:
         # Pixels that count in a window's fractions: valid ones, and the outside of the field (pysteps' zeros).
         counted = torch.ones(
-            (frames, 1, events.shape[2], 1, events.shape[4]), dtype=torch.uint8, device=device
+            (events.shape[0], 1, events.shape[2], 1, events.shape[4]), dtype=torch.uint8, device=events.device
         )
         counted[:, :, low : low + height, :, low : low + width] = valid[:, None, :, None]
         counted_width = _window_sums(counted, wide, dim=-1, bound=1, wide=torch.int32)
     fss = []
     for window in windows:
         if window == 1:  # the fractions are the events themselves: the contingency counts give the sums
-            hits, false_alarms, misses = stats["contingency"].unbind(-1)[:3]
+            hits, false_alarms, misses = contingency.unbind(-1)[:3]
             fss.append(torch.stack([hits + false_alarms, hits, hits + misses], dim=-1))
             continue
         start = low - window // 2  # pysteps' (uniform_filter's) window placement in the padded field
@@ -268,8 +294,7 @@ def _chunk_statistics(forecast, observed, valid, thresholds, windows) -> dict[st
         # Fractions over the counted pixels of each window; windows centred on no-data pixels are left out.
         scale = valid[:, None, :, None].to(torch.float64) / known_counts.to(torch.float64).clamp(min=1)
         fss.append(_gram_sums(counts.to(torch.float64).mul_(scale), torch.float64))  # one dtype: vectorized
-    stats["fss"] = torch.stack(fss, dim=2)  # (N, K, W, 3)
-    return stats
+    return torch.stack(fss, dim=2)  # (N, K, W, 3)
 
 
 def frame_statistics(forecast, observed, valid, thresholds, windows) -> dict[str, torch.Tensor]:

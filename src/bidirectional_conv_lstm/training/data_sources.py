@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..data import MovingMNISTConfig, load_frames_dataset, load_frames_folder, load_moving_mnist
+from ..data import SPLITS, MovingMNISTConfig, load_frames_dataset, load_frames_folder, load_moving_mnist
 from .arguments import TrainingArguments
 
 __all__ = ["load_datasets"]
@@ -23,7 +23,7 @@ def load_datasets(args: TrainingArguments) -> dict:
     cache_dir = options.pop("cache_dir", None)
     if args.dataset == "moving_mnist":
         splits = load_moving_mnist(MovingMNISTConfig(**options), cache_dir=cache_dir)
-        return {name: splits[name] for name in ("train", "validation", "test")}
+        return {name: splits[name] for name in SPLITS}
     path = Path(args.dataset)
     if (
         path.is_dir()

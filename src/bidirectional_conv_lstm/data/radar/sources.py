@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import dataclasses
 import fnmatch
-import functools
 import os
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta, timezone
@@ -115,63 +114,14 @@ class RadarSource:
                 f"RadarSource {self.name!r} needs exactly one of root (+ fn_pattern), files or path; got "
                 f"{kinds or 'none'}"
             )
-        set_ = functools.partial(object.__setattr__, self)  # the dataclass is frozen: normalise in place once
-        for name in ("timestep", "accutime", "zr_a", "zr_b"):
-            value = getattr(self, name)
-            if value is not None:
-                if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or not value > 0:
-                    raise ValueError(
-                        f"RadarSource {self.name!r}: {name} must be a positive number, got {value!r}"
-                    )
-                set_(name, float(value))
-        if self.unit is not None and self.unit not in KNOWN_UNITS:
-            raise ValueError(
-                f"RadarSource {self.name!r}: unknown unit {self.unit!r}; expected one of {KNOWN_UNITS}"
-            )
-        if not isinstance(self.importer_kwargs, Mapping):
-            raise TypeError(f"importer_kwargs must be a dict, got {type(self.importer_kwargs).__name__}")
-        set_("importer_kwargs", dict(self.importer_kwargs))
-        if self.start is not None:
-            set_("start", as_datetime(self.start, "start"))
-        if self.end is not None:
-            set_("end", as_datetime(self.end, "end"))
-        if self.timestamps is not None:
-            stamps = [as_datetime(value, "timestamps") for value in self.timestamps]
-            set_("timestamps", tuple(stamps))
+        self._normalise_values()
         kind = kinds[0]
         if kind == "archive":
-            missing = [
-                name
-                for name in ("fn_pattern", "fn_ext", "importer", "timestep", "start", "end")
-                if not getattr(self, name)
-            ]
-            if missing:
-                raise ValueError(f"RadarSource {self.name!r}: an archive (root) also needs {missing}")
-            if self.end < self.start:
-                raise ValueError(f"RadarSource {self.name!r}: end {self.end} is before start {self.start}")
+            self._check_archive()
         elif kind == "files":
-            if isinstance(self.files, (str, os.PathLike)):
-                raise TypeError(f"files must be a list of paths, got the single path {self.files!r}")
-            set_("files", tuple(str(Path(f).expanduser()) for f in self.files))
-            if not self.files:
-                raise ValueError(f"RadarSource {self.name!r}: files is empty")
-            if self.importer is None:
-                raise ValueError(
-                    f"RadarSource {self.name!r}: files need an importer (a pysteps importer name)"
-                )
-            if self.timestamps is not None and len(self.timestamps) != len(self.files):
-                raise ValueError(
-                    f"RadarSource {self.name!r}: {len(self.timestamps)} timestamps for {len(self.files)} files"
-                )
+            self._check_files()
         else:
-            suffix = Path(self.path).suffix.lower()
-            if self.importer is None:
-                if suffix not in _SUFFIX_IMPORTERS:
-                    raise ValueError(
-                        f"RadarSource {self.name!r}: cannot tell how to read path {str(self.path)!r} from its suffix "
-                        f"{suffix!r}; expected one of {sorted(_SUFFIX_IMPORTERS)} or an explicit importer"
-                    )
-                set_("importer", _SUFFIX_IMPORTERS[suffix])
+            self._infer_stack_importer()
         if not isinstance(self.importer, str) or not self.importer:
             raise ValueError(
                 f"RadarSource {self.name!r}: importer must be an importer name, got {self.importer!r}"
@@ -181,6 +131,69 @@ class RadarSource:
                 f"RadarSource {self.name!r}: importer {self.importer!r} reads one stack file (path=...); archives "
                 "and file lists are read with a pysteps importer"
             )
+
+    def _set(self, name: str, value) -> None:
+        object.__setattr__(self, name, value)  # the dataclass is frozen: normalise in place once
+
+    def _normalise_values(self) -> None:
+        """Check the numbers, unit and importer options; times become aware datetimes, numbers floats."""
+        for name in ("timestep", "accutime", "zr_a", "zr_b"):
+            value = getattr(self, name)
+            if value is not None:
+                if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or not value > 0:
+                    raise ValueError(
+                        f"RadarSource {self.name!r}: {name} must be a positive number, got {value!r}"
+                    )
+                self._set(name, float(value))
+        if self.unit is not None and self.unit not in KNOWN_UNITS:
+            raise ValueError(
+                f"RadarSource {self.name!r}: unknown unit {self.unit!r}; expected one of {KNOWN_UNITS}"
+            )
+        if not isinstance(self.importer_kwargs, Mapping):
+            raise TypeError(f"importer_kwargs must be a dict, got {type(self.importer_kwargs).__name__}")
+        self._set("importer_kwargs", dict(self.importer_kwargs))
+        if self.start is not None:
+            self._set("start", as_datetime(self.start, "start"))
+        if self.end is not None:
+            self._set("end", as_datetime(self.end, "end"))
+        if self.timestamps is not None:
+            stamps = [as_datetime(value, "timestamps") for value in self.timestamps]
+            self._set("timestamps", tuple(stamps))
+
+    def _check_archive(self) -> None:
+        missing = [
+            name
+            for name in ("fn_pattern", "fn_ext", "importer", "timestep", "start", "end")
+            if not getattr(self, name)
+        ]
+        if missing:
+            raise ValueError(f"RadarSource {self.name!r}: an archive (root) also needs {missing}")
+        if self.end < self.start:
+            raise ValueError(f"RadarSource {self.name!r}: end {self.end} is before start {self.start}")
+
+    def _check_files(self) -> None:
+        if isinstance(self.files, (str, os.PathLike)):
+            raise TypeError(f"files must be a list of paths, got the single path {self.files!r}")
+        self._set("files", tuple(str(Path(f).expanduser()) for f in self.files))
+        if not self.files:
+            raise ValueError(f"RadarSource {self.name!r}: files is empty")
+        if self.importer is None:
+            raise ValueError(f"RadarSource {self.name!r}: files need an importer (a pysteps importer name)")
+        if self.timestamps is not None and len(self.timestamps) != len(self.files):
+            raise ValueError(
+                f"RadarSource {self.name!r}: {len(self.timestamps)} timestamps for {len(self.files)} files"
+            )
+
+    def _infer_stack_importer(self) -> None:
+        """A stack file without an importer is read by the builtin one its suffix names."""
+        suffix = Path(self.path).suffix.lower()
+        if self.importer is None:
+            if suffix not in _SUFFIX_IMPORTERS:
+                raise ValueError(
+                    f"RadarSource {self.name!r}: cannot tell how to read path {str(self.path)!r} from its suffix "
+                    f"{suffix!r}; expected one of {sorted(_SUFFIX_IMPORTERS)} or an explicit importer"
+                )
+            self._set("importer", _SUFFIX_IMPORTERS[suffix])
 
     def _kinds(self) -> dict[str, bool]:
         return {

@@ -17,7 +17,7 @@ import json
 import os
 import warnings
 import zlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 import datasets
@@ -25,15 +25,16 @@ import numpy as np
 from datasets.arrow_writer import ArrowWriter
 
 from ..cache import cached_build, default_cache_dir, numpy_format, quiet_progress_bars
+from ..checks import check_int
 from ..rain.storage import encode_rain_rate, rain_window_features
+from ..splits import SPLITS
 from .archive import RadarSequence, radar_grid_shape, read_radar_archive
 from .cache import file_identity
 from .sources import RadarSource, list_radar_files
-from .timeline import block_average, build_timeline, window_starts
+from .timeline import Timeline, block_average, build_timeline, window_starts
 
 __all__ = ["RadarWindowsConfig", "load_radar_windows", "radar_windows_info"]
 
-SPLITS = ("train", "validation", "test")
 # Bump when the rows built for the same parameters change, so old caches are not reused.
 _BUILD_VERSION = 1
 _MAX_CROP_ATTEMPTS = 20
@@ -98,7 +99,15 @@ class RadarWindowsConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        set_ = functools.partial(object.__setattr__, self)  # the dataclass is frozen: normalise in place once
+        self._check_sizes()
+        self._check_split()
+        self._check_thresholds()
+
+    def _set(self, name: str, value) -> None:
+        object.__setattr__(self, name, value)  # the dataclass is frozen: normalise in place once
+
+    def _check_sizes(self) -> None:
+        """Frame counts, tiles, the evaluation tiling and context (pixels), and the seed."""
         for name in (
             "num_input_frames",
             "num_output_frames",
@@ -106,32 +115,35 @@ class RadarWindowsConfig:
             "downsample",
             "train_crops_per_window",
         ):
-            set_(name, _positive_int(name, getattr(self, name)))
+            self._set(name, check_int(name, getattr(self, name)))
         tile = (
             self.tile_size if isinstance(self.tile_size, (tuple, list)) else (self.tile_size, self.tile_size)
         )
         if len(tile) != 2:
             raise ValueError(f"tile_size must be an int or (height, width), got {self.tile_size!r}")
-        set_("tile_size", tuple(_positive_int("tile_size", side) for side in tile))
+        self._set("tile_size", tuple(check_int("tile_size", side) for side in tile))
         if self.eval_tile_stride is not None:
-            set_("eval_tile_stride", _positive_int("eval_tile_stride", self.eval_tile_stride))
+            self._set("eval_tile_stride", check_int("eval_tile_stride", self.eval_tile_stride))
         if isinstance(self.eval_context, bool) or not isinstance(self.eval_context, (int, np.integer)):
             raise TypeError(
                 f"eval_context must be an int (pixels), got {self.eval_context!r} ({type(self.eval_context).__name__})"
             )
         if self.eval_context < 0:
             raise ValueError(f"eval_context must be >= 0 pixels, got {self.eval_context}")
-        set_("eval_context", int(self.eval_context))
+        self._set("eval_context", int(self.eval_context))
         if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)) or self.seed < 0:
             raise ValueError(f"seed must be an int >= 0, got {self.seed!r}")
-        set_("seed", int(self.seed))
+        self._set("seed", int(self.seed))
+
+    def _check_split(self) -> None:
+        """The split kind with its held-out events, or its time-block shares."""
         if self.split not in ("event", "time_block"):
             raise ValueError(f"split must be 'event' or 'time_block', got {self.split!r}")
         for name in ("validation_events", "test_events"):
             value = getattr(self, name)
             if isinstance(value, str) or not all(isinstance(event, str) for event in value):
                 raise TypeError(f"{name} must be a list of event names, got {value!r}")
-            set_(name, tuple(value))
+            self._set(name, tuple(value))
         both = sorted(set(self.validation_events) & set(self.test_events))
         if both:
             raise ValueError(f"events {both} are in both validation_events and test_events")
@@ -151,21 +163,24 @@ class RadarWindowsConfig:
                 f"time_block_fractions must be three shares (train > 0, validation, test >= 0) summing to 1, "
                 f"got {self.time_block_fractions!r}"
             )
-        set_("time_block_fractions", tuple(float(f) for f in fractions))
+        self._set("time_block_fractions", tuple(float(f) for f in fractions))
+
+    def _check_thresholds(self) -> None:
+        """The tile-keeping fractions, the wet threshold (mm/h) and the time step (minutes)."""
         for name in ("min_valid_fraction", "min_wet_fraction"):
             value = getattr(self, name)
             if not 0 <= value <= 1:
                 raise ValueError(f"{name} must be in [0, 1], got {value!r}")
-            set_(name, float(value))
+            self._set(name, float(value))
         if not self.wet_threshold >= 0:
             raise ValueError(f"wet_threshold must be >= 0 mm/h, got {self.wet_threshold!r}")
-        set_("wet_threshold", float(self.wet_threshold))
+        self._set("wet_threshold", float(self.wet_threshold))
         if self.timestep is not None:
             if isinstance(self.timestep, bool) or not self.timestep > 0:
                 raise ValueError(
                     f"timestep must be None or a positive number of minutes, got {self.timestep!r}"
                 )
-            set_("timestep", float(self.timestep))
+            self._set("timestep", float(self.timestep))
 
     @property
     def num_frames(self) -> int:
@@ -188,14 +203,6 @@ class RadarWindowsConfig:
     def from_dict(cls, values: Mapping) -> RadarWindowsConfig:
         """The inverse of :meth:`to_dict`."""
         return cls(**dict(values))
-
-
-def _positive_int(name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an int, got {value!r} ({type(value).__name__})")
-    if value < 1:
-        raise ValueError(f"{name} must be >= 1, got {value}")
-    return int(value)
 
 
 def load_radar_windows(
@@ -233,15 +240,7 @@ def load_radar_windows(
         FileNotFoundError: a source's files are missing (see :func:`list_radar_files`).
         ValueError: duplicate or unknown event names, tiles larger than an event's (downsampled) grid, bad config.
     """
-    config = config if config is not None else RadarWindowsConfig()
-    if not isinstance(config, RadarWindowsConfig):
-        raise TypeError(f"config must be a RadarWindowsConfig or None, got {type(config).__name__}")
-    known = {field.name for field in dataclasses.fields(RadarWindowsConfig)}
-    if set(overrides) - known:
-        raise TypeError(
-            f"load_radar_windows got unknown parameters {sorted(set(overrides) - known)}; known: {sorted(known)}"
-        )
-    config = dataclasses.replace(config, **overrides) if overrides else config
+    config = _with_overrides(config, overrides)
     sources = _as_source_list(sources)
     names = [source.name for source in sources]
     unknown = sorted(set(config.validation_events + config.test_events) - set(names))
@@ -258,45 +257,68 @@ def load_radar_windows(
             for source, (paths, _) in zip(sources, listings)
         ],
     }
-
     events_cache = _events_cache(cache_dir) if cache_events else None
+    build = functools.partial(
+        _build_windows, sources=sources, config=config, num_workers=num_workers, events_cache=events_cache
+    )
+    return numpy_format(cached_build("radar_windows", params, build, cache_dir))
 
-    def build(scratch: Path) -> datasets.DatasetDict:
-        for source in sources:  # every grid checked before any event is read in full
-            _check_tiles(config, source.name, radar_grid_shape(source, cache_dir=events_cache))
-        features = {
-            split: rain_window_features(
-                config.num_frames, *(config.tile_size if split == "train" else config.eval_tile_size)
+
+def _with_overrides(config: RadarWindowsConfig | None, overrides: Mapping) -> RadarWindowsConfig:
+    """``config`` (the defaults for None) with fields of :class:`RadarWindowsConfig` replaced."""
+    config = config if config is not None else RadarWindowsConfig()
+    if not isinstance(config, RadarWindowsConfig):
+        raise TypeError(f"config must be a RadarWindowsConfig or None, got {type(config).__name__}")
+    known = {field.name for field in dataclasses.fields(RadarWindowsConfig)}
+    if set(overrides) - known:
+        raise TypeError(
+            f"load_radar_windows got unknown parameters {sorted(set(overrides) - known)}; known: {sorted(known)}"
+        )
+    return dataclasses.replace(config, **overrides) if overrides else config
+
+
+def _build_windows(
+    scratch: Path,
+    *,
+    sources: list[RadarSource],
+    config: RadarWindowsConfig,
+    num_workers: int,
+    events_cache: Path | None,
+) -> datasets.DatasetDict:
+    """Write every event's windows into one Arrow file per split under ``scratch``, and open them."""
+    for source in sources:  # every grid checked before any event is read in full
+        _check_tiles(config, source.name, radar_grid_shape(source, cache_dir=events_cache))
+    features = {
+        split: rain_window_features(
+            config.num_frames, *(config.tile_size if split == "train" else config.eval_tile_size)
+        )
+        for split in SPLITS
+    }
+    info = {"config": config.to_dict(), "events": {}}
+    with contextlib.ExitStack() as stack:
+        writers = {
+            split: stack.enter_context(
+                ArrowWriter(features=features[split], path=str(scratch / f"{split}.arrow"))
             )
             for split in SPLITS
         }
-        info = {"config": config.to_dict(), "events": {}}
-        with contextlib.ExitStack() as stack:
-            writers = {
-                split: stack.enter_context(
-                    ArrowWriter(features=features[split], path=str(scratch / f"{split}.arrow"))
+        for source in sources:
+            sequence = read_radar_archive(source, num_workers=num_workers, cache_dir=events_cache)
+            info["events"][source.name] = _write_event(sequence, config, writers)
+            del sequence
+        for writer in writers.values():
+            writer.finalize()
+    description = json.dumps(info)
+    with quiet_progress_bars():
+        return datasets.DatasetDict(
+            {
+                split: datasets.Dataset.from_file(
+                    str(scratch / f"{split}.arrow"),
+                    info=datasets.DatasetInfo(description=description, features=features[split]),
                 )
                 for split in SPLITS
             }
-            for source in sources:
-                sequence = read_radar_archive(source, num_workers=num_workers, cache_dir=events_cache)
-                info["events"][source.name] = _write_event(sequence, config, writers)
-                del sequence
-            for writer in writers.values():
-                writer.finalize()
-        description = json.dumps(info)
-        with quiet_progress_bars():
-            return datasets.DatasetDict(
-                {
-                    split: datasets.Dataset.from_file(
-                        str(scratch / f"{split}.arrow"),
-                        info=datasets.DatasetInfo(description=description, features=features[split]),
-                    )
-                    for split in SPLITS
-                }
-            )
-
-    return numpy_format(cached_build("radar_windows", params, build, cache_dir))
+        )
 
 
 def radar_windows_info(dataset: datasets.Dataset | datasets.DatasetDict) -> dict:
@@ -370,59 +392,109 @@ def _split_of_windows(
 def _write_event(
     sequence: RadarSequence, config: RadarWindowsConfig, writers: dict[str, ArrowWriter]
 ) -> dict:
+    """Cut one event into windows and tiles, write them to the split writers, and describe the event."""
     rain = block_average(sequence.rain_rate, config.downsample)
     timeline = build_timeline(sequence.timestamps, sequence.timestep, len(rain), config.timestep)
-    height, width = config.tile_size
-    grid_height, grid_width = rain.shape[1:]
     starts = window_starts(timeline.present, config.num_frames, config.stride)
     splits = _split_of_windows(config, sequence.name, starts, len(timeline))
     # Seeded per event by name, so adding or reordering events leaves the others' crops unchanged.
     rng = np.random.default_rng([config.seed, zlib.crc32(sequence.name.encode())])
-    tiling = [
-        (y, x)
-        for y in range(0, grid_height - height + 1, config.eval_tile_stride or height)
-        for x in range(0, grid_width - width + 1, config.eval_tile_stride or width)
-    ]
-    buffers = {split: [] for split in SPLITS}
+    tiling = _eval_tiling(config, rain.shape[1:])
+    rows = _EventRows(writers, sequence.name, timeline)
     windows = dict.fromkeys(SPLITS, 0)
-    rows = dict.fromkeys(SPLITS, 0)
-
-    def emit(split: str, start: int, tile: np.ndarray, y: int, x: int) -> None:
-        origin = timeline.times[start].isoformat() if timeline.times is not None else ""
-        buffers[split].append((encode_rain_rate(tile)[:, None], origin, y, x))
-        rows[split] += 1
-        if len(buffers[split]) == _BATCH_ROWS:
-            _flush(writers[split], buffers[split], sequence.name)
-
     for start, split in zip(starts, splits):
         if split is None:
             continue
         windows[split] += 1
-        stop = start + config.num_frames
         if split == "train":
-            for _ in range(config.train_crops_per_window):
-                for _ in range(_MAX_CROP_ATTEMPTS):
-                    y = int(rng.integers(0, grid_height - height + 1))
-                    x = int(rng.integers(0, grid_width - width + 1))
-                    tile = timeline.frames(rain, start, stop, y, x, height, width)
-                    if _keep(tile, config, wet=True):
-                        emit(split, start, tile, y, x)
-                        break
+            tiles = _train_crops(rain, timeline, start, config, rng)
         else:
-            for y, x in tiling:
-                tile = timeline.frames(rain, start, stop, y, x, height, width)
-                if _keep(tile, config, wet=False):
-                    if config.eval_context:
-                        tile = _with_context(tile, timeline, rain, start, y, x, config)
-                    emit(split, start, tile, y, x)
-    for split in SPLITS:
-        _flush(writers[split], buffers[split], sequence.name)
-    metadata = sequence.metadata
+            tiles = _eval_tiles(rain, timeline, start, config, tiling)
+        for tile, y, x in tiles:
+            rows.emit(split, start, tile, y, x)
+    rows.flush()
+    return _event_info(sequence.metadata, timeline, config, rain.shape[1:], windows, rows.counts)
+
+
+def _eval_tiling(config: RadarWindowsConfig, grid: tuple[int, int]) -> list[tuple[int, int]]:
+    """The top-left corners of the fixed validation / test tiles on a grid."""
+    height, width = config.tile_size
+    return [
+        (y, x)
+        for y in range(0, grid[0] - height + 1, config.eval_tile_stride or height)
+        for x in range(0, grid[1] - width + 1, config.eval_tile_stride or width)
+    ]
+
+
+def _train_crops(
+    rain: np.ndarray, timeline: Timeline, start: int, config: RadarWindowsConfig, rng: np.random.Generator
+) -> Iterator[tuple[np.ndarray, int, int]]:
+    """A training window's random crops ``(tile, y, x)``: each redrawn until kept, up to ``_MAX_CROP_ATTEMPTS``."""
+    height, width = config.tile_size
+    grid_height, grid_width = rain.shape[1:]
+    stop = start + config.num_frames
+    for _ in range(config.train_crops_per_window):
+        for _ in range(_MAX_CROP_ATTEMPTS):
+            y = int(rng.integers(0, grid_height - height + 1))
+            x = int(rng.integers(0, grid_width - width + 1))
+            tile = timeline.frames(rain, start, stop, y, x, height, width)
+            if _keep(tile, config, wet=True):
+                yield tile, y, x
+                break
+
+
+def _eval_tiles(
+    rain: np.ndarray,
+    timeline: Timeline,
+    start: int,
+    config: RadarWindowsConfig,
+    tiling: list[tuple[int, int]],
+) -> Iterator[tuple[np.ndarray, int, int]]:
+    """A validation / test window's kept tiles ``(tile, y, x)``, with their context when ``eval_context``."""
+    height, width = config.tile_size
+    stop = start + config.num_frames
+    for y, x in tiling:
+        tile = timeline.frames(rain, start, stop, y, x, height, width)
+        if _keep(tile, config, wet=False):
+            if config.eval_context:
+                tile = _with_context(tile, timeline, rain, start, y, x, config)
+            yield tile, y, x
+
+
+class _EventRows:
+    """One event's rows on their way to the split writers, in batches of ``_BATCH_ROWS``; counts them per split."""
+
+    def __init__(self, writers: dict[str, ArrowWriter], event: str, timeline: Timeline) -> None:
+        self.writers, self.event, self.timeline = writers, event, timeline
+        self.buffers = {split: [] for split in SPLITS}
+        self.counts = dict.fromkeys(SPLITS, 0)
+
+    def emit(self, split: str, start: int, tile: np.ndarray, y: int, x: int) -> None:
+        origin = self.timeline.times[start].isoformat() if self.timeline.times is not None else ""
+        self.buffers[split].append((encode_rain_rate(tile)[:, None], origin, y, x))
+        self.counts[split] += 1
+        if len(self.buffers[split]) == _BATCH_ROWS:
+            _flush(self.writers[split], self.buffers[split], self.event)
+
+    def flush(self) -> None:
+        for split in SPLITS:
+            _flush(self.writers[split], self.buffers[split], self.event)
+
+
+def _event_info(
+    metadata: Mapping,
+    timeline: Timeline,
+    config: RadarWindowsConfig,
+    grid: tuple[int, int],
+    windows: dict[str, int],
+    rows: dict[str, int],
+) -> dict:
+    """What :func:`radar_windows_info` reports of one event: time steps, grid, pixel size, units, counts."""
     return {
         "timestep_minutes": timeline.timestep,
         "native_timestep_minutes": timeline.native_timestep,
         "resampled": timeline.timestep != timeline.native_timestep,
-        "grid": [grid_height, grid_width],
+        "grid": list(grid),
         "pixel_size": [
             metadata[key] * config.downsample if isinstance(metadata.get(key), (int, float)) else None
             for key in ("ypixelsize", "xpixelsize")

@@ -28,8 +28,8 @@ def rain_rate_and_mask(window, *, name: str = "rain_rate") -> tuple[torch.Tensor
         name: how the error messages call the input.
 
     Raises:
-        TypeError: not numbers. ValueError: the wrong number of dims or channels, integers outside [0, 65535],
-        negative or infinite mm/h.
+        TypeError: not numbers.
+        ValueError: the wrong number of dims or channels, integers outside [0, 65535], negative or infinite mm/h.
     """
     if isinstance(window, torch.Tensor):
         tensor = window.detach().cpu()

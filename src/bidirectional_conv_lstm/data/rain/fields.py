@@ -15,6 +15,8 @@ import scipy.fft
 import torch
 import torch.nn.functional as F
 
+from ..checks import check_int
+
 _COARSE_STEP = 8  # pixels between the points where back-trajectories are integrated
 _LIFETIME_WAVELENGTH = 64.0  # pixels: the wavelength whose e-folding time is `lifetime`
 # The stream function uses the wavevectors with 1 <= |k| <= 2 (one of each +-k pair), in cycles per noise grid.
@@ -57,14 +59,6 @@ class RainFieldParameters:
             raise ValueError(
                 f"max_rain_rate ({self.max_rain_rate}) must exceed median_rain_rate ({self.median_rain_rate})"
             )
-
-
-def check_int(name: str, value, *, minimum: int) -> None:
-    """TypeError unless ``value`` is an int (not a bool), ValueError if it is below ``minimum``."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an int, got {value!r} ({type(value).__name__})")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
 
 
 def _check_number(name, value, *, low=-math.inf, high=math.inf, closed=True) -> None:

@@ -39,10 +39,11 @@ import numpy as np
 import torch
 
 from ..cache import cached_build, numpy_format, write_arrow
+from ..checks import check_int
+from ..splits import SPLITS
 from .fields import (
     RainFieldParameters,
     advected_gaussian_fields,
-    check_int,
     noise_grid_size,
     rain_from_gaussian,
     sequence_draws,
@@ -54,7 +55,6 @@ __all__ = ["SyntheticRainConfig", "generate_synthetic_rain", "iter_synthetic_rai
 
 # Bump when the generated fields change for the same parameters, so old caches are not reused.
 GENERATOR_VERSION = 2  # 2: the motion column
-SPLITS = ("train", "validation", "test")
 _CHUNK_SIZE = 50
 
 
