@@ -248,26 +248,13 @@ def create_model_card(
         base_model = None  # a local folder means nothing on the Hub
     model_name = model_id.split("/")[-1] if model_id else "convlstm-frame-prediction"
 
-    metric_types = [m for m, v in scalars.items() if m != "num_samples" and math.isfinite(v)]
-    eval_results = [
-        EvalResult(
-            task_type=TASK_TYPE,
-            task_name=TASK_NAME,
-            dataset_type=hub_dataset or pretty_dataset,
-            dataset_name=pretty_dataset,
-            dataset_split=dataset_split,
-            metric_type=metric,
-            metric_name=METRIC_PRETTY_NAMES.get(metric, metric),
-            metric_value=scalars[metric],
-        )
-        for metric in metric_types
-    ]
+    eval_results = _eval_results(scalars, hub_dataset or pretty_dataset, pretty_dataset, dataset_split)
     card_data = ModelCardData(
         library_name="transformers",
         license=license,
         tags=[*DEFAULT_TAGS, *(tags or ())],
         datasets=[hub_dataset] if hub_dataset else None,
-        metrics=metric_types or None,
+        metrics=[result.metric_type for result in eval_results] or None,
         base_model=base_model,
         model_name=model_name,
         eval_results=eval_results or None,
@@ -294,6 +281,26 @@ def create_model_card(
         results_table=_results_table(scalars, baselines) if set(scalars) - {"num_samples"} else "",
         lead_time_table=_lead_time_table(per_frame),
     )
+
+
+def _eval_results(
+    scalars: Mapping[str, float], dataset_type: str, dataset_name: str, dataset_split: str
+) -> list[EvalResult]:
+    """The ``model-index`` entries: one per finite scalar metric (``num_samples`` aside)."""
+    return [
+        EvalResult(
+            task_type=TASK_TYPE,
+            task_name=TASK_NAME,
+            dataset_type=dataset_type,
+            dataset_name=dataset_name,
+            dataset_split=dataset_split,
+            metric_type=metric,
+            metric_name=METRIC_PRETTY_NAMES.get(metric, metric),
+            metric_value=value,
+        )
+        for metric, value in scalars.items()
+        if metric != "num_samples" and math.isfinite(value)
+    ]
 
 
 def _snippet_frame_size(patch: int, frame_size, training_config: Mapping | None) -> tuple[int, int]:
