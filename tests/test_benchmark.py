@@ -1,4 +1,5 @@
-"""scripts/benchmark.py: the reference designs compute our function; a --quick run reports every variant."""
+"""bidirectional_conv_lstm.benchmarks and the thin scripts/benchmark.py over it: the reference designs compute our
+function; a --quick run of the script reports every variant."""
 
 from __future__ import annotations
 
@@ -11,6 +12,10 @@ import pytest
 import torch
 
 from bidirectional_conv_lstm import ConvLSTM
+from bidirectional_conv_lstm.benchmarks import references, under_load
+from bidirectional_conv_lstm.benchmarks.layer_variants import ALL_VARIANTS, EXTRA_VARIANTS
+from bidirectional_conv_lstm.benchmarks.shapes import LAYER_CONFIGS, model_forward_flops
+from bidirectional_conv_lstm.benchmarks.suite import BenchmarkSettings
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "benchmark.py"
 
@@ -31,14 +36,14 @@ def benchmark():
     ids=["uni", "bi-2layers", "kernel5"],
 )
 @pytest.mark.parametrize("design", ["ConcatConvLSTM", "TwoConvConvLSTM"])
-def test_reference_designs_compute_our_function(benchmark, design, options):
+def test_reference_designs_compute_our_function(design, options):
     options = dict(kernel_size=3, padding=1) | options
     torch.manual_seed(0)
     ours = ConvLSTM(2, 4, **options)
     with torch.no_grad():
         for parameter in ours.parameters():
             parameter.normal_(0, 0.3)
-    reference = getattr(benchmark, design)(
+    reference = getattr(references, design)(
         2, 4, options["kernel_size"], ours.num_layers, ours.bidirectional
     ).load_from(ours)
     x = torch.randn(5, 3, 2, 6, 7)
@@ -52,8 +57,8 @@ def test_reference_designs_compute_our_function(benchmark, design, options):
     torch.testing.assert_close(x_ref.grad, x_ours.grad, rtol=1e-4, atol=1e-5)
 
 
-def test_flop_count_matches_the_formula(benchmark):
-    config = benchmark.LAYER_CONFIGS["a"]
+def test_flop_count_matches_the_formula():
+    config = LAYER_CONFIGS["a"]
     # per step: input conv 16 -> 512 and recurrent conv 128 -> 512, 5x5, at 16x16, B = 16; T = 10
     per_step = 2 * 16 * 16 * 16 * 25 * (16 * 512 + 128 * 512)
     assert config.forward_flops() == 10 * per_step
@@ -73,11 +78,9 @@ def test_quick_run_reports_every_variant(benchmark, tmp_path):
             str(json_path),
         ]
     )
-    expected = set(benchmark.ALL_VARIANTS) - {"ours+compile"}
+    expected = set(ALL_VARIANTS) - {"ours+compile"}
     assert {row["variant"] for row in results["layers"]["a"]["rows"]} == expected
-    assert {row["variant"] for row in results["layers"]["b"]["rows"]} == expected - set(
-        benchmark.EXTRA_VARIANTS
-    )
+    assert {row["variant"] for row in results["layers"]["b"]["rows"]} == expected - set(EXTRA_VARIANTS)
     for row in results["layers"]["a"]["rows"]:
         assert row["train_ms"] > 0 and row["infer_ms"] > 0 and row["train_gflops"] > 0
         assert row["peak_mib"] is None or row["peak_mib"] >= 0
@@ -117,7 +120,7 @@ def test_bad_arguments_are_rejected(benchmark):
             benchmark.main(argv)
 
 
-def test_model_flop_count_matches_the_formula(benchmark):
+def test_model_flop_count_matches_the_formula():
     from bidirectional_conv_lstm import ConvLSTMConfig
 
     config = ConvLSTMConfig(
@@ -128,19 +131,17 @@ def test_model_flop_count_matches_the_formula(benchmark):
     forecaster = 2 * 2 * 32 * 9 * ((4 + 8) * 32 + (8 + 4) * 16)
     bridges = 2 * 32 * (32 * 16 + 16 * 8)
     head = 2 * 2 * 32 * 12 * 4
-    assert benchmark.model_forward_flops(config, batch=2, size=8) == encoder + forecaster + bridges + head
+    assert model_forward_flops(config, batch=2, size=8) == encoder + forecaster + bridges + head
 
 
-def test_under_load_child_and_report(tmp_path):
+def test_under_load_child_and_report():
     """The under-load benchmark's measurement, in this process with a tiny model (the full run is the lead's)."""
-    spec = importlib.util.spec_from_file_location(
-        "under_load_script", SCRIPT.with_name("benchmark_under_load.py")
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    recipe = SCRIPT.parents[1] / "configs" / "moving_mnist_cpu.yaml"
     threads = torch.get_num_threads()
     try:
-        report = module.run_child(module.POLICIES["adaptive (ThreadTuner, make train)"], steps=2, quick=True)
+        report = under_load.run_child(
+            under_load.POLICIES["adaptive (ThreadTuner, make train)"], steps=2, quick=True, recipe=recipe
+        )
     finally:
         torch.set_num_threads(threads)
     assert len(report["alone"]) == 2 and all(seconds > 0 for seconds in report["alone"])
@@ -150,5 +151,12 @@ def test_under_load_child_and_report(tmp_path):
     row = dict(
         policy="p", threads=[2, 2, 1], alone_s=0.4, busy_s=0.9, slowdown=2.25, busy_vs_first_alone=2.25
     )
-    text = module.markdown(dict(description="d", cpus=2, busy_cpu=1, rows=[row]), steps=2)
+    text = under_load.markdown(dict(description="d", cpus=2, busy_cpu=1, rows=[row]), steps=2)
     assert "| p | 2 / 2 / 1 | 0.400 | 0.900 | 2.2x | 2.2x |" in text
+
+
+def test_settings_refuse_what_cannot_run():
+    with pytest.raises(ValueError, match=r"configs: unknown configuration\(s\) \['z'\]"):
+        BenchmarkSettings(configs=["a", "z"], command="python scripts/benchmark.py")
+    with pytest.raises(ValueError, match="under_load needs recipe"):
+        BenchmarkSettings(configs=[], command="python scripts/benchmark.py", under_load=True)

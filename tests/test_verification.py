@@ -1,7 +1,6 @@
 """Nowcast verification against hand-computed tables, pysteps' scores, a brute-force masked FSS, and itself
 (streaming, merging, gathering, per lead time vs overall)."""
 
-import importlib.util
 import math
 import os
 from pathlib import Path
@@ -10,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from bidirectional_conv_lstm.benchmarks.verification import benchmark_verification
 from bidirectional_conv_lstm.nowcasting.verification import (
     CATEGORICAL_SCORES,
     NowcastVerifier,
@@ -30,7 +30,6 @@ RADAR_ROOT = Path(
     os.environ.get("BCL_RADAR_DATA") or Path(__file__).resolve().parents[2] / "shared" / "radar"
 )
 FMI_EVENT = RADAR_ROOT / "fmi" / "pgm" / "20160928"
-BENCHMARK = Path(__file__).resolve().parents[1] / "scripts" / "benchmark_verification.py"
 PYSTEPS_NAMES = {"csi": "CSI", "pod": "POD", "far": "FAR", "bias": "BIAS", "hss": "HSS", "ets": "GSS"}
 
 
@@ -102,7 +101,7 @@ def _pysteps_det_cat(forecast, observed, threshold):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_categorical_scores_match_pysteps(dtype):
-    pytest.importorskip("pysteps")
+    pytest.importorskip("pysteps", reason="needs the nowcasting extra (pysteps)")
     forecast, observed = _pair(dtype=dtype)
     forecast[0, 0, 0, :4] = observed[0, 0, 0, :4] = 2.0  # values exactly at a threshold
     thresholds = (0.1, 0.5, 1.0, 2.0, 5.0, 10.0)
@@ -133,7 +132,7 @@ def _pysteps_fss(forecast, observed, threshold, window):
 
 
 def test_fss_matches_pysteps():
-    pytest.importorskip("pysteps")
+    pytest.importorskip("pysteps", reason="needs the nowcasting extra (pysteps)")
     from pysteps.verification.spatialscores import fss
 
     forecast, observed = _pair(shape=(2, 3, 26, 23), seed=3)
@@ -160,7 +159,7 @@ def test_fss_matches_pysteps():
 
 @pytest.mark.skipif(not FMI_EVENT.is_dir(), reason="the shared radar events are not here ($BCL_RADAR_DATA)")
 def test_scores_match_pysteps_on_a_real_radar_field():
-    pytest.importorskip("pysteps")
+    pytest.importorskip("pysteps", reason="needs the nowcasting extra (pysteps)")
     import pysteps.io
     import pysteps.utils
     from pysteps.verification.spatialscores import fss
@@ -253,7 +252,7 @@ def test_mask_excludes_pixels():
 
 
 def test_masked_contingency_matches_pysteps_on_valid_pixels():
-    pytest.importorskip("pysteps")
+    pytest.importorskip("pysteps", reason="needs the nowcasting extra (pysteps)")
     forecast, observed = _pair(shape=(4, 1, 16, 16), seed=7)
     valid = np.random.default_rng(8).random(observed.shape) < 0.7
     table = det_cat_init((1.0,))
@@ -406,14 +405,12 @@ def test_cuda_matches_cpu():
 
 
 def test_benchmark_script_scores_a_tiny_setting():
-    spec = importlib.util.spec_from_file_location("benchmark_verification", BENCHMARK)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    """The measurement of scripts/benchmark_verification.py (bidirectional_conv_lstm.benchmarks.verification)."""
     for masked in (False, True):
-        report = module.benchmark_verification(
+        report = benchmark_verification(
             num_forecasts=5, lead_times=2, size=20, batch_size=2, pool=3, masked=masked
         )
         assert report["num_forecasts"] == 5 and report["masked"] == masked
         assert report["wall_s"] > 0 and 0 < report["csi@1"] < 1
     with pytest.raises(ValueError, match="batch_size"):
-        module.benchmark_verification(batch_size=0)
+        benchmark_verification(batch_size=0)
