@@ -96,7 +96,7 @@ def test_gif_and_png_folder_are_read(tmp_path):
     with pytest.raises(ValueError, match=r"unknown file type '.txt'.*\.gif"):
         read_frames(tmp_path / "clip.txt")
     (tmp_path / "broken.gif").write_bytes(b"GIF89a not really")
-    with pytest.raises(ValueError, match="cannot read as a GIF"):
+    with pytest.raises(ValueError, match="cannot be read as a GIF"):
         read_frames(tmp_path / "broken.gif")
 
 

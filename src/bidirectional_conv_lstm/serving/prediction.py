@@ -1,7 +1,8 @@
 """Frames in, predicted frames out: the library side of ``scripts/predict.py``.
 
 :func:`read_frames` reads what a person has — a ``.npy`` / ``.npz`` array in any usual layout, a GIF, a folder
-of PNG frames — as float32 ``(B, T, C, H, W)`` in [0, 1], matching the channel count a model takes;
+of PNG frames, all read by the pipeline's ``read_video`` — as float32 ``(B, T, C, H, W)`` in [0, 1], matching the
+channel count a model takes;
 :func:`predict_files` loads a model, predicts and writes the results.
 """
 
@@ -15,6 +16,7 @@ import torch
 
 from ..data.collate import frames_to_float
 from ..models.convlstm.processing_convlstm import ConvLSTMImageProcessor
+from ..models.convlstm.video_inputs import read_video, video_array
 from ..utils.loading import load_pretrained_model
 from ..utils.visualize import save_gif, save_prediction_strip
 
@@ -91,23 +93,10 @@ def match_channels(frames: torch.Tensor, num_channels: int | None, *, name: str 
     )
 
 
-def _image_mode(num_channels: int | None) -> str:
-    return "L" if num_channels == 1 else "RGB"
-
-
 def _images_to_array(images, num_channels: int | None, name: str) -> np.ndarray:
-    """PIL images -> uint8 (T, C, H, W): grey when the model takes 1 channel, RGB when it takes 3; with no model,
-    grey if every frame is grey."""
-    unsupported = {image.mode for image in images} & {"I", "I;16", "I;16B", "F"}
-    if unsupported:
-        raise ValueError(
-            f"{name}: {sorted(unsupported)[0]!r} images (16-bit or float) are not supported; save 8-bit frames"
-        )
-    arrays = [np.asarray(image.convert(_image_mode(num_channels))) for image in images]
-    shapes = sorted({array.shape for array in arrays})
-    if len(shapes) != 1:
-        raise ValueError(f"{name}: frames have different sizes {shapes}; all frames must have one size")
-    array = np.stack(arrays)
+    """PIL images (as :func:`read_video` gives them: grey for a 1-channel model, else RGB) -> uint8 (T, C, H, W);
+    with no model, grey if every frame is grey."""
+    array = video_array(images, name)  # (T, H, W) or (T, H, W, 3)
     if array.ndim == 3:
         return array[:, None]
     array = np.ascontiguousarray(array.transpose(0, 3, 1, 2))
@@ -116,26 +105,14 @@ def _images_to_array(images, num_channels: int | None, name: str) -> np.ndarray:
     return array
 
 
-def _read_gif(path: Path, num_channels: int | None, name: str) -> np.ndarray:
-    from PIL import Image, ImageSequence, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as gif:
-            # convert() on each frame gives the composited frame, as a viewer shows it.
-            images = [frame.convert("RGB") for frame in ImageSequence.Iterator(gif)]
-    except (UnidentifiedImageError, OSError) as error:
-        raise ValueError(f"{name}: cannot read as a GIF ({error})") from error
-    return _images_to_array(images, num_channels, name)
-
-
 def read_frames(path: str | os.PathLike, *, num_channels: int | None = None) -> torch.Tensor:
     """Read observed frames as float32 (B, T, C, H, W) in [0, 1].
 
     Args:
         path: a ``.npy`` / ``.npz`` file holding (T, H, W), (T, C, H, W), (T, H, W, C) or a batch
             (B, T, C, H, W) / (B, T, H, W, C) (uint8, integers in [0, 255] or floats in [0, 1]; an ``.npz`` must
-            hold one array), a ``.gif`` (every frame, composited), or a folder of PNG frames of one sequence,
-            sorted by name.
+            hold one array), a ``.gif`` (every frame, composited), or a folder of 8-bit image frames (PNG, ...) of
+            one sequence, sorted by name: what the pipeline's :func:`read_video` reads.
         num_channels: the channel count the model takes (``config.num_channels``): it decides the layout of a
             4-D array, and frames with another count are converted (grey <-> RGB, RGBA -> RGB / grey; see
             :func:`match_channels`). `None` reads images as grey when every frame is grey, else RGB.
@@ -144,37 +121,13 @@ def read_frames(path: str | os.PathLike, *, num_channels: int | None = None) -> 
         float32 tensor (B, T, C, H, W) in [0, 1] (B = 1 for one sequence).
 
     Raises:
-        FileNotFoundError: the path does not exist or a folder has no PNG.
+        FileNotFoundError: the path does not exist or a folder has no image frames.
         ValueError / TypeError: an unknown file type, wrong shape, dtype, value range or channel count (the
             message names the file).
     """
-    path = Path(path)
     name = f"input {os.fspath(path)!r}"
-    if not path.exists():
-        raise FileNotFoundError(f"{name} does not exist; give a {FRAME_FILE_TYPES}")
-    if path.is_dir():
-        from PIL import Image
-
-        files = sorted(p for p in path.iterdir() if p.suffix.lower() == ".png")
-        if not files:
-            raise FileNotFoundError(f"{name} is a folder without .png frames; give a {FRAME_FILE_TYPES}")
-        images = []
-        for file in files:
-            with Image.open(file) as image:
-                image.load()
-                images.append(image)
-        array = _images_to_array(images, num_channels, name)
-    elif path.suffix.lower() == ".gif":
-        array = _read_gif(path, num_channels, name)
-    elif path.suffix.lower() == ".npy":
-        array = np.load(path, allow_pickle=False)
-    elif path.suffix.lower() == ".npz":
-        with np.load(path, allow_pickle=False) as archive:
-            if len(archive.files) != 1:
-                raise ValueError(f"{name} must hold exactly one array, has {archive.files}")
-            array = archive[archive.files[0]]
-    else:
-        raise ValueError(f"{name} has an unknown file type {path.suffix!r}; give a {FRAME_FILE_TYPES}")
+    video = read_video(path, num_channels, name=name)
+    array = video if isinstance(video, np.ndarray) else _images_to_array(video, num_channels, name)
     array = to_channels_first(array, num_channels=num_channels, name=name)
     frames = match_channels(frames_to_float(array, name=name), num_channels, name=name)
     return frames if frames.ndim == 5 else frames.unsqueeze(0)

@@ -10,6 +10,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
+from ..models.convlstm.video_inputs import frames_to_gif
+
 __all__ = ["frames_to_uint8", "prediction_strip", "save_prediction_strip", "save_gif", "plot_lead_time"]
 
 _LABEL_WIDTH = 56
@@ -78,18 +80,14 @@ def save_prediction_strip(
 
 
 def save_gif(frames, path: str | os.PathLike, *, duration_ms: int = 150, scale: int = 2) -> Path:
-    """Save frames (T, C, H, W) in [0, 1] as a looping GIF, each frame enlarged ``scale`` times."""
-    images = [
-        Image.fromarray(frame[..., 0] if frame.shape[-1] == 1 else frame[..., :3])
-        for frame in frames_to_uint8(frames)
-    ]
-    if scale != 1:
-        images = [
-            image.resize((image.width * scale, image.height * scale), Image.NEAREST) for image in images
-        ]
+    """Save frames (T, C, H, W) in [0, 1] as a looping GIF (folders are created), each frame enlarged ``scale``
+    times, alpha dropped; returns the path written. The encoder is the pipeline's, ``video_inputs.frames_to_gif``."""
+    pixels = frames_to_uint8(frames)  # (T, H, W, C)
+    if pixels.shape[-1] > 1:
+        pixels = pixels[..., :3]
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    images[0].save(path, save_all=True, append_images=images[1:], duration=duration_ms, loop=0)
+    path.write_bytes(frames_to_gif(pixels, duration_ms, scale=scale))
     return path
 
 

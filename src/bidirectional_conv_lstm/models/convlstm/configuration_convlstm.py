@@ -335,6 +335,20 @@ def check_config(config: ConvLSTMConfig) -> None:
 
 
 def _check_rain_rate_options(config: ConvLSTMConfig) -> None:
+    """The rain-rate fields: the transform, the losses that need it, and their thresholds, weights and windows."""
+    _check_rain_rate_transform(config)
+    _check_loss_weighting(config)
+    _check_probability_matching(config)
+    _check_auxiliary_losses(config)
+
+
+def _finite_numbers(values) -> bool:
+    return isinstance(values, (list, tuple)) and all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values
+    )
+
+
+def _check_rain_rate_transform(config: ConvLSTMConfig) -> None:
     transform = config.rain_rate_transform
     if transform is not None:
         # Imported here: image models never need numpy and torch to read a config.
@@ -356,33 +370,38 @@ def _check_rain_rate_options(config: ConvLSTMConfig) -> None:
             f"loss={config.loss!r} weights pixels by their rain rate in mm/h and needs rain_rate_transform "
             "(e.g. RainRateTransform('dbr').to_dict()); use 'mse' or 'l1' for frames that are not rain rate"
         )
+
+
+def _check_loss_weighting(config: ConvLSTMConfig) -> None:
+    """`loss_thresholds` (mm/h) and `loss_weights`, the steps of the weighted losses."""
     thresholds, weights = config.loss_thresholds, config.loss_weights
-
-    def finite_numbers(values) -> bool:
-        return isinstance(values, (list, tuple)) and all(
-            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values
-        )
-
     if (
-        not finite_numbers(thresholds)
+        not _finite_numbers(thresholds)
         or not all(t > 0 for t in thresholds)
         or any(b <= a for a, b in zip(thresholds, thresholds[1:]))
     ):
         raise ValueError(
             f"loss_thresholds must be a list of strictly increasing rain rates > 0 (mm/h), got {thresholds!r}"
         )
-    if not finite_numbers(weights) or len(weights) != len(thresholds) + 1 or not all(w > 0 for w in weights):
+    if not _finite_numbers(weights) or len(weights) != len(thresholds) + 1 or not all(w > 0 for w in weights):
         raise ValueError(
             f"loss_weights must be a list of len(loss_thresholds) + 1 = {len(thresholds) + 1} positive weights "
             f"(one below the first threshold, one per threshold), got {weights!r}"
         )
+
+
+def _check_probability_matching(config: ConvLSTMConfig) -> None:
     if config.probability_matching not in (None, "mean"):
         raise ValueError(f"probability_matching must be None or 'mean', got {config.probability_matching!r}")
-    if config.probability_matching is not None and transform is None:
+    if config.probability_matching is not None and config.rain_rate_transform is None:
         raise ValueError(
             f"probability_matching={config.probability_matching!r} applies to rain-rate forecasts and needs "
             "rain_rate_transform"
         )
+
+
+def _check_auxiliary_losses(config: ConvLSTMConfig) -> None:
+    """The FSS and motion loss terms: their weights, and the FSS thresholds (mm/h) and windows (pixels)."""
     fss_weight = _non_negative_float(config, "fss_loss_weight")
     if fss_weight and config.loss not in WEIGHTED_LOSSES:
         raise ValueError(
@@ -396,7 +415,7 @@ def _check_rain_rate_options(config: ConvLSTMConfig) -> None:
             "advection=True or motion_loss_weight to 0"
         )
     fss_thresholds = config.fss_loss_thresholds
-    if not finite_numbers(fss_thresholds) or not fss_thresholds or not all(t > 0 for t in fss_thresholds):
+    if not _finite_numbers(fss_thresholds) or not fss_thresholds or not all(t > 0 for t in fss_thresholds):
         raise ValueError(
             f"fss_loss_thresholds must be a non-empty list of rain rates > 0 (mm/h), got {fss_thresholds!r}"
         )

@@ -148,38 +148,46 @@ class ConvGate(nn.Module):
         if isinstance(forget_bias, bool) or not isinstance(forget_bias, (int, float)):
             raise TypeError(f"forget_bias must be a float, got {forget_bias!r}")
         self.forget_bias = float(forget_bias)
-        gate_channels = 4 * hidden_channels
-
-        self.input_conv = nn.Conv2d(
-            in_channels,
-            gate_channels,
-            self.kernel_size,
-            stride=self.stride,
-            padding=self.padding,
-            dilation=self.dilation,
-            bias=bias and norm is None,
-        )
-        # The recurrent convolution is always stride 1, "same": the state keeps its size.
-        hidden_padding = _padding("same", self.kernel_size, (1, 1), (1, 1))
-        self.hidden_conv = nn.Conv2d(
-            hidden_channels, gate_channels, self.kernel_size, padding=hidden_padding, bias=False
-        )
-        if norm is None:
-            self.input_norm = self.hidden_norm = None
-        else:
-            groups_per_gate = 1 if norm == "layer" else _positive_int(norm_groups, "norm_groups")
-            if hidden_channels % groups_per_gate:
-                raise ValueError(
-                    f"norm_groups={norm_groups} must divide hidden_channels={hidden_channels} for norm='group'"
-                )
-            self.norm_groups = groups_per_gate
-            self.input_norm = nn.GroupNorm(4 * groups_per_gate, gate_channels, affine=bias)
-            self.hidden_norm = nn.GroupNorm(4 * groups_per_gate, gate_channels)
+        self._build_convolutions()
+        self._build_norms(norm_groups)
         if peephole:
             self.peephole_weight = nn.Parameter(torch.empty(3, hidden_channels, 1, 1))
         else:
             self.register_parameter("peephole_weight", None)
         self.reset_parameters()
+
+    def _build_convolutions(self) -> None:
+        """``input_conv`` (stride, padding, dilation as given; the bias unless normalised) and ``hidden_conv``."""
+        gate_channels = 4 * self.hidden_channels
+        self.input_conv = nn.Conv2d(
+            self.in_channels,
+            gate_channels,
+            self.kernel_size,
+            stride=self.stride,
+            padding=self.padding,
+            dilation=self.dilation,
+            bias=self.bias and self.norm is None,
+        )
+        # The recurrent convolution is always stride 1, "same": the state keeps its size.
+        hidden_padding = _padding("same", self.kernel_size, (1, 1), (1, 1))
+        self.hidden_conv = nn.Conv2d(
+            self.hidden_channels, gate_channels, self.kernel_size, padding=hidden_padding, bias=False
+        )
+
+    def _build_norms(self, norm_groups) -> None:
+        """``input_norm`` and ``hidden_norm``: group norms over each gate's channels, or None without ``norm``."""
+        if self.norm is None:
+            self.input_norm = self.hidden_norm = None
+            return
+        hidden_channels, gate_channels = self.hidden_channels, 4 * self.hidden_channels
+        groups_per_gate = 1 if self.norm == "layer" else _positive_int(norm_groups, "norm_groups")
+        if hidden_channels % groups_per_gate:
+            raise ValueError(
+                f"norm_groups={norm_groups} must divide hidden_channels={hidden_channels} for norm='group'"
+            )
+        self.norm_groups = groups_per_gate
+        self.input_norm = nn.GroupNorm(4 * groups_per_gate, gate_channels, affine=self.bias)
+        self.hidden_norm = nn.GroupNorm(4 * groups_per_gate, gate_channels)
 
     @property
     def gate_bias(self) -> torch.Tensor | None:
@@ -459,26 +467,8 @@ class ConvLSTM(nn.Module):
         self.dropout = float(dropout)
         self.num_directions = 2 if bidirectional else 1
         options = dict(peephole=peephole, norm=norm, norm_groups=norm_groups, forget_bias=forget_bias)
-        cells = []
-        for layer in range(num_layers):
-            for _ in range(self.num_directions):
-                if layer == 0:
-                    cell = ConvLSTMCell(
-                        in_channels, hidden_channels, kernel_size, stride, padding, dilation, bias, **options
-                    )
-                else:
-                    cell = ConvLSTMCell(
-                        self.num_directions * hidden_channels,
-                        hidden_channels,
-                        kernel_size,
-                        1,
-                        "same",
-                        1,
-                        bias,
-                        **options,
-                    )
-                cells.append(cell)
-        self.cells = nn.ModuleList(cells)
+        first_input = (in_channels, stride, padding, dilation)
+        self.cells = nn.ModuleList(self._build_cells(first_input, kernel_size, bias, options))
         first = self.cells[0].gate
         self.kernel_size, self.stride, self.padding, self.dilation = (
             first.kernel_size,
@@ -487,6 +477,29 @@ class ConvLSTM(nn.Module):
             first.dilation,
         )
         self.bias, self.peephole, self.norm, self.forget_bias = bias, peephole, norm, first.forget_bias
+
+    def _build_cells(self, first_input, kernel_size, bias, options) -> list[ConvLSTMCell]:
+        """One :class:`ConvLSTMCell` per layer and direction (index ``layer * D + direction``). The first layer
+        reads the input as `first_input` ``(in_channels, stride, padding, dilation)`` says; deeper layers read the
+        previous layer's directions concatenated, stride 1, "same"."""
+        deeper = (self.num_directions * self.hidden_channels, 1, "same", 1)
+        cells = []
+        for layer in range(self.num_layers):
+            in_channels, stride, padding, dilation = first_input if layer == 0 else deeper
+            for _ in range(self.num_directions):
+                cells.append(
+                    ConvLSTMCell(
+                        in_channels,
+                        self.hidden_channels,
+                        kernel_size,
+                        stride,
+                        padding,
+                        dilation,
+                        bias,
+                        **options,
+                    )
+                )
+        return cells
 
     def reset_parameters(self) -> None:
         for cell in self.cells:

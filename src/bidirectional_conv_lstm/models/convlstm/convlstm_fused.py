@@ -127,105 +127,50 @@ class _FusedConvLSTMSequence(torch.autograd.Function):
     def backward(ctx, grad_output, grad_hidden, grad_cell):
         x, input_weight, hidden_weight, hidden, cell_state, gates, cells, output = ctx.saved_tensors
         stride, padding, dilation, hidden_padding, reverse = ctx.options
-        hidden_padding = list(hidden_padding)
         dtype = ctx.dtype
         # Weights in their own layout: a channels_last copy would be held through the whole loop.
         input_weight_c = _channels_last(input_weight.to(dtype))
         hidden_weight_c = _channels_last(hidden_weight.to(dtype))
-        steps, batch = x.shape[:2]
+        x_dtype, has_bias, input_weight_dtype, weight_dtype = ctx.meta
+        bias_sizes = [input_weight_c.shape[0]] if has_bias else None
+        input_conv = (input_weight_c, bias_sizes, list(stride), list(padding), list(dilation))
+        hidden_conv = (hidden_weight_c, list(hidden_padding))
+        steps = x.shape[0]
         state_dtype = cells.dtype
         needs = ctx.needs_input_grad
-        x_dtype, has_bias, input_weight_dtype, weight_dtype = ctx.meta
+        input_mask = [needs[0], needs[1], has_bias and needs[2]]
         order = list(range(steps - 1, -1, -1)) if reverse else list(range(steps))
-        # Own, writable copies: the loop below updates grad_h and grad_c in place.
-        grad_h = (
-            torch.zeros_like(output[0]) if grad_hidden is None else grad_hidden.to(state_dtype, copy=True)
-        )
-        grad_c = torch.zeros_like(cells[0]) if grad_cell is None else grad_cell.to(state_dtype, copy=True)
+        grad_h, grad_c = _writable(grad_hidden, output[0]), _writable(grad_cell, cells[0])
         grad_hidden_weight = grad_input_weight = grad_bias = grad_x = None
         for index in range(steps - 1, -1, -1):
             t = order[index]
             if grad_output is not None:
                 grad_h.add_(grad_output[t])
-            gate = gates[t]
-            act = gate if gate.dtype == state_dtype else gate.to(state_dtype)
-            i, f, g, o = act.chunk(4, dim=1)
             c_prev = cell_state if index == 0 else cells[order[index - 1]]
-            # Pointwise backward in preallocated buffers: two temporaries of C_h per step, no more.
-            grad_gates = torch.empty(
-                act.shape, dtype=act.dtype, device=act.device, memory_format=torch.channels_last
-            )
-            grad_i, grad_f, grad_g, grad_o = grad_gates.chunk(4, dim=1)
-            scratch = torch.tanh(cells[t])
-            torch.mul(grad_h, scratch, out=grad_o)  # d o = dh * tanh(c)
-            scratch.square_().neg_().add_(1).mul_(o).mul_(grad_h)
-            grad_c.add_(scratch)  # dc += dh * o * (1 - tanh(c)^2)
-            torch.addcmul(o, o, o, value=-1, out=scratch)
-            grad_o.mul_(scratch)  # * sigmoid'(o)
-            torch.addcmul(i, i, i, value=-1, out=grad_i)
-            grad_i.mul_(g).mul_(grad_c)  # dc * g * sigmoid'(i)
-            if c_prev is None:  # zero initial state
-                grad_f.zero_()
-            else:
-                torch.addcmul(f, f, f, value=-1, out=grad_f)
-                grad_f.mul_(c_prev).mul_(grad_c)  # dc * c_prev * sigmoid'(f)
-            torch.mul(g, g, out=grad_g)
-            grad_g.neg_().add_(1).mul_(i).mul_(grad_c)  # dc * i * tanh'(g)
-            grad_c.mul_(f)
-            del scratch, act
-            grad_gates = grad_gates.to(dtype)
-            # The input convolution's backward runs per step too: batching it over all frames would
-            # need a (T, B, 4C) gradient buffer, the largest tensor of the layer, and overwriting the
-            # saved activations instead would make backward single-use (no retain_graph, gradcheck).
-            grad_frame, grad_weight, grad_b = torch.ops.aten.convolution_backward(
-                grad_gates,
-                _channels_last(x[t].to(dtype)),
-                input_weight_c,
-                [input_weight_c.shape[0]] if has_bias else None,
-                list(stride),
-                list(padding),
-                list(dilation),
-                False,
-                [0, 0],
-                1,
-                [needs[0], needs[1], has_bias and needs[2]],
+            grad_gates = _gate_gradients(gates[t], cells[t], c_prev, grad_h, grad_c).to(dtype)
+            grad_frame, grad_weight, grad_b = _input_conv_backward(
+                grad_gates, x[t].to(dtype), input_conv, input_mask
             )
             if grad_frame is not None:
                 if grad_x is None:
                     grad_x = torch.empty_like(x)
                 grad_x[t] = grad_frame
-            if grad_weight is not None:
-                grad_weight = grad_weight.to(input_weight_dtype)
-                grad_input_weight = (
-                    grad_weight if grad_input_weight is None else grad_input_weight.add_(grad_weight)
-                )
-            if grad_b is not None:
-                grad_b = grad_b.to(input_weight_dtype)
-                grad_bias = grad_b if grad_bias is None else grad_bias.add_(grad_b)
+            grad_input_weight = _accumulate(grad_input_weight, grad_weight, input_weight_dtype)
+            grad_bias = _accumulate(grad_bias, grad_b, input_weight_dtype)
             first = index == 0
             if first and ctx.zero_state:
                 grad_h = None
                 continue
-            h_prev = (hidden if first else output[order[index - 1]]).to(dtype)
-            h_prev = _channels_last(h_prev)
+            h_prev = _channels_last((hidden if first else output[order[index - 1]]).to(dtype))
             # Weight and input gradients in two calls: each holds its own weight-sized reorder
             # buffers, and one call would hold both sets at once (the backward's peak).
-            _, grad_weight, _ = torch.ops.aten.convolution_backward(
-                grad_gates, h_prev, hidden_weight_c, None, [1, 1], hidden_padding, [1, 1],
-                False, [0, 0], 1, [False, True, False],
-            )  # fmt: skip
-            grad_weight = grad_weight.to(weight_dtype)  # accumulate over time in the parameter's dtype
-            grad_hidden_weight = (
-                grad_weight if grad_hidden_weight is None else grad_hidden_weight.add_(grad_weight)
-            )
+            grad_weight = _hidden_conv_backward(grad_gates, h_prev, hidden_conv, weight=True)
+            # accumulated over time in the parameter's dtype
+            grad_hidden_weight = _accumulate(grad_hidden_weight, grad_weight, weight_dtype)
             del grad_weight
             grad_h = None
             if not first or needs[4]:
-                grad_input = torch.ops.aten.convolution_backward(
-                    grad_gates, h_prev, hidden_weight_c, None, [1, 1], hidden_padding, [1, 1],
-                    False, [0, 0], 1, [True, False, False],
-                )[0]  # fmt: skip
-                grad_h = grad_input.to(state_dtype)
+                grad_h = _hidden_conv_backward(grad_gates, h_prev, hidden_conv, weight=False).to(state_dtype)
         if grad_hidden_weight is None:
             grad_hidden_weight = torch.zeros_like(hidden_weight_c, dtype=weight_dtype)
         return (
@@ -238,6 +183,79 @@ class _FusedConvLSTMSequence(torch.autograd.Function):
             None,
             None,
         )
+
+
+def _writable(gradient, like: torch.Tensor) -> torch.Tensor:
+    """An own, writable copy of a final state's `gradient` in `like`'s dtype (zeros like `like` for None): the
+    backward loop updates it in place."""
+    return torch.zeros_like(like) if gradient is None else gradient.to(like.dtype, copy=True)
+
+
+def _gate_gradients(gate, cell, c_prev, grad_h, grad_c) -> torch.Tensor:
+    """One step of the pointwise backward: the gradients of the four gate pre-activations, ``(B, 4 C_h, H', W')``
+    channels_last in ``grad_c``'s dtype, from the saved activations `gate` (``sigmoid(i), sigmoid(f), tanh(g),
+    sigmoid(o)``), the step's cell state `cell`, the previous one `c_prev` (None: a zero initial state) and the
+    gradients of the step's outputs `grad_h` and `grad_c`. `grad_c` is updated in place to the gradient of
+    ``c_prev``; `grad_h` is read only.
+
+    Preallocated buffers: two temporaries of ``C_h`` per step, no more.
+    """
+    act = gate if gate.dtype == grad_c.dtype else gate.to(grad_c.dtype)
+    i, f, g, o = act.chunk(4, dim=1)
+    grad_gates = torch.empty(act.shape, dtype=act.dtype, device=act.device, memory_format=torch.channels_last)
+    grad_i, grad_f, grad_g, grad_o = grad_gates.chunk(4, dim=1)
+    scratch = torch.tanh(cell)
+    torch.mul(grad_h, scratch, out=grad_o)  # d o = dh * tanh(c)
+    scratch.square_().neg_().add_(1).mul_(o).mul_(grad_h)
+    grad_c.add_(scratch)  # dc += dh * o * (1 - tanh(c)^2)
+    torch.addcmul(o, o, o, value=-1, out=scratch)
+    grad_o.mul_(scratch)  # * sigmoid'(o)
+    torch.addcmul(i, i, i, value=-1, out=grad_i)
+    grad_i.mul_(g).mul_(grad_c)  # dc * g * sigmoid'(i)
+    if c_prev is None:  # zero initial state
+        grad_f.zero_()
+    else:
+        torch.addcmul(f, f, f, value=-1, out=grad_f)
+        grad_f.mul_(c_prev).mul_(grad_c)  # dc * c_prev * sigmoid'(f)
+    torch.mul(g, g, out=grad_g)
+    grad_g.neg_().add_(1).mul_(i).mul_(grad_c)  # dc * i * tanh'(g)
+    grad_c.mul_(f)
+    return grad_gates
+
+
+def _input_conv_backward(grad_gates, frame, input_conv, output_mask):
+    """``(grad_frame, grad_weight, grad_bias)`` of one step's input convolution (None where `output_mask` says
+    not needed); `input_conv` is ``(channels_last weight, bias sizes or None, stride, padding, dilation)``.
+
+    It runs per step: batching it over all frames would need a (T, B, 4C) gradient buffer, the largest tensor of
+    the layer, and overwriting the saved activations instead would make backward single-use (no retain_graph,
+    gradcheck).
+    """
+    weight, bias_sizes, stride, padding, dilation = input_conv
+    return torch.ops.aten.convolution_backward(
+        grad_gates, _channels_last(frame), weight, bias_sizes, stride, padding, dilation,
+        False, [0, 0], 1, output_mask,
+    )  # fmt: skip
+
+
+def _hidden_conv_backward(grad_gates, h_prev, hidden_conv, *, weight: bool) -> torch.Tensor:
+    """The recurrent convolution's weight gradient (`weight`) or its input gradient (the gradient of ``h_prev``);
+    `hidden_conv` is ``(channels_last weight, padding)``."""
+    hidden_weight, padding = hidden_conv
+    mask = [not weight, weight, False]
+    grads = torch.ops.aten.convolution_backward(
+        grad_gates, h_prev, hidden_weight, None, [1, 1], padding, [1, 1], False, [0, 0], 1, mask
+    )
+    return grads[1] if weight else grads[0]
+
+
+def _accumulate(total, gradient, dtype):
+    """``total + gradient`` in `dtype`, in place into `total` (`gradient` itself when `total` is None; `total`
+    when `gradient` is None)."""
+    if gradient is None:
+        return total
+    gradient = gradient.to(dtype)
+    return gradient if total is None else total.add_(gradient)
 
 
 def _channels_last(tensor: torch.Tensor) -> torch.Tensor:

@@ -206,6 +206,34 @@ def motion_loss(motion: torch.Tensor, target: torch.Tensor, mask: torch.Tensor |
     return masked_mean((motion.float() - target.float()).square().sum(dim=2), mask)
 
 
+def _binary_cross_entropy(predictions, labels, logits, loss_mask) -> torch.Tensor:
+    """The ``"bce"`` loss, exact from the pre-sigmoid `logits` when given."""
+    if logits is not None:
+        elementwise = F.binary_cross_entropy_with_logits(logits.float(), labels, reduction="none")
+    else:
+        # Autocast refuses binary_cross_entropy on probabilities; the inputs are float32 already.
+        with torch.autocast(predictions.device.type, enabled=False):
+            elementwise = F.binary_cross_entropy(predictions, labels, reduction="none")
+    return masked_mean(elementwise, loss_mask)
+
+
+def _rain_rate_weighted_loss(
+    predictions, labels, loss, loss_mask, rain_rate_inverse, thresholds, weights, mae_weight
+) -> torch.Tensor:
+    """``"weighted_mse"``, ``"weighted_mae"`` or ``"weighted_mse+mae"`` (`mae_weight` on its MAE term), each
+    pixel weighted by the labels' rain rate (:func:`rain_rate_weights`)."""
+    error = predictions - labels
+    with torch.no_grad():
+        pixel_weights = rain_rate_weights(rain_rate_inverse(labels.detach()).float(), thresholds, weights)
+    squared = masked_mean(pixel_weights * error.square(), loss_mask)
+    absolute = masked_mean(pixel_weights * error.abs(), loss_mask)
+    return {
+        "weighted_mse": squared,
+        "weighted_mae": absolute,
+        "weighted_mse+mae": squared + mae_weight * absolute,
+    }[loss]
+
+
 def frame_prediction_loss(
     predictions: torch.Tensor,
     labels: torch.Tensor,
@@ -248,26 +276,14 @@ def frame_prediction_loss(
     if loss_mask is not None:
         loss_mask = loss_mask.to(device=labels.device, dtype=torch.bool)
     if loss == "bce":
-        if logits is not None:
-            elementwise = F.binary_cross_entropy_with_logits(logits.float(), labels, reduction="none")
-        else:
-            # Autocast refuses binary_cross_entropy on probabilities; the inputs are float32 already.
-            with torch.autocast(predictions.device.type, enabled=False):
-                elementwise = F.binary_cross_entropy(predictions, labels, reduction="none")
-        return masked_mean(elementwise, loss_mask)
-    error = predictions - labels
+        return _binary_cross_entropy(predictions, labels, logits, loss_mask)
     if loss in WEIGHTED_LOSSES:
         if rain_rate_inverse is None:
             raise ValueError(f"loss={loss!r} needs rain_rate_inverse (the weights are read in mm/h)")
-        with torch.no_grad():
-            pixel_weights = rain_rate_weights(rain_rate_inverse(labels.detach()).float(), thresholds, weights)
-        squared = masked_mean(pixel_weights * error.square(), loss_mask)
-        absolute = masked_mean(pixel_weights * error.abs(), loss_mask)
-        total = {
-            "weighted_mse": squared,
-            "weighted_mae": absolute,
-            "weighted_mse+mae": squared + auxiliary_scale * l1_weight * absolute,
-        }[loss]
+        mae_weight = auxiliary_scale * l1_weight
+        total = _rain_rate_weighted_loss(
+            predictions, labels, loss, loss_mask, rain_rate_inverse, thresholds, weights, mae_weight
+        )
         if fss_weight:
             total = total + fss_weight * fractions_skill_loss(
                 rain_rate_inverse(predictions),
@@ -277,6 +293,7 @@ def frame_prediction_loss(
                 valid=loss_mask,
             )
         return total
+    error = predictions - labels
     if loss == "l1":
         return masked_mean(error.abs(), loss_mask)
     mse = masked_mean(error.square(), loss_mask)

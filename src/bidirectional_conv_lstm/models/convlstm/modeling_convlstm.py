@@ -81,10 +81,10 @@ class FramePredictionOutput(ModelOutput):
             frame.
         encoder_hidden_states (`tuple(torch.FloatTensor)`, *optional*, returned when `output_hidden_states=True`):
             The encoder's per-layer outputs, as `ConvLSTMModelOutput.hidden_states`.
-        motion (`torch.FloatTensor` of shape `(B, T_out, 2, H, W)`, *optional*, returned when `output_motion=True`
-            or `target_motion` is given, for advection models):
-            The advection head's motion field at each predicted frame, float32 pixels per step, x (columns) then y
-            (rows): predicted frame `k` is frame `k - 1` sampled at `x - motion_k(x)` (before the gate's blend).
+        motion (`torch.FloatTensor` of shape `(B, T_out, 2, H, W)`, *optional*):
+            Returned when `output_motion=True` or `target_motion` is given, for advection models. The advection
+            head's motion field at each predicted frame, float32 pixels per step, x (columns) then y (rows):
+            predicted frame `k` is frame `k - 1` sampled at `x - motion_k(x)` (before the gate's blend).
     """
 
     loss: torch.FloatTensor | None = None
@@ -416,6 +416,31 @@ class ConvLSTMForecaster(nn.Module):
         )
         return (blended, motion, *new_states)
 
+    def _step_function(self):
+        """:meth:`step`, or under gradient checkpointing (training with gradients) :meth:`step` recomputed in
+        backward instead of keeping its activations."""
+        if not (self.gradient_checkpointing and self.training and torch.is_grad_enabled()):
+            return self.step
+        run = getattr(self, "_gradient_checkpointing_func", None) or partial(checkpoint, use_reentrant=False)
+        return partial(run, self.step)
+
+    def _fed_back(
+        self, prediction: torch.Tensor, true_frame: torch.Tensor | None, teacher_forcing_ratio: float
+    ) -> torch.Tensor:
+        """The frame the next step reads: the last `prediction` (patches), or, given a `true_frame`, that frame
+        instead with probability `teacher_forcing_ratio` (drawn per sample)."""
+        patch, margin = self.config.patch_size, self.config.boundary_padding
+        frame = prediction
+        if margin:  # the fed-back frame's margin repeats its edge again (config.boundary_padding)
+            pixels = _crop_margin(F.pixel_shuffle(frame, patch), margin)
+            frame = F.pixel_unshuffle(extend_frames(pixels, margin), patch)
+        if true_frame is None:
+            return frame
+        if teacher_forcing_ratio >= 1:
+            return true_frame
+        keep_truth = torch.rand(frame.shape[0], device=frame.device) < teacher_forcing_ratio
+        return torch.where(keep_truth.view(-1, 1, 1, 1), true_frame.to(frame.dtype), frame)
+
     def forward(
         self,
         last_frame: torch.Tensor,
@@ -435,36 +460,20 @@ class ConvLSTMForecaster(nn.Module):
         the advection head's `(T_out, B, 2, H, W)` with `output_motion` (and an advection head), else None.
         """
         flat_states = [tensor for state in states for tensor in state]
-        use_checkpoint = self.gradient_checkpointing and self.training and torch.is_grad_enabled()
-        if use_checkpoint:
-            run = getattr(self, "_gradient_checkpointing_func", None) or partial(
-                checkpoint, use_reentrant=False
-            )
-            step = partial(run, self.step)
-        else:
-            step = self.step
+        step = self._step_function()
         frame, predictions, logits, hiddens, motions = last_frame, [], [], [], []
-        patch, margin = self.config.patch_size, self.config.boundary_padding
         if self.advection is not None and self.config.advection_warp == "origin":
             batch, _, height, width = last_frame.shape
+            patch = self.config.patch_size
             displacement = last_frame.new_zeros(
                 (batch, 2, height * patch, width * patch), dtype=torch.float32
             )
             flat_states += [last_frame, displacement]
         for index in range(num_frames):
             if index > 0:
-                frame = predictions[-1]
-                if margin:  # the fed-back frame's margin repeats its edge again (config.boundary_padding)
-                    pixels = _crop_margin(F.pixel_shuffle(frame, patch), margin)
-                    frame = F.pixel_unshuffle(extend_frames(pixels, margin), patch)
-                if truth is not None and teacher_forcing_ratio > 0:
-                    if teacher_forcing_ratio >= 1:
-                        frame = truth[index - 1]
-                    else:
-                        keep_truth = torch.rand(frame.shape[0], device=frame.device) < teacher_forcing_ratio
-                        frame = torch.where(
-                            keep_truth.view(-1, 1, 1, 1), truth[index - 1].to(frame.dtype), frame
-                        )
+                forced = truth is not None and teacher_forcing_ratio > 0
+                true_frame = truth[index - 1] if forced else None
+                frame = self._fed_back(predictions[-1], true_frame, teacher_forcing_ratio)
             output, *flat_states = step(frame, *flat_states)
             if self.advection is None:
                 logits.append(output)
@@ -715,8 +724,35 @@ class ConvLSTMForFramePrediction(ConvLSTMPreTrainedModel):
             self.config.output_hidden_states if output_hidden_states is None else output_hidden_states
         )
         return_dict = self.config.return_dict if return_dict is None else return_dict
-        patch, margin = self.config.patch_size, self.config.boundary_padding
+        predictions, logits, motion, forecaster_states, encoder_states = self._predict(
+            pixel_values, labels, horizon, teacher_forcing_ratio, output_hidden_states, output_motion
+        )
+        loss = None
+        if labels is not None:
+            loss = self._loss(pixel_values, predictions, labels, logits, loss_mask, motion, target_motion)
+        margin = self.config.boundary_padding // self.config.patch_size
 
+        def batch_first(states):
+            if states is None:
+                return None
+            return tuple(_crop_margin(x.transpose(0, 1), margin) for x in states)
+
+        output = FramePredictionOutput(
+            loss=loss,
+            predictions=predictions,
+            hidden_states=batch_first(forecaster_states),
+            encoder_hidden_states=batch_first(encoder_states),
+            motion=motion,
+        )
+        return output if return_dict else output.to_tuple()
+
+    def _predict(
+        self, pixel_values, labels, horizon, teacher_forcing_ratio, output_hidden_states, output_motion
+    ):
+        """Encode the observed frames and roll the forecaster `horizon` steps. Returns `(predictions (B, T_out, C,
+        H, W), their logits (T_out, B, C*p*p, h', w') or None, motion (B, T_out, 2, H, W) or None, forecaster and
+        encoder hidden states (time first, with the margin) or None)`."""
+        patch, margin = self.config.patch_size, self.config.boundary_padding
         # (T_in, B, C*p*p, h, w), with the boundary margin (config.boundary_padding) around the frames
         patches = F.pixel_unshuffle(extend_frames(pixel_values, margin), patch).transpose(0, 1)
         _, encoder_states, final_h, final_c = self.encoder.encode(patches, output_hidden_states)
@@ -741,30 +777,21 @@ class ConvLSTMForFramePrediction(ConvLSTMPreTrainedModel):
             # trained on. (Trained through, even with a straight-through gradient, the background below the
             # threshold gets no gradient that keeps it dark and drifts up to it.)
             predictions = predictions.masked_fill(predictions < self.config.output_threshold, 0.0)
-        loss = None
-        if labels is not None:
-            use_logits = self.config.loss == "bce" and logits is not None
-            logits = (
-                _crop_margin(F.pixel_shuffle(logits.transpose(0, 1), patch), margin) if use_logits else None
-            )
-            loss = self.compute_loss(predictions, labels, logits=logits, loss_mask=loss_mask)
-            if target_motion is not None:
-                moving = self._moving_pixels(pixel_values[:, -1:], labels, loss_mask)
-                loss = loss + self.config.motion_loss_weight * motion_loss(motion, target_motion, moving)
+        return predictions, logits, motion, forecaster_states, encoder_states
 
-        def batch_first(states):
-            if states is None:
-                return None
-            return tuple(_crop_margin(x.transpose(0, 1), margin // patch) for x in states)
-
-        output = FramePredictionOutput(
-            loss=loss,
-            predictions=predictions,
-            hidden_states=batch_first(forecaster_states),
-            encoder_hidden_states=batch_first(encoder_states),
-            motion=motion,
-        )
-        return output if return_dict else output.to_tuple()
+    def _loss(
+        self, pixel_values, predictions, labels, logits, loss_mask, motion, target_motion
+    ) -> torch.Tensor:
+        """`config.loss` (from the forecaster's patch `logits` for `"bce"`), plus the motion term with a
+        `target_motion`."""
+        patch, margin = self.config.patch_size, self.config.boundary_padding
+        use_logits = self.config.loss == "bce" and logits is not None
+        logits = _crop_margin(F.pixel_shuffle(logits.transpose(0, 1), patch), margin) if use_logits else None
+        loss = self.compute_loss(predictions, labels, logits=logits, loss_mask=loss_mask)
+        if target_motion is not None:
+            moving = self._moving_pixels(pixel_values[:, -1:], labels, loss_mask)
+            loss = loss + self.config.motion_loss_weight * motion_loss(motion, target_motion, moving)
+        return loss
 
 
 ConvLSTMForFramePrediction.register_for_auto_class("AutoModel")

@@ -14,98 +14,26 @@ the package is installed. :func:`save_frame_prediction_model` saves a model with
 elsewhere: ``config.json``'s ``custom_pipelines``, this file and the processor (``preprocessor_config.json`` and its
 code), so `pipeline("frame-prediction", model=repo, trust_remote_code=True)` works without the package.
 
-This file travels with the model as remote code: it imports only numpy, torch, PIL, transformers and its sibling
+Reading the input files and writing the GIF are :func:`~.video_inputs.read_video` and
+:func:`~.video_inputs.frames_to_gif` (re-exported here).
+
+This file travels with the model as remote code: it imports only numpy, torch, transformers and its siblings
 ``processing_convlstm.py`` and ``video_inputs.py`` (relatively).
 """
 
-import io
-import numbers
 import os
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageSequence, UnidentifiedImageError
 from transformers import AutoModel, Pipeline
 from transformers.dynamic_module_utils import custom_object_save
 from transformers.pipelines import PIPELINE_REGISTRY
 
 from .processing_convlstm import OUTPUT_TYPES, ConvLSTMImageProcessor
-from .video_inputs import DATA_FORMATS, is_frame
+from .video_inputs import DATA_FORMATS, frames_to_gif, is_frame, positive_int, read_video
 
 TASK = "frame-prediction"
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
-
-
-def _positive_int(name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value <= 0:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-    return int(value)
-
-
-def read_video(path, num_channels: int = 1) -> list[Image.Image] | np.ndarray:
-    """The frames stored at `path`: an animated GIF, a folder of images (sorted by name), or a ``.npy`` / ``.npz``
-    array (``.npz`` holding one array). Images come back as PIL frames in mode ``"L"`` (`num_channels` 1) or
-    ``"RGB"``; arrays as they are stored. Never unpickles.
-
-    Raises:
-        FileNotFoundError: no such file or folder, or a folder without images.
-        ValueError: another kind of file, an image that cannot be read, or an ``.npz`` with several arrays.
-    """
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(
-            f"inputs {os.fspath(path)!r} does not exist; give a GIF, a folder of PNG frames or a .npy/.npz file"
-        )
-    mode = "L" if num_channels == 1 else "RGB"
-    if path.is_dir():
-        files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-        if not files:
-            raise FileNotFoundError(
-                f"inputs folder {os.fspath(path)!r} holds no image frames ({IMAGE_SUFFIXES})"
-            )
-        frames = []
-        for file in files:
-            try:
-                with Image.open(file) as image:
-                    frames.append(image.convert(mode))
-            except (UnidentifiedImageError, OSError) as error:
-                raise ValueError(
-                    f"inputs {os.fspath(file)!r} cannot be read as an image ({error})"
-                ) from error
-        return frames
-    suffix = path.suffix.lower()
-    if suffix == ".gif":
-        try:
-            with Image.open(path) as image:
-                return [frame.convert(mode) for frame in ImageSequence.Iterator(image)]
-        except (UnidentifiedImageError, OSError) as error:
-            raise ValueError(f"inputs {os.fspath(path)!r} cannot be read as a GIF ({error})") from error
-    if suffix == ".npy":
-        return np.load(path, allow_pickle=False)
-    if suffix == ".npz":
-        with np.load(path, allow_pickle=False) as archive:
-            if len(archive.files) != 1:
-                raise ValueError(
-                    f"inputs {os.fspath(path)!r} must hold exactly one array, has {archive.files}"
-                )
-            return archive[archive.files[0]]
-    raise ValueError(
-        f"inputs {os.fspath(path)!r} must be a .gif, a .npy/.npz file or a folder of image frames, got a "
-        f"{suffix or 'suffix-less'} file"
-    )
-
-
-def frames_to_gif(frames: np.ndarray, duration_ms: int = 200) -> bytes:
-    """An animated GIF (looping) of uint8 frames `(T, H, W)` or `(T, H, W, C)` (C = 1, 3 or 4)."""
-    if frames.ndim == 4 and frames.shape[-1] == 1:
-        frames = frames[..., 0]
-    images = [Image.fromarray(frame) for frame in frames]
-    buffer = io.BytesIO()
-    images[0].save(
-        buffer, format="GIF", save_all=True, append_images=images[1:], duration=duration_ms, loop=0
-    )
-    return buffer.getvalue()
 
 
 class FramePredictionPipeline(Pipeline):
@@ -179,9 +107,9 @@ class FramePredictionPipeline(Pipeline):
         # Checked here, before any file is read or the model runs.
         preprocess, forward, postprocess = {}, {}, {}
         if num_input_frames is not None:
-            preprocess["num_input_frames"] = _positive_int("num_input_frames", num_input_frames)
+            preprocess["num_input_frames"] = positive_int("num_input_frames", num_input_frames)
         if num_output_frames is not None:
-            forward["num_output_frames"] = _positive_int("num_output_frames", num_output_frames)
+            forward["num_output_frames"] = positive_int("num_output_frames", num_output_frames)
         if output_type is not None:
             if output_type not in OUTPUT_TYPES:
                 raise ValueError(f"output_type must be one of {OUTPUT_TYPES}, got {output_type!r}")
@@ -198,7 +126,7 @@ class FramePredictionPipeline(Pipeline):
         if return_gif is not None:
             postprocess["return_gif"] = bool(return_gif)
         if gif_duration is not None:
-            postprocess["gif_duration"] = _positive_int("gif_duration", gif_duration)
+            postprocess["gif_duration"] = positive_int("gif_duration", gif_duration)
         return preprocess, forward, postprocess
 
     def preprocess(self, inputs, num_input_frames=None):

@@ -26,6 +26,7 @@ from .video_inputs import (
     CHANNELS_LAST,
     DATA_FORMATS,
     NO_CHANNELS,
+    positive_int,
     split_videos,
     tensor_to_numpy,
     to_channels_first,
@@ -42,12 +43,6 @@ class ConvLSTMImageProcessorKwargs(ImagesKwargs, total=False):
     patch_size: int | None
     do_convert_grayscale: bool | None
     rain_rate_transform: dict | None
-
-
-def _positive_int(name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value <= 0:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-    return int(value)
 
 
 def _boolean(name: str, value) -> bool:
@@ -88,7 +83,7 @@ class ConvLSTMImageProcessor(BaseImageProcessor):
     is the one of size `num_channels` (or 3 / 4 for RGB(A) into a grey model); a batch of grey videos needs its
     channel axis, `(B, T, 1, H, W)`, since `(B, T, H, W)` reads as one video.
 
-    Returns: a [`BatchFeature`] with
+    It returns a [`BatchFeature`] with
         - `pixel_values`: `(B, T, C, H', W')` float32, `H'` and `W'` the largest height and width rounded up to a
           multiple of `patch_size`;
         - `original_sizes`: `(B, 2)` int64, each video's `(H, W)` before padding;
@@ -135,8 +130,8 @@ class ConvLSTMImageProcessor(BaseImageProcessor):
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
-        self.num_channels = _positive_int("num_channels", num_channels)
-        self.patch_size = _positive_int("patch_size", patch_size)
+        self.num_channels = positive_int("num_channels", num_channels)
+        self.patch_size = positive_int("patch_size", patch_size)
         self.do_rescale = _boolean("do_rescale", do_rescale)
         self.rescale_factor = self._check_rescale_factor(rescale_factor)
         self.do_pad = _boolean("do_pad", do_pad)
@@ -213,7 +208,18 @@ class ConvLSTMImageProcessor(BaseImageProcessor):
         )
         if return_tensors not in ("pt", "np", None):
             raise ValueError(f"return_tensors must be 'pt', 'np' or None, got {return_tensors!r}")
+        arrays, formats, last_valid = self._model_space_videos(videos, convert, do_rescale, rescale_factor)
+        pixel_values, sizes, last_frame_valid = self._padded_batch(arrays, last_valid, do_pad)
+        data = {"pixel_values": pixel_values, "original_sizes": sizes, "data_format": formats}
+        if last_frame_valid is not None:
+            data["last_frame_valid"] = last_frame_valid
+        return BatchFeature(data=data, tensor_type=return_tensors)
 
+    def _model_space_videos(
+        self, videos, convert: bool, do_rescale: bool, rescale_factor: float
+    ) -> tuple[list[np.ndarray], list[str], list[np.ndarray]]:
+        """Each video as float32 `(T, C, H, W)` in model space, its layout, and (radar models) the valid pixels
+        `(H, W)` of its last frame; checks that all videos have one length."""
         videos = split_videos(videos)
         transform = self.transform
         arrays, formats, last_valid = [], [], []
@@ -235,6 +241,14 @@ class ConvLSTMImageProcessor(BaseImageProcessor):
                 f"videos of one batch must have the same number of frames, got {[a.shape[0] for a in arrays]}; "
                 "pass them one at a time or cut them to the same length"
             )
+        return arrays, formats, last_valid
+
+    def _padded_batch(
+        self, arrays: list[np.ndarray], last_valid: list[np.ndarray], do_pad: bool
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """`pixel_values` `(B, T, C, H', W')`, padded to the largest size (a multiple of `patch_size` with
+        `do_pad`), the original sizes `(B, 2)` and, for radar models, `last_frame_valid` `(B, H', W')` (else
+        None)."""
         sizes = np.array([array.shape[-2:] for array in arrays], dtype=np.int64)
         height, width = (int(size) for size in sizes.max(axis=0))
         patch = self.patch_size
@@ -245,6 +259,7 @@ class ConvLSTMImageProcessor(BaseImageProcessor):
                 f"with do_pad=False, frames must all have one size divisible by patch_size={patch}, got sizes "
                 f"{sizes.tolist()}"
             )
+        transform = self.transform
         # Padding is added in model space with the value of "nothing": 0 for images, no rain for radar.
         fill = 0.0 if transform is None else float(transform.no_rain_value)
         pixel_values = np.full(
@@ -252,13 +267,12 @@ class ConvLSTMImageProcessor(BaseImageProcessor):
         )
         for index, array in enumerate(arrays):
             pixel_values[index, :, :, : array.shape[-2], : array.shape[-1]] = array
-        data = {"pixel_values": pixel_values, "original_sizes": sizes, "data_format": formats}
-        if transform is not None:
-            valid_mask = np.ones((len(arrays), height, width), dtype=bool)
-            for index, valid in enumerate(last_valid):
-                valid_mask[index, : valid.shape[0], : valid.shape[1]] = valid
-            data["last_frame_valid"] = valid_mask
-        return BatchFeature(data=data, tensor_type=return_tensors)
+        if transform is None:
+            return pixel_values, sizes, None
+        valid_mask = np.ones((len(arrays), height, width), dtype=bool)
+        for index, valid in enumerate(last_valid):
+            valid_mask[index, : valid.shape[0], : valid.shape[1]] = valid
+        return pixel_values, sizes, valid_mask
 
     @staticmethod
     def _scale(
@@ -319,51 +333,11 @@ class ConvLSTMImageProcessor(BaseImageProcessor):
         Returns:
             A list of `B` numpy arrays, one per video.
         """
-        predictions = outputs
-        if isinstance(outputs, dict) or hasattr(outputs, "predictions"):
-            predictions = outputs["predictions"] if isinstance(outputs, dict) else outputs.predictions
-        if isinstance(predictions, torch.Tensor):
-            predictions = tensor_to_numpy(predictions)
-        if not isinstance(predictions, np.ndarray) or predictions.ndim != 5:
-            raise ValueError(
-                "outputs must be the model's output or its predictions (B, T_out, C, H, W), got "
-                f"{type(predictions).__name__} of shape {getattr(predictions, 'shape', None)}"
-            )
-        predictions = predictions.astype(np.float32, copy=False)
+        predictions = _predictions_array(outputs)
         batch, _, channels, height, width = predictions.shape
-
-        if output_type is None:
-            output_type = "uint8" if self.rain_rate_transform is None else "rain_rate"
-        if output_type not in OUTPUT_TYPES:
-            raise ValueError(f"output_type must be one of {OUTPUT_TYPES}, got {output_type!r}")
-        if output_type == "rain_rate" and self.rain_rate_transform is None:
-            raise ValueError(
-                "output_type='rain_rate' needs a processor with a rain_rate_transform (a radar model); this one "
-                "has none: use 'uint8' or 'float'"
-            )
-
-        if original_sizes is None:
-            sizes = [(height, width)] * batch
-        else:
-            if isinstance(original_sizes, torch.Tensor):
-                original_sizes = original_sizes.tolist()
-            sizes = [tuple(int(v) for v in size) for size in np.asarray(original_sizes).reshape(-1, 2)]
-            if len(sizes) != batch or any(not (0 < h <= height and 0 < w <= width) for h, w in sizes):
-                raise ValueError(
-                    f"original_sizes must give (H, W) <= ({height}, {width}) for each of the {batch} videos, got "
-                    f"{sizes}"
-                )
-        formats = [data_format] * batch if isinstance(data_format, str) else list(data_format)
-        if len(formats) != batch or any(f not in DATA_FORMATS for f in formats):
-            raise ValueError(
-                f"data_format must be one of {DATA_FORMATS} or a list of them, one per video ({batch}), got "
-                f"{data_format!r}"
-            )
-        if channels != 1 and NO_CHANNELS in formats:
-            raise ValueError(
-                f"data_format='none' drops the channel axis, which needs 1 channel, got {channels}"
-            )
-
+        output_type = self._output_type(output_type)
+        sizes = _crop_sizes(original_sizes, batch, height, width)
+        formats = _data_formats(data_format, batch, channels)
         if last_frame_valid is not None:
             if isinstance(last_frame_valid, torch.Tensor):
                 last_frame_valid = tensor_to_numpy(last_frame_valid)
@@ -373,7 +347,6 @@ class ConvLSTMImageProcessor(BaseImageProcessor):
                     f"last_frame_valid must have shape (B, H, W) = {(batch, height, width)}, got "
                     f"{last_frame_valid.shape}"
                 )
-
         transform = self.transform
         frames = []
         for index, (video, (h, w), layout) in enumerate(zip(predictions, sizes, formats)):
@@ -391,6 +364,61 @@ class ConvLSTMImageProcessor(BaseImageProcessor):
                 video = video[:, 0]
             frames.append(np.ascontiguousarray(video))
         return frames
+
+    def _output_type(self, output_type: str | None) -> str:
+        """`output_type`, checked; None: `"rain_rate"` for a radar model, else `"uint8"`."""
+        if output_type is None:
+            output_type = "uint8" if self.rain_rate_transform is None else "rain_rate"
+        if output_type not in OUTPUT_TYPES:
+            raise ValueError(f"output_type must be one of {OUTPUT_TYPES}, got {output_type!r}")
+        if output_type == "rain_rate" and self.rain_rate_transform is None:
+            raise ValueError(
+                "output_type='rain_rate' needs a processor with a rain_rate_transform (a radar model); this one "
+                "has none: use 'uint8' or 'float'"
+            )
+        return output_type
+
+
+def _predictions_array(outputs) -> np.ndarray:
+    """The predictions `(B, T_out, C, H', W')` float32 numpy, from the model's output or the predictions."""
+    predictions = outputs
+    if isinstance(outputs, dict) or hasattr(outputs, "predictions"):
+        predictions = outputs["predictions"] if isinstance(outputs, dict) else outputs.predictions
+    if isinstance(predictions, torch.Tensor):
+        predictions = tensor_to_numpy(predictions)
+    if not isinstance(predictions, np.ndarray) or predictions.ndim != 5:
+        raise ValueError(
+            "outputs must be the model's output or its predictions (B, T_out, C, H, W), got "
+            f"{type(predictions).__name__} of shape {getattr(predictions, 'shape', None)}"
+        )
+    return predictions.astype(np.float32, copy=False)
+
+
+def _crop_sizes(original_sizes, batch: int, height: int, width: int) -> list[tuple[int, int]]:
+    """Each video's `(H, W)` to crop back to (the padded size without `original_sizes`)."""
+    if original_sizes is None:
+        return [(height, width)] * batch
+    if isinstance(original_sizes, torch.Tensor):
+        original_sizes = original_sizes.tolist()
+    sizes = [tuple(int(v) for v in size) for size in np.asarray(original_sizes).reshape(-1, 2)]
+    if len(sizes) != batch or any(not (0 < h <= height and 0 < w <= width) for h, w in sizes):
+        raise ValueError(
+            f"original_sizes must give (H, W) <= ({height}, {width}) for each of the {batch} videos, got {sizes}"
+        )
+    return sizes
+
+
+def _data_formats(data_format, batch: int, channels: int) -> list[str]:
+    """One layout per video from `data_format` (one for all, or a list)."""
+    formats = [data_format] * batch if isinstance(data_format, str) else list(data_format)
+    if len(formats) != batch or any(f not in DATA_FORMATS for f in formats):
+        raise ValueError(
+            f"data_format must be one of {DATA_FORMATS} or a list of them, one per video ({batch}), got "
+            f"{data_format!r}"
+        )
+    if channels != 1 and NO_CHANNELS in formats:
+        raise ValueError(f"data_format='none' drops the channel axis, which needs 1 channel, got {channels}")
+    return formats
 
 
 ConvLSTMImageProcessor.register_for_auto_class()

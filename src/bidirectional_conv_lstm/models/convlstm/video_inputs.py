@@ -1,24 +1,119 @@
-"""Videos as people have them, read into one layout: the input side of the ConvLSTM processor.
+"""Videos as people have them, read into one layout: the input side of the ConvLSTM processor, and video files.
 
+:func:`read_video` reads the frames stored in a file or folder (an animated GIF, image frames, ``.npy`` / ``.npz``)
+and :func:`frames_to_gif` writes frames as an animated GIF: the package's one frame reader and one GIF encoder.
 :func:`split_videos` tells one video from a batch; :func:`video_array` turns a video (array, tensor or list of
 frames) into one numpy array; :func:`to_channels_first` finds its channel axis from the model's channel count and
 returns ``(T, C, H, W)`` with the layout it found, converting RGB(A) to grey for a grey model.
+:func:`positive_int` is the check of counts (frames, channels, patch size) that the processor and the pipeline take.
 
-This file travels with ``push_to_hub`` as remote code (``processing_convlstm.py`` imports it relatively): it imports
-only numpy, torch and PIL.
+This file travels with ``push_to_hub`` as remote code (``processing_convlstm.py`` and ``pipeline_convlstm.py``
+import it relatively): it imports only numpy, torch and PIL.
 """
 
+import io
 import numbers
+import os
+from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageSequence, UnidentifiedImageError
 
 # How a video's channels were laid out, as the processor's `data_format` records it per video.
 CHANNELS_FIRST, CHANNELS_LAST, NO_CHANNELS = "channels_first", "channels_last", "none"
 DATA_FORMATS = (CHANNELS_FIRST, CHANNELS_LAST, NO_CHANNELS)
 # ITU-R BT.601 luma, the weights of PIL's convert("L").
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+# The files read_video reads: image frames in a folder, an animated GIF, a numpy array.
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+VIDEO_FILE_TYPES = "a .gif, a .npy/.npz file or a folder of image frames"
+# 16-bit and float images would be clipped to 8 bits on conversion: refused instead.
+_HIGH_DEPTH_MODES = ("I", "I;16", "I;16L", "I;16B", "I;16N", "F")
+
+
+def positive_int(name: str, value) -> int:
+    """`value` as an int when it is an integer > 0 (Python or numpy, not a bool); else a `ValueError` naming
+    `name`."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value <= 0:
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
+    return int(value)
+
+
+def read_video(
+    path, num_channels: int | None = 1, *, name: str | None = None
+) -> list[Image.Image] | np.ndarray:
+    """The frames stored at `path`: an animated GIF (every frame, composited as a viewer shows it), a folder of
+    image frames (sorted by name), or a ``.npy`` / ``.npz`` array (``.npz`` holding one array). Images come back as
+    PIL frames in mode ``"L"`` (`num_channels` 1) or ``"RGB"`` (any other count, or None); arrays as they are
+    stored. Never unpickles. `name` is how errors call the input (default ``inputs '<path>'``).
+
+    Raises:
+        FileNotFoundError: no such file or folder, or a folder without images.
+        ValueError: another kind of file, an image that cannot be read, a 16-bit or float image, or an ``.npz``
+            with several arrays.
+    """
+    path = Path(path)
+    name = f"inputs {os.fspath(path)!r}" if name is None else name
+    if not path.exists():
+        raise FileNotFoundError(f"{name} does not exist; give {VIDEO_FILE_TYPES}")
+    mode = "L" if num_channels == 1 else "RGB"
+    if path.is_dir():
+        return _read_image_folder(path, mode, name)
+    suffix = path.suffix.lower()
+    if suffix == ".gif":
+        try:
+            with Image.open(path) as image:
+                return [frame.convert(mode) for frame in ImageSequence.Iterator(image)]
+        except (UnidentifiedImageError, OSError) as error:
+            raise ValueError(f"{name} cannot be read as a GIF ({error})") from error
+    if suffix == ".npy":
+        return np.load(path, allow_pickle=False)
+    if suffix == ".npz":
+        with np.load(path, allow_pickle=False) as archive:
+            if len(archive.files) != 1:
+                raise ValueError(f"{name} must hold exactly one array, has {archive.files}")
+            return archive[archive.files[0]]
+    file_type = repr(suffix) if suffix else "(no suffix)"
+    raise ValueError(f"{name} has an unknown file type {file_type}; give {VIDEO_FILE_TYPES}")
+
+
+def _read_image_folder(folder: Path, mode: str, name: str) -> list[Image.Image]:
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise FileNotFoundError(
+            f"{name} is a folder that holds no image frames ({', '.join(IMAGE_SUFFIXES)})"
+        )
+    frames = []
+    for file in files:
+        try:
+            with Image.open(file) as image:
+                if image.mode in _HIGH_DEPTH_MODES:
+                    raise ValueError(
+                        f"{name}: {file.name} is a {image.mode!r} image (16-bit or float), which is not "
+                        "supported; save 8-bit frames"
+                    )
+                frames.append(image.convert(mode))
+        except (UnidentifiedImageError, OSError) as error:
+            raise ValueError(f"{name}: {file.name} cannot be read as an image ({error})") from error
+    return frames
+
+
+def frames_to_gif(frames: np.ndarray, duration_ms: int = 200, *, scale: int = 1) -> bytes:
+    """An animated GIF (looping) of uint8 frames `(T, H, W)` or `(T, H, W, C)` (C = 1, 3 or 4), each frame shown
+    `duration_ms` milliseconds and enlarged `scale` times (nearest neighbour)."""
+    if frames.ndim == 4 and frames.shape[-1] == 1:
+        frames = frames[..., 0]
+    images = [Image.fromarray(frame) for frame in frames]
+    if scale != 1:
+        images = [
+            image.resize((image.width * scale, image.height * scale), Image.NEAREST) for image in images
+        ]
+    buffer = io.BytesIO()
+    images[0].save(
+        buffer, format="GIF", save_all=True, append_images=images[1:], duration=duration_ms, loop=0
+    )
+    return buffer.getvalue()
 
 
 def is_frame(value) -> bool:
@@ -173,8 +268,13 @@ __all__ = [
     "CHANNELS_FIRST",
     "CHANNELS_LAST",
     "DATA_FORMATS",
+    "IMAGE_SUFFIXES",
     "NO_CHANNELS",
+    "VIDEO_FILE_TYPES",
+    "frames_to_gif",
     "is_frame",
+    "positive_int",
+    "read_video",
     "split_videos",
     "tensor_to_numpy",
     "to_channels_first",
