@@ -5,7 +5,7 @@ Every dataset here has a ``frames`` column, one sequence per row, (T, C, H, W), 
 rows into float32 ``pixel_values`` / ``labels`` batches.
 
 Rain-rate windows (radar archives, the generated synthetic rain) share another schema, ``rain_rate`` (T, 1, H, W)
-uint16 at 0.01 mm/h (:mod:`.rain_storage`); :class:`RainRateCollator` turns them into model-space batches.
+uint16 at 0.01 mm/h (:mod:`bidirectional_conv_lstm.data.rain.storage`); :class:`RainRateCollator` turns them into model-space batches.
 """
 
 from .cache import default_cache_dir

@@ -2,7 +2,7 @@
 
 The data is named the way the training configs name it (``dataset:`` plus its ``data:`` options), so what is
 pushed is exactly what ``scripts/train.py`` would build: generated Moving MNIST, synthetic rain or radar windows
-(the :mod:`.data.rain_storage` schema), or a folder of the user's sequences. The splits go up with
+(the :mod:`bidirectional_conv_lstm.data.rain.storage` schema), or a folder of the user's sequences. The splits go up with
 ``DatasetDict.push_to_hub`` (parquet shards and ``datasets``' metadata); the card (``README.md``, from the
 ``model_cards/frame_dataset.md`` template) says how the data was made, its splits, its digit pools or events,
 and its licence. A training config then reads it back by its id (``dataset: user/moving-mnist``).

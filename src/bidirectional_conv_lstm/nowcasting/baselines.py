@@ -1,6 +1,6 @@
 """The baselines every precipitation nowcast is judged against: persistence, optical-flow extrapolation, S-PROG.
 
-All forecasters here share one signature, the one :mod:`.nowcast_evaluation` calls for every method (the
+All forecasters here share one signature, the one :mod:`bidirectional_conv_lstm.nowcasting.evaluation` calls for every method (the
 model included)::
 
     forecast = forecaster(observed, valid=None, *, num_output_frames=12)
@@ -322,7 +322,7 @@ def get_baselines(names: Iterable[str], *, share_motion: bool = True) -> dict[st
 
 
 def model_forecaster(model, *, no_data_value: float = 0.0, autocast=None):
-    """``forecaster(observed, valid=None, *, num_output_frames)`` of :mod:`.nowcasting_baselines` for a rain-rate
+    """``forecaster(observed, valid=None, *, num_output_frames)`` of :mod:`bidirectional_conv_lstm.nowcasting.baselines` for a rain-rate
     model: mm/h in, mm/h out (``no_data_value`` where the last observed frame has no data, 0 as the baselines).
     ``autocast``: a context-manager factory the model runs under (``accelerator.autocast``, so a run's bf16 / fp16
     applies to its test forecasts as to its validation); None runs in the model's dtype."""

@@ -2,7 +2,7 @@
 attribution, the horizon and resolution it was trained for, its limits.
 
 Rendered from ``model_cards/convlstm_nowcasting.md`` with huggingface_hub's ``ModelCard``, like the frame-prediction
-card of :mod:`.hub` (whose upload helpers send either card).
+card of :mod:`bidirectional_conv_lstm.utils.cards` (the Hub uploads of :mod:`bidirectional_conv_lstm.hub` send either card).
 """
 
 from __future__ import annotations

@@ -250,7 +250,7 @@ def load_rain_datasets(args: TrainingArguments, splits: Sequence[str] = SPLITS) 
 
     Each event is cut (and cached) on its own, then the splits are concatenated. ``splits`` names the splits
     wanted (each must get windows; the result holds them and ``"info"``): a training run wants all three, scoring
-    one split (:func:`~.nowcast_evaluation.evaluate_rain_dataset`) that split alone, so the events may all be held
+    one split (:func:`~bidirectional_conv_lstm.nowcasting.evaluation.evaluate_rain_dataset`) that split alone, so the events may all be held
     out.
     """
     unknown = sorted(set(splits) - set(SPLITS))
@@ -297,7 +297,7 @@ def load_rain_datasets(args: TrainingArguments, splits: Sequence[str] = SPLITS) 
 def add_lucas_kanade_motion(windows, num_input_frames: int, *, batch_size: int = 64):
     """``windows`` (the rain-window schema) with a ``motion`` column: (2, H, W) float32, pysteps' dense
     Lucas-Kanade field of each window's first ``num_input_frames`` frames, pixels per frame step, x then y (the
-    field the extrapolation baseline moves rain along, :func:`~.nowcasting_baselines.lucas_kanade_motion`).
+    field the extrapolation baseline moves rain along, :func:`~bidirectional_conv_lstm.nowcasting.baselines.lucas_kanade_motion`).
 
     An estimate, not the truth: where the rain's motion cannot be seen (no rain, a single cell growing) it is
     interpolated. ``datasets`` caches the result beside the windows (by their fingerprint), so only the first

@@ -1,9 +1,9 @@
 """Score nowcasts (the model and the baselines) on rain-rate windows, the way weather services verify them.
 
 Every method goes through the same code: each batch of windows (the ``rain_rate`` column of the
-:mod:`.data.rain_storage` schema) is decoded to mm/h once, split into the observed frames and the future, every
+:mod:`bidirectional_conv_lstm.data.rain.storage` schema) is decoded to mm/h once, split into the observed frames and the future, every
 forecaster is called as ``forecaster(observed, valid=observed_valid, num_output_frames=T_out)`` (the signature
-of :mod:`.nowcasting_baselines`; a model is wrapped in a callable with that signature) and its forecast goes to
+of :mod:`bidirectional_conv_lstm.nowcasting.baselines`; a model is wrapped in a callable with that signature) and its forecast goes to
 its own :class:`~.verification.NowcastVerifier` with the future's no-data mask. Scores are therefore pooled
 over the same windows and the same valid pixels for every method.
 
@@ -14,7 +14,7 @@ Results are a plain dict (written as ``metrics.json``)::
      "methods": {name: {"overall": {"csi@1": ..., "fss@1/16": ..., "mae": ...},
                         "per_lead_time": {...}, "seconds_per_window": ...}}}
 
-and as Markdown tables (:mod:`.nowcast_tables`: methods as rows; CSI at each threshold, CSI-M, FSS at 1 mm/h
+and as Markdown tables (:mod:`bidirectional_conv_lstm.nowcasting.tables`: methods as rows; CSI at each threshold, CSI-M, FSS at 1 mm/h
 per window, MAE, MSE; overall or at one lead time).
 """
 
@@ -127,7 +127,7 @@ def score_nowcasts(
 
     Args:
         windows: a map-style dataset of rows with ``rain_rate`` (T, 1, H, W) in the stored uint16 form (a
-            ``datasets.Dataset`` in the :mod:`.data.rain_storage` schema, any other torch-style dataset).
+            ``datasets.Dataset`` in the :mod:`bidirectional_conv_lstm.data.rain.storage` schema, any other torch-style dataset).
         methods: see :func:`resolve_forecasters`.
         num_input_frames, num_output_frames: frames given to the forecasters and frames scored.
         thresholds, fss_windows: rain-rate thresholds (mm/h) and FSS window sizes (pixels) of the verifiers.
@@ -284,9 +284,9 @@ def evaluate_rain_dataset(
 
     Args:
         dataset: ``"synthetic_rain"`` or ``"radar"``; ``data`` holds their options as in a training config
-            (see :func:`~.nowcast_training.load_rain_datasets`: e.g. ``root``, ``events``, ``test_events``).
+            (see :func:`~bidirectional_conv_lstm.nowcasting.task.load_rain_datasets`: e.g. ``root``, ``events``, ``test_events``).
         split: train / validation / test.
-        baselines: baseline names (:func:`~.nowcasting_baselines.get_baseline`).
+        baselines: baseline names (:func:`~bidirectional_conv_lstm.nowcasting.baselines.get_baseline`).
         model_name_or_path: a saved rain-rate model (folder or Hub id), scored as ``"model"``.
         num_input_frames, num_output_frames: default to the model's, else 4 and 12.
         batch_size, max_samples, output_dir, mixed_precision: as in :func:`.evaluation.evaluate`.
@@ -294,7 +294,7 @@ def evaluate_rain_dataset(
     Returns:
         the results dict of :func:`evaluate_nowcasts` (written to ``output_dir`` when given), with ``"motion"``
         for a model with an advection head when pysteps is installed (its motion beside Lucas-Kanade's,
-        :func:`~.nowcast_motion.motion_check`).
+        :func:`~bidirectional_conv_lstm.nowcasting.motion.motion_check`).
     """
     _check_rain_evaluation(dataset, split, model_name_or_path, baselines)
     methods = resolve_forecasters(list(baselines)) if baselines else {}

@@ -3,7 +3,7 @@
 A forecaster that moves rain the wrong way (or not at all) loses the first half hour to optical-flow extrapolation
 whatever else it learns, and the scores alone do not say why. :func:`motion_against_lucas_kanade` compares, on the
 wet pixels (``>= wet_threshold`` mm/h in the last observed frame) of held-out windows, the advection head's motion at
-the first forecast step with pysteps' dense Lucas-Kanade field (:func:`.nowcasting_baselines.lucas_kanade_motion`,
+the first forecast step with pysteps' dense Lucas-Kanade field (:func:`bidirectional_conv_lstm.nowcasting.baselines.lucas_kanade_motion`,
 the field the extrapolation baseline moves rain along):
 
 - ``cosine``: the mean, over those pixels, of the cosine of the angle between the two vectors (1: the same

@@ -304,7 +304,7 @@ def plot_scores_by_lead_time(
     """Each score against lead time, one line per method (methods named in ``highlight`` drawn thicker).
 
     Args:
-        results: the dict of :func:`.nowcast_evaluation.evaluate_nowcasts`.
+        results: the dict of :func:`bidirectional_conv_lstm.nowcasting.evaluation.evaluate_nowcasts`.
         path: the PNG to write.
         scores: score keys, one panel each (default: CSI at every threshold up to 2 mm/h, and FSS at 1 mm/h
             on the largest window).

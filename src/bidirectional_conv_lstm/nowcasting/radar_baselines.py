@@ -7,7 +7,7 @@ columns that ever hold data, cut windows of
 ``num_input_frames`` observed + ``num_output_frames`` future frames of the **whole grid** (optical flow needs the
 context) with forecast origins every ``origin_every_minutes`` at the event's **native time step** (no resampling:
 interpolating 10-minute frames to 5 minutes would invent frames), and score every method with
-:func:`~.nowcast_evaluation.score_nowcasts`. Events with the same time step are then pooled (contingency counts
+:func:`~bidirectional_conv_lstm.nowcasting.evaluation.score_nowcasts`. Events with the same time step are then pooled (contingency counts
 summed over windows and pixels) and reported at one lead time (``+60 min``) and over all lead times.
 """
 
@@ -156,7 +156,7 @@ def run_radar_baselines(
         sources: ``{name: RadarSource}`` (e.g. :func:`~.data.radar_sources.example_radar_sources`).
         output_dir: where to write (``baselines.md``, ``metrics.json``, ``<time step>min_scores.png`` and, per
             event, ``forecast_strip.png``, ``forecast.gif``, ``radar_frame.png``).
-        methods: baseline names (:func:`~.nowcasting_baselines.get_baseline`).
+        methods: baseline names (:func:`~bidirectional_conv_lstm.nowcasting.baselines.get_baseline`).
         num_input_frames, num_output_frames: observed and forecast frames per window.
         origin_every_minutes: time between forecast origins (rounded to whole native steps).
         pixel_km: block-average the grids to about this resolution; None keeps the native grid.

@@ -1,4 +1,4 @@
-"""Markdown tables of nowcast scores (the results dict of :func:`.nowcast_evaluation.evaluate_nowcasts`).
+"""Markdown tables of nowcast scores (the results dict of :func:`bidirectional_conv_lstm.nowcasting.evaluation.evaluate_nowcasts`).
 
 Scores are keyed as the verifier names them: ``csi@T`` (threshold ``T`` mm/h), ``fss@T/W`` (threshold, window in
 pixels), ``csi_m``, ``mae``, ``mse``; a method's ``per_lead_time`` holds the same keys per lead time.

@@ -1,9 +1,9 @@
-"""Precipitation nowcasting in the Accelerate loop of :mod:`.training`: rain-rate data, validation, test.
+"""Precipitation nowcasting in the Accelerate loop of :mod:`bidirectional_conv_lstm.training`: rain-rate data, validation, test.
 
 ``train(args)`` with ``args.dataset`` ``"synthetic_rain"`` or ``"radar"`` trains on rain-rate windows (the
-:mod:`.data.rain_storage` schema) through :class:`RainRateTask`:
+:mod:`bidirectional_conv_lstm.data.rain.storage` schema) through :class:`RainRateTask`:
 
-- **data** (``args.data``, :mod:`.nowcast_data`): for ``"synthetic_rain"`` the fields of
+- **data** (``args.data``, :mod:`bidirectional_conv_lstm.nowcasting.data`): for ``"synthetic_rain"`` the fields of
   :class:`~bidirectional_conv_lstm.data.SyntheticRainConfig`; for ``"radar"`` see
   :func:`~bidirectional_conv_lstm.nowcasting.data.load_rain_datasets` (the fields of
   :class:`~bidirectional_conv_lstm.data.RadarWindowsConfig` plus the archive folder, the events, whole held-out

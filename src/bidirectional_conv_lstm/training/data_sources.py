@@ -1,6 +1,6 @@
 """The datasets of a run, from its arguments: what the training loop, the evaluation and the dataset upload read.
 
-Its own module so that the loops (training.py, evaluation.py) and hub_datasets.py depend on it, not on each other.
+Its own module so that the loops (loop.py, evaluation.py) and hub.datasets_push depend on it, not on each other.
 """
 
 from __future__ import annotations
