@@ -4,7 +4,7 @@ The data is named the way the training configs name it (``dataset:`` plus its ``
 pushed is exactly what ``scripts/train.py`` would build: generated Moving MNIST, synthetic rain or radar windows
 (the :mod:`bidirectional_conv_lstm.data.rain.storage` schema), or a folder of the user's sequences. The splits go up with
 ``DatasetDict.push_to_hub`` (parquet shards and ``datasets``' metadata); the card (``README.md``, from the
-``model_cards/frame_dataset.md`` template) says how the data was made, its splits, its digit pools or events,
+``utils/card_templates/frame_dataset.md`` template) says how the data was made, its splits, its digit pools or events,
 and its licence. A training config then reads it back by its id (``dataset: user/moving-mnist``).
 """
 
@@ -228,7 +228,7 @@ def create_dataset_card(
         license: a Hub licence id; defaults to :data:`DEFAULT_DATASET_LICENSES` for generated data and must be
             given for radar windows and the user's own sequences.
         pretty_name: the card's title (defaults to the kind of data).
-        template_path: another Jinja2 template; defaults to ``model_cards/frame_dataset.md``.
+        template_path: another Jinja2 template; defaults to ``utils/card_templates/frame_dataset.md``.
 
     Returns:
         A `huggingface_hub.DatasetCard`.

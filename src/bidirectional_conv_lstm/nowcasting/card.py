@@ -1,7 +1,7 @@
 """The model card (``README.md``) of a rain-rate nowcasting model: scores beside the baselines, the data and its
 attribution, the horizon and resolution it was trained for, its limits.
 
-Rendered from ``model_cards/convlstm_nowcasting.md`` with huggingface_hub's ``ModelCard``, like the frame-prediction
+Rendered from ``utils/card_templates/convlstm_nowcasting.md`` with huggingface_hub's ``ModelCard``, like the frame-prediction
 card of :mod:`bidirectional_conv_lstm.utils.cards` (the Hub uploads of :mod:`bidirectional_conv_lstm.hub` send either card).
 """
 
