@@ -55,6 +55,56 @@ def _autocast(autocast_dtype):
     )
 
 
+def _warm_up(device: torch.device, iterations: int, run_once) -> None:
+    """Call ``run_once()`` ``iterations`` times on a side stream before a capture, as CUDA graphs ask (cuDNN picks
+    its algorithms, the caching allocator settles)."""
+    stream = torch.cuda.Stream(device)
+    stream.wait_stream(torch.cuda.current_stream(device))
+    with torch.cuda.stream(stream):
+        for _ in range(iterations):
+            run_once()
+    torch.cuda.current_stream(device).wait_stream(stream)
+
+
+def _check_capturable_adam(optimizer) -> None:
+    if not isinstance(optimizer, (torch.optim.Adam, torch.optim.AdamW)) or not all(
+        group.get("capturable", False) for group in optimizer.param_groups
+    ):
+        raise ValueError(
+            f"optimizer must be torch.optim.Adam or AdamW created with capturable=True, got "
+            f"{type(optimizer).__name__} (capturable={optimizer.defaults.get('capturable')})"
+        )
+
+
+def _training_state(model: nn.Module, optimizer: torch.optim.Optimizer) -> tuple[dict, dict]:
+    """Copies of the model's weights and buffers (by name) and of the optimizer's state tensors (Adam's moments and
+    step counter, by parameter)."""
+    weights = {name: tensor.detach().clone() for name, tensor in model.state_dict().items()}
+    moments = {
+        parameter: {key: value.clone() for key, value in state.items() if isinstance(value, torch.Tensor)}
+        for parameter, state in optimizer.state.items()
+    }
+    return weights, moments
+
+
+@torch.no_grad()
+def _restore_training_state(
+    model: nn.Module, optimizer: torch.optim.Optimizer, weights: dict, moments: dict
+) -> None:
+    """Put back, in place, what :func:`_training_state` copied; optimizer state made since starts at zero."""
+    for name, tensor in model.state_dict().items():
+        tensor.copy_(weights[name])
+    for parameter, state in optimizer.state.items():
+        before = moments.get(parameter, {})
+        for key, value in state.items():
+            if not isinstance(value, torch.Tensor):
+                continue
+            if key in before:
+                value.copy_(before[key])
+            else:  # a fresh Adam's moments and step counter start at zero
+                value.zero_()
+
+
 def _check_same(name: str, tensor, static: torch.Tensor) -> None:
     if not isinstance(tensor, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(tensor).__name__}")
@@ -101,12 +151,8 @@ class GraphedFramePrediction:
             raise ValueError("model must be in eval() mode to capture inference (call model.eval() first)")
         self.model, self.num_output_frames, self.autocast_dtype = model, num_output_frames, autocast_dtype
         self.static_input = example_pixel_values.detach().clone()
-        stream = torch.cuda.Stream(device)
-        stream.wait_stream(torch.cuda.current_stream(device))
-        with torch.cuda.stream(stream), torch.no_grad():
-            for _ in range(warmup_iterations):
-                self._forward()
-        torch.cuda.current_stream(device).wait_stream(stream)
+        with torch.no_grad():
+            _warm_up(device, warmup_iterations, self._forward)
         self.graph = torch.cuda.CUDAGraph()
         with torch.no_grad(), torch.cuda.graph(self.graph):
             self.static_output = self._forward()
@@ -167,13 +213,7 @@ class GraphedTrainingStep:
             raise ValueError(
                 "model must be in train() mode to capture a training step (call model.train() first)"
             )
-        if not isinstance(optimizer, (torch.optim.Adam, torch.optim.AdamW)) or not all(
-            group.get("capturable", False) for group in optimizer.param_groups
-        ):
-            raise ValueError(
-                f"optimizer must be torch.optim.Adam or AdamW created with capturable=True, got "
-                f"{type(optimizer).__name__} (capturable={optimizer.defaults.get('capturable')})"
-            )
+        _check_capturable_adam(optimizer)
         self.model, self.optimizer = model, optimizer
         self.autocast_dtype, self.teacher_forcing_ratio, self.max_grad_norm = (
             autocast_dtype,
@@ -182,37 +222,19 @@ class GraphedTrainingStep:
         )
         self.static_input = example_pixel_values.detach().clone()
         self.static_labels = example_labels.detach().clone()
-
         # The warm-up steps change the weights and the optimizer's moments: remember both, restore them in place
         # (the graph reads those very tensors).
-        weights = {name: tensor.detach().clone() for name, tensor in model.state_dict().items()}
-        moments = {
-            parameter: {key: value.clone() for key, value in state.items() if isinstance(value, torch.Tensor)}
-            for parameter, state in optimizer.state.items()
-        }
-        stream = torch.cuda.Stream(device)
-        stream.wait_stream(torch.cuda.current_stream(device))
-        with torch.cuda.stream(stream):
-            for _ in range(warmup_iterations):
-                optimizer.zero_grad(set_to_none=True)
-                self._step()
-        torch.cuda.current_stream(device).wait_stream(stream)
+        weights, moments = _training_state(model, optimizer)
+        _warm_up(device, warmup_iterations, self._warm_up_step)
         self.graph = torch.cuda.CUDAGraph()
         optimizer.zero_grad(set_to_none=True)
         with torch.cuda.graph(self.graph):
             self.static_loss = self._step()
-        with torch.no_grad():
-            for name, tensor in model.state_dict().items():
-                tensor.copy_(weights[name])
-            for parameter, state in optimizer.state.items():
-                before = moments.get(parameter, {})
-                for key, value in state.items():
-                    if not isinstance(value, torch.Tensor):
-                        continue
-                    if key in before:
-                        value.copy_(before[key])
-                    else:  # a fresh Adam's moments and step counter start at zero
-                        value.zero_()
+        _restore_training_state(model, optimizer, weights, moments)
+
+    def _warm_up_step(self) -> None:
+        self.optimizer.zero_grad(set_to_none=True)
+        self._step()
 
     def _step(self) -> torch.Tensor:
         with _autocast(self.autocast_dtype):

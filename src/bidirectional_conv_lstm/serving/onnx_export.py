@@ -92,8 +92,34 @@ def export_onnx(
         ValueError / TypeError: bad arguments (before anything is exported); ImportError: onnxscript (or, with
         `check`, onnxruntime) is missing; RuntimeError: ONNX Runtime disagrees with PyTorch by more than `atol`.
     """
+    output_path = _checked_output_path(output_path, num_input_frames, num_output_frames)
+    model = _load(model)
+    config = model.config
+    num_input = _frame_count("num_input_frames", num_input_frames, config.num_input_frames)
+    num_output = _frame_count("num_output_frames", num_output_frames, config.num_output_frames)
+    # A float32 copy in eval mode on the CPU: the caller's model keeps its device, dtype and mode.
+    wrapper = _FixedHorizon(copy.deepcopy(model).float().cpu(), num_output).eval()
+    _write_onnx(wrapper, num_input, output_path, opset_version)
+    report = {
+        "path": str(output_path),
+        "num_input_frames": num_input,
+        "num_output_frames": num_output,
+        "max_abs_diff": {},
+    }
+    if check:
+        report["max_abs_diff"] = check_onnx_model(
+            output_path, wrapper.model, num_output_frames=num_output, atol=atol
+        )
+    return report
+
+
+def _checked_output_path(
+    output_path: str | os.PathLike, num_input_frames: int | None, num_output_frames: int | None
+) -> Path:
+    """`output_path` as a `Path`, once the arguments are checked and the exporter's onnxscript is found: all before
+    the model is loaded."""
     for name, value in (("num_input_frames", num_input_frames), ("num_output_frames", num_output_frames)):
-        _frame_count(name, value, 1)  # checked before the model is loaded
+        _frame_count(name, value, 1)
     output_path = Path(output_path)
     if output_path.suffix != ".onnx":
         raise ValueError(f"output_path must end in .onnx, got {os.fspath(output_path)!r}")
@@ -103,15 +129,15 @@ def export_onnx(
         raise ImportError(
             'ONNX export needs onnxscript (and onnxruntime to check): pip install "bidirectional-conv-lstm[onnx]"'
         ) from error
+    return output_path
 
-    model = _load(model)
-    config = model.config
-    num_input = _frame_count("num_input_frames", num_input_frames, config.num_input_frames)
-    num_output = _frame_count("num_output_frames", num_output_frames, config.num_output_frames)
-    # A float32 copy in eval mode on the CPU: the caller's model keeps its device, dtype and mode.
-    wrapper = _FixedHorizon(copy.deepcopy(model).float().cpu(), num_output).eval()
+
+def _write_onnx(wrapper: _FixedHorizon, num_input_frames: int, output_path: Path, opset_version: int) -> None:
+    """Export `wrapper` (float32, eval mode, on the CPU) to `output_path`, with `num_input_frames` fixed and the
+    batch, height and width dynamic."""
+    config = wrapper.model.config
     patch = config.patch_size
-    example = torch.rand(2, num_input, config.num_channels, 2 * patch, 3 * patch)
+    example = torch.rand(2, num_input_frames, config.num_channels, 2 * patch, 3 * patch)
     dim = torch.export.Dim
     # Sizes as multiples of the patch, so the exporter can prove the model's divisibility checks.
     dynamic_shapes = {
@@ -134,17 +160,6 @@ def export_onnx(
             verbose=False,
         )
     program.save(os.fspath(output_path))
-    report = {
-        "path": str(output_path),
-        "num_input_frames": num_input,
-        "num_output_frames": num_output,
-        "max_abs_diff": {},
-    }
-    if check:
-        report["max_abs_diff"] = check_onnx_model(
-            output_path, wrapper.model, num_output_frames=num_output, atol=atol
-        )
-    return report
 
 
 def check_onnx_model(

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from ..data import FramePredictionCollator, load_moving_mnist_test_file, mean_pixel_value
+from ..data import SPLITS, FramePredictionCollator, load_moving_mnist_test_file, mean_pixel_value
 from ..utils.hardware import make_accelerator
 from ..utils.loading import load_pretrained_model
 from ..utils.visualize import plot_lead_time
@@ -135,7 +135,7 @@ def evaluate(
     """
     from torch.utils.data import DataLoader
 
-    if split not in ("train", "validation", "test"):
+    if split not in SPLITS:
         raise ValueError(f"split must be 'train', 'validation' or 'test', got {split!r}")
     model = load_pretrained_model(model_name_or_path)  # clear errors for a missing folder / repo, bad weights
     num_input_frames = num_input_frames or model.config.num_input_frames

@@ -24,11 +24,13 @@ import shutil
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from accelerate import Accelerator
 from accelerate.utils import DataLoaderConfiguration, broadcast, set_seed
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
@@ -53,7 +55,7 @@ STATE_FILE = (
 _clock = time.perf_counter
 
 
-# --------------------------------------------------------------------------- data
+# --------------------------------------------------------------------------- checkpoints
 def find_latest_checkpoint(output_dir: str | os.PathLike) -> Path | None:
     """The checkpoint with the highest recorded step under ``output_dir/checkpoints`` (complete ones only)."""
     root = Path(output_dir) / "checkpoints"
@@ -235,17 +237,113 @@ def _test_best_model(
     return results
 
 
+@dataclasses.dataclass(eq=False)
+class _Run:
+    """One training run's prepared objects and counters, handed from each step of :func:`train` to the next."""
+
+    args: TrainingArguments
+    accelerator: Accelerator
+    task: Any  # FramePredictionTask, or the task of a registered kind of data (see .kinds)
+    model: torch.nn.Module | None  # prepared by accelerate (wrapped in DDP with several processes)
+    unwrapped_model: ConvLSTMForFramePrediction
+    averaged: AveragedModel | None  # the moving average of the weights (ema_decay), or None
+    optimizer: torch.optim.Optimizer | None
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None
+    train_loader: DataLoader | None
+    eval_loader: DataLoader | None
+    run_progress: RunProgress
+    max_steps: int
+    state: dict  # the position and the best model so far, saved in every checkpoint
+    picture_batch: dict | None  # a few validation sequences drawn at every evaluation (with a tracker)
+    # The loop's counters, set by _start_training.
+    progress: tqdm | None = None
+    tuner: ThreadTuner | None = None
+    started: float = 0.0
+    step_seconds: float = 0.0  # in forward, backward and the optimizer since the last optimizer step
+    window_start: float = 0.0  # the logging window: when it started, and the samples seen since
+    window_samples: int = 0
+    step_loss: torch.Tensor | None = None
+
+    @property
+    def output_dir(self) -> Path:
+        return Path(self.args.output_dir)
+
+    @property
+    def evaluated_model(self) -> torch.nn.Module:
+        """What is validated, kept as the best model and tested: the weights, or their moving average."""
+        return self.unwrapped_model if self.averaged is None else self.averaged.module
+
+    @property
+    def kept_model(self) -> torch.nn.Module:
+        """What is saved as the best model (the prepared model saves through accelerate)."""
+        return self.model if self.averaged is None else self.averaged.module
+
+
 def train(args: TrainingArguments) -> dict:
     """Train, evaluate and save a frame-prediction model as ``args`` says; returns the final results.
 
-    Phases: the accelerator and precision; the data, its task and loaders; the model, optimizer and the schedules'
-    position (:class:`RunProgress`); the state (fresh or resumed); the loop (steps, validation, the best model,
-    checkpoints, stopping at the step or time budget); the best model's test, card and pictures.
+    Steps: set up (the accelerator and precision; the data, its task and loaders; the model, optimizer and the
+    schedules' position, :class:`RunProgress`; the state, fresh or resumed); epochs of optimizer steps, each
+    followed by the logging, validation (keeping the best model) and checkpoint it is due, until the step or time
+    budget; finish (the best model's test, card and pictures; the teardown; the upload).
 
     Returns:
         ``{"global_step", "metric_for_best_model", "best_metric", "best_step", "train_minutes", "test": {metric: value, ..., "baselines": ...},
         "output_dir", "model"}``; ``model`` is the model after the last step (the best one is in ``output_dir``).
     """
+    run = _set_up(args)
+    _start_training(run)
+    stop = run.state["global_step"] >= run.max_steps
+    while not stop:
+        stop = _train_epoch(run)
+    return _finish(run)
+
+
+# --------------------------------------------------------------------------- set up
+def _set_up(args: TrainingArguments) -> _Run:
+    """The run's accelerator, data, task, loaders, model, optimizer and learning-rate schedule, prepared by
+    accelerate, with its state (fresh, or restored from a checkpoint)."""
+    accelerator, args = _set_up_process(args)
+    with accelerator.main_process_first():
+        splits = load_datasets(args)
+    task = make_task(args, splits)
+    train_loader, eval_loader = _data_loaders(args, accelerator, splits, task)
+    model = _new_model(args)
+    optimizer = _optimizer(args, model)
+    max_steps, run_progress, scheduler = _schedules(args, accelerator, optimizer, len(train_loader))
+    model, optimizer, train_loader, eval_loader, scheduler = accelerator.prepare(
+        model, optimizer, train_loader, eval_loader, scheduler
+    )
+    unwrapped_model = accelerator.unwrap_model(model)
+    averaged = _weight_average(args, accelerator, unwrapped_model)
+    if accelerator.is_main_process and args.report_to != "none":
+        accelerator.init_trackers("convlstm", config=_flat(args.to_dict()))
+    state = _restored_state(args, accelerator)
+    picture_batch = None
+    if args.report_to != "none":
+        validation = splits["validation"]
+        picture_batch = task.collator([validation[i] for i in range(min(2, len(validation)))])
+    return _Run(
+        args=args,
+        accelerator=accelerator,
+        task=task,
+        model=model,
+        unwrapped_model=unwrapped_model,
+        averaged=averaged,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        train_loader=train_loader,
+        eval_loader=eval_loader,
+        run_progress=run_progress,
+        max_steps=max_steps,
+        state=state,
+        picture_batch=picture_batch,
+    )
+
+
+def _set_up_process(args: TrainingArguments) -> tuple[Accelerator, TrainingArguments]:
+    """Threads, the accelerator (``args`` comes back with the precision it chose), the seed, and the output folder
+    with the resolved configuration."""
     if args.num_threads is not None:
         torch.set_num_threads(args.num_threads)
     accelerator, args, precision_note = _make_accelerator(args)
@@ -253,16 +351,15 @@ def train(args: TrainingArguments) -> dict:
     # Saturated sigmoids (a dark background pushed to exactly 0) produce denormal floats, which are ~100x slower
     # on x86 CPUs; flushing them to zero changes no result that matters.
     torch.set_flush_denormal(True)
-    output_dir = Path(args.output_dir)
     if accelerator.is_main_process:
+        output_dir = Path(args.output_dir)
         output_dir.mkdir(parents=True, exist_ok=True)
         args.save(output_dir / "training_config.yaml", comment=precision_note)
+    return accelerator, args
 
-    with accelerator.main_process_first():
-        splits = load_datasets(args)
-    task = make_task(args, splits)
-    train_loader, eval_loader = _data_loaders(args, accelerator, splits, task)
 
+def _new_model(args: TrainingArguments) -> ConvLSTMForFramePrediction:
+    """:func:`build_model`, with gradient checkpointing when ``args`` asks for it."""
     model = build_model(args)
     if args.gradient_checkpointing:
         # transformers 5 renamed gradient_checkpointing_enable (now deprecated) to activation_checkpointing_enable.
@@ -270,10 +367,15 @@ def train(args: TrainingArguments) -> dict:
             getattr(model, "activation_checkpointing_enable", None) or model.gradient_checkpointing_enable
         )
         enable()
-    optimizer = _optimizer(args, model)
-    steps_per_epoch = math.ceil(
-        len(train_loader) / accelerator.num_processes / args.gradient_accumulation_steps
-    )
+    return model
+
+
+def _schedules(
+    args: TrainingArguments, accelerator: Accelerator, optimizer: torch.optim.Optimizer, train_batches: int
+) -> tuple[int, RunProgress, torch.optim.lr_scheduler.LambdaLR]:
+    """The run's length in optimizer steps, its position on the schedules (steps or the time budget) and the
+    learning-rate scheduler that follows that position; ``train_batches`` is the training loader's length."""
+    steps_per_epoch = math.ceil(train_batches / accelerator.num_processes / args.gradient_accumulation_steps)
     max_steps = args.max_train_steps
     if args.num_train_epochs is not None:
         max_steps = min(max_steps, args.num_train_epochs * steps_per_epoch)
@@ -281,145 +383,172 @@ def train(args: TrainingArguments) -> dict:
         max_steps,
         None if args.max_train_minutes is None else 60 * args.max_train_minutes,
         follow_budget=args.schedules_follow_budget,
-        clock=_clock,
+        clock=_clock,  # read here, at call time, so that a test's fake clock counts
         agree=_main_process_seconds(accelerator) if accelerator.num_processes > 1 else None,
     )
     # transformers' schedule at the run's position (the step, or the share of the time budget spent), not at the
     # scheduler's own counter, which accelerate advances once per process.
     lr_factor = learning_rate_factor(args.lr_scheduler_type, args.learning_rate, args.warmup_steps, max_steps)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: lr_factor(run_progress.position))
-    model, optimizer, train_loader, eval_loader, scheduler = accelerator.prepare(
-        model, optimizer, train_loader, eval_loader, scheduler
-    )
-    unwrapped_model = accelerator.unwrap_model(model)
-    averaged = _weight_average(args, accelerator, unwrapped_model)
-    # What is validated, kept as the best model and tested: the weights, or their moving average.
-    evaluated_model = unwrapped_model if averaged is None else averaged.module
-    kept_model = model if averaged is None else averaged.module  # the prepared model saves through accelerate
-    if accelerator.is_main_process and args.report_to != "none":
-        accelerator.init_trackers("convlstm", config=_flat(args.to_dict()))
-    state = _restored_state(args, accelerator)
+    return max_steps, run_progress, scheduler
 
-    progress = tqdm(
-        total=max_steps,
+
+def _start_training(run: _Run) -> None:
+    """Start the progress bar, the clocks (a resumed run's budget goes on from what it had spent), the thread
+    tuner and the logging window."""
+    args, accelerator, state = run.args, run.accelerator, run.state
+    run.progress = tqdm(
+        total=run.max_steps,
         initial=state["global_step"],
         disable=not accelerator.is_local_main_process,
         desc="training",
         dynamic_ncols=True,
     )
-    started = time.perf_counter()
-    run_progress.start(elapsed_before=state.get("train_seconds", 0.0))
-    run_progress.update(state["global_step"])
-    tuner, step_seconds = None, 0.0
+    run.started = time.perf_counter()
+    run.run_progress.start(elapsed_before=state.get("train_seconds", 0.0))
+    run.run_progress.update(state["global_step"])
     if args.adapt_num_threads and accelerator.device.type == "cpu" and torch.get_num_threads() > 1:
-        tuner = ThreadTuner(log=progress.write if accelerator.is_local_main_process else None)
-    window_start, window_samples = time.perf_counter(), 0
-    step_loss = torch.zeros((), device=accelerator.device)
-    stop = state["global_step"] >= max_steps
-    picture_batch = None
-    if args.report_to != "none":  # a few validation sequences drawn at every evaluation
-        picture_batch = task.collator(
-            [splits["validation"][i] for i in range(min(2, len(splits["validation"])))]
-        )
-    while not stop:
-        train_loader.set_epoch(state["epoch"])
-        if hasattr(train_loader.collate_fn, "set_epoch"):  # e.g. augmentation drawn per epoch
-            train_loader.collate_fn.set_epoch(state["epoch"])
-        model.train()
-        loader = train_loader
-        if state["batches_in_epoch"]:
-            loader = accelerator.skip_first_batches(train_loader, state["batches_in_epoch"])
-        for batch in loader:
-            # The random numbers of a step (dropout, scheduled sampling) depend only on where the run is, so a
-            # resumed run draws exactly what the uninterrupted one drew (DataLoader iterators also draw from the
-            # global generator, and a resumed run creates one more of them).
-            torch.manual_seed(_step_seed(args.seed, accelerator.process_index, state))
-            state["batches_in_epoch"] += 1
-            unwrapped_model.auxiliary_loss_scale = args.auxiliary_loss_scale(run_progress.position)
-            step_started = time.perf_counter()
-            with accelerator.accumulate(model):
-                outputs = model(
-                    **task.model_inputs(batch),
-                    teacher_forcing_ratio=args.teacher_forcing_ratio(run_progress.position),
-                )
-                accelerator.backward(outputs.loss)
-                if accelerator.sync_gradients and args.max_grad_norm > 0:
-                    accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm)
-                optimizer.step()
-                if accelerator.sync_gradients:  # the next step's position, which scheduler.step() reads
-                    run_progress.update(state["global_step"] + 1)
-                scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
-            step_seconds += time.perf_counter() - step_started
-            step_loss += outputs.loss.detach() / args.gradient_accumulation_steps
-            window_samples += batch["pixel_values"].shape[0] * accelerator.num_processes
-            if not accelerator.sync_gradients:
-                continue
-            if averaged is not None:
-                averaged.update_parameters(unwrapped_model)
-            state["global_step"] += 1
-            state["train_seconds"] = run_progress.elapsed  # a resumed run's budget goes on from here
-            step = state["global_step"]
-            progress.update(1)
-            if tuner is not None:
-                tuner.record(step_seconds)
-            step_seconds = 0.0
-            if step % args.logging_steps == 0 or step == max_steps:
-                loss = accelerator.reduce(step_loss, reduction="mean").item()
-                rate = window_samples / max(time.perf_counter() - window_start, 1e-9)
-                learning_rate = scheduler.get_last_lr()[0]
-                progress.set_postfix(loss=f"{loss:.4f}", lr=f"{learning_rate:.2e}", samples_s=f"{rate:.1f}")
-                accelerator.log(
-                    {
-                        "train/loss": loss,
-                        "train/learning_rate": learning_rate,
-                        "train/samples_per_second": rate,
-                    },
-                    step=step,
-                )
-                window_start, window_samples = time.perf_counter(), 0
-            step_loss.zero_()
-            out_of_time = run_progress.out_of_time
-            if step % args.eval_steps == 0 or step >= max_steps or out_of_time:
-                progress.clear()  # the scores go on a line of their own, not after the progress bar
-                evaluated_model.auxiliary_loss_scale = unwrapped_model.auxiliary_loss_scale
-                metrics = task.validate(evaluated_model, eval_loader, accelerator, step)
-                sys.stdout.flush()  # now, also when stdout is a pipe (`make train | tee log`)
-                progress.refresh()
-                if args.report_to != "none" and accelerator.is_main_process:
-                    _log_pictures(accelerator, evaluated_model, picture_batch, step)
-                value, best = metrics[args.metric_for_best_model], state["best_metric"]
-                higher_is_better = args.best_model_metrics[args.metric_for_best_model]
-                if best is None or (value > best if higher_is_better else value < best):
-                    state["best_metric"], state["best_step"] = value, step
-                    _save_model(accelerator, kept_model, output_dir)
-                model.train()
-            if step % args.checkpointing_steps == 0:
-                _save_checkpoint(accelerator, args, state)
-            if step >= max_steps or out_of_time:
-                stop = True
-                break
-        else:
-            state["epoch"] += 1
-            state["batches_in_epoch"] = 0
-    progress.close()
-    train_minutes = (time.perf_counter() - started) / 60
+        run.tuner = ThreadTuner(log=run.progress.write if accelerator.is_local_main_process else None)
+    run.window_start, run.window_samples = time.perf_counter(), 0
+    run.step_loss = torch.zeros((), device=accelerator.device)
 
-    results = _test_best_model(args, accelerator, task, state, train_minutes)
-    unwrapped_model.auxiliary_loss_scale = 1.0
-    # Release the DDP wrapper and the prepared objects while the process group is alive: torn down after
-    # end_training() destroyed it, a process could wait forever for its already finished peer.
-    accelerator.wait_for_everyone()
-    model = optimizer = scheduler = train_loader = eval_loader = loader = None
-    accelerator.free_memory()
-    accelerator.end_training()
-    results["model"] = unwrapped_model  # the weights after the last step (the best ones are in output_dir)
+
+# --------------------------------------------------------------------------- steps
+def _train_epoch(run: _Run) -> bool:
+    """One pass over the training data (what is left of it, for a run resumed within an epoch); returns whether
+    the run stopped before the epoch's end."""
+    state, train_loader = run.state, run.train_loader
+    train_loader.set_epoch(state["epoch"])
+    if hasattr(train_loader.collate_fn, "set_epoch"):  # e.g. augmentation drawn per epoch
+        train_loader.collate_fn.set_epoch(state["epoch"])
+    run.model.train()
+    loader = train_loader
+    if state["batches_in_epoch"]:
+        loader = run.accelerator.skip_first_batches(train_loader, state["batches_in_epoch"])
+    for batch in loader:
+        if _train_on_batch(run, batch) and _end_of_step(run):
+            return True
+    state["epoch"] += 1
+    state["batches_in_epoch"] = 0
+    return False
+
+
+def _train_on_batch(run: _Run, batch: dict) -> bool:
+    """Forward and backward on one batch, and the optimizer's step once ``gradient_accumulation_steps`` batches'
+    gradients are in; returns whether the optimizer stepped."""
+    args, accelerator, state, model = run.args, run.accelerator, run.state, run.model
+    # The random numbers of a step (dropout, scheduled sampling) depend only on where the run is, so a resumed run
+    # draws exactly what the uninterrupted one drew (DataLoader iterators also draw from the global generator,
+    # and a resumed run creates one more of them).
+    torch.manual_seed(_step_seed(args.seed, accelerator.process_index, state))
+    state["batches_in_epoch"] += 1
+    run.unwrapped_model.auxiliary_loss_scale = args.auxiliary_loss_scale(run.run_progress.position)
+    step_started = time.perf_counter()
+    with accelerator.accumulate(model):
+        outputs = model(
+            **run.task.model_inputs(batch),
+            teacher_forcing_ratio=args.teacher_forcing_ratio(run.run_progress.position),
+        )
+        accelerator.backward(outputs.loss)
+        if accelerator.sync_gradients and args.max_grad_norm > 0:
+            accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm)
+        run.optimizer.step()
+        if accelerator.sync_gradients:  # the next step's position, which scheduler.step() reads
+            run.run_progress.update(state["global_step"] + 1)
+        run.scheduler.step()
+        run.optimizer.zero_grad(set_to_none=True)
+    run.step_seconds += time.perf_counter() - step_started
+    run.step_loss += outputs.loss.detach() / args.gradient_accumulation_steps
+    run.window_samples += batch["pixel_values"].shape[0] * accelerator.num_processes
+    return accelerator.sync_gradients
+
+
+def _end_of_step(run: _Run) -> bool:
+    """Count the optimizer step just taken (weight average, progress bar, thread tuner), then log, validate and
+    checkpoint as they are due; returns whether the run stops here (its steps or its time budget are spent)."""
+    args, state = run.args, run.state
+    if run.averaged is not None:
+        run.averaged.update_parameters(run.unwrapped_model)
+    state["global_step"] += 1
+    state["train_seconds"] = run.run_progress.elapsed  # a resumed run's budget goes on from here
+    step = state["global_step"]
+    run.progress.update(1)
+    if run.tuner is not None:
+        run.tuner.record(run.step_seconds)
+    run.step_seconds = 0.0
+    if step % args.logging_steps == 0 or step == run.max_steps:
+        _log_training(run, step)
+    run.step_loss.zero_()
+    out_of_time = run.run_progress.out_of_time
+    if step % args.eval_steps == 0 or step >= run.max_steps or out_of_time:
+        _validate_and_keep_best(run, step)
+    if step % args.checkpointing_steps == 0:
+        _save_checkpoint(run.accelerator, args, state)
+    return step >= run.max_steps or out_of_time
+
+
+def _log_training(run: _Run, step: int) -> None:
+    """The loss (averaged over processes), learning rate and speed since the last log: on the progress bar and to
+    the trackers; starts the next logging window."""
+    loss = run.accelerator.reduce(run.step_loss, reduction="mean").item()
+    rate = run.window_samples / max(time.perf_counter() - run.window_start, 1e-9)
+    learning_rate = run.scheduler.get_last_lr()[0]
+    run.progress.set_postfix(loss=f"{loss:.4f}", lr=f"{learning_rate:.2e}", samples_s=f"{rate:.1f}")
+    run.accelerator.log(
+        {"train/loss": loss, "train/learning_rate": learning_rate, "train/samples_per_second": rate},
+        step=step,
+    )
+    run.window_start, run.window_samples = time.perf_counter(), 0
+
+
+def _validate_and_keep_best(run: _Run, step: int) -> None:
+    """The task's validation of the evaluated model (pictures to the trackers); saves it to ``output_dir`` when it
+    beats the best so far by ``metric_for_best_model``."""
+    args, accelerator, state = run.args, run.accelerator, run.state
+    evaluated_model = run.evaluated_model
+    run.progress.clear()  # the scores go on a line of their own, not after the progress bar
+    evaluated_model.auxiliary_loss_scale = run.unwrapped_model.auxiliary_loss_scale
+    metrics = run.task.validate(evaluated_model, run.eval_loader, accelerator, step)
+    sys.stdout.flush()  # now, also when stdout is a pipe (`make train | tee log`)
+    run.progress.refresh()
+    if args.report_to != "none" and accelerator.is_main_process:
+        _log_pictures(accelerator, evaluated_model, run.picture_batch, step)
+    value, best = metrics[args.metric_for_best_model], state["best_metric"]
+    higher_is_better = args.best_model_metrics[args.metric_for_best_model]
+    if best is None or (value > best if higher_is_better else value < best):
+        state["best_metric"], state["best_step"] = value, step
+        _save_model(accelerator, run.kept_model, run.output_dir)
+    run.model.train()
+
+
+# --------------------------------------------------------------------------- finish
+def _finish(run: _Run) -> dict:
+    """After the last step: the best model's test, the teardown and the upload; returns :func:`train`'s results."""
+    args, accelerator = run.args, run.accelerator
+    run.progress.close()
+    train_minutes = (time.perf_counter() - run.started) / 60
+    results = _test_best_model(args, accelerator, run.task, run.state, train_minutes)
+    run.unwrapped_model.auxiliary_loss_scale = 1.0
+    _tear_down(run)
+    results["model"] = (
+        run.unwrapped_model
+    )  # the weights after the last step (the best ones are in output_dir)
     if args.push_to_hub and accelerator.is_main_process:
-        url = upload_model_folder(output_dir, args.hub_model_id, private=args.hub_private)
+        url = upload_model_folder(run.output_dir, args.hub_model_id, private=args.hub_private)
         accelerator.print(f"uploaded to {url}")
-    if tuner is not None:  # the caller gets torch's thread count back as it was
-        torch.set_num_threads(tuner.max_threads)
+    if run.tuner is not None:  # the caller gets torch's thread count back as it was
+        torch.set_num_threads(run.tuner.max_threads)
     return results
+
+
+def _tear_down(run: _Run) -> None:
+    """Release the DDP wrapper and the prepared objects, then end the trackers and the process group."""
+    # Released while the process group is alive: torn down after end_training() destroyed it, a process could
+    # wait forever for its already finished peer.
+    run.accelerator.wait_for_everyone()
+    run.model = run.optimizer = run.scheduler = run.train_loader = run.eval_loader = None
+    run.accelerator.free_memory()
+    run.accelerator.end_training()
 
 
 @torch.no_grad()
@@ -442,8 +571,6 @@ def _weight_average(args: TrainingArguments, accelerator: Accelerator, model):
     or None."""
     if args.ema_decay is None:
         return None
-    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
-
     averaged = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(args.ema_decay), use_buffers=True)
     accelerator.register_for_checkpointing(averaged)
     return averaged
