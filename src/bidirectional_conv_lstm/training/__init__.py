@@ -5,8 +5,9 @@ Other kinds of data (rain-rate windows) plug in through :mod:`.kinds`; this pack
 """
 
 from .arguments import TrainingArguments, load_training_arguments, parse_command_line
+from .checkpoints import find_latest_checkpoint
 from .kinds import DatasetKind, dataset_kind, register_dataset_kind
-from .loop import find_latest_checkpoint, train
+from .loop import train
 from .tasks import FramePredictionTask, make_task
 
 __all__ = [
