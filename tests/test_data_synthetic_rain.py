@@ -95,7 +95,7 @@ def test_noise_spectrum_follows_the_power_law(slope):
 
 
 def test_rain_moves_so_optical_flow_beats_persistence():
-    pytest.importorskip("pysteps")
+    pytest.importorskip("pysteps", reason="needs the nowcasting extra (pysteps)")
     from pysteps.extrapolation.semilagrangian import extrapolate
     from pysteps.motion.lucaskanade import dense_lucaskanade
 

@@ -51,7 +51,7 @@ def persistence_by_hand(observed, valid=None, *, num_output_frames):
 
 
 def test_every_method_is_scored_the_same_way(windows, tmp_path):
-    pytest.importorskip("pysteps")
+    pytest.importorskip("pysteps", reason="needs the nowcasting extra (pysteps)")
     results = evaluate_nowcasts(
         windows,
         {"persistence": "persistence", "extrapolation": "lucas_kanade", "callable": persistence_by_hand},

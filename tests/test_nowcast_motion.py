@@ -76,7 +76,7 @@ def test_model_motion_is_the_heads_motion_in_pixels_per_step():
 
 
 def test_the_comparison_tells_the_right_motion_from_the_wrong_one(windows):
-    pytest.importorskip("pysteps")
+    pytest.importorskip("pysteps", reason="needs the nowcasting extra (pysteps)")
     right = motion_against_lucas_kanade(head_moving((2.0, 1.0)), windows, num_input_frames=3, batch_size=3)
     overall = right["overall"]
     assert overall["windows"] == 4 and set(right["by_event"]) == {"even", "odd"}
@@ -100,7 +100,7 @@ def test_the_comparison_tells_the_right_motion_from_the_wrong_one(windows):
 
 
 def test_the_report_gives_the_motion_pooled_and_per_event(windows, tmp_path):
-    pytest.importorskip("pysteps")
+    pytest.importorskip("pysteps", reason="needs the nowcasting extra (pysteps)")
     from bidirectional_conv_lstm.nowcasting.evaluation import evaluate_nowcasts, write_nowcast_evaluation
 
     results = evaluate_nowcasts(windows, ["persistence"], num_input_frames=3, num_output_frames=2)

@@ -86,7 +86,7 @@ def test_a_clear_error_without_pysteps(monkeypatch):
 
 
 def test_extrapolation_recovers_a_translation():
-    pytest.importorskip("pysteps")
+    pytest.importorskip("pysteps", reason="needs the nowcasting extra (pysteps)")
     rain = translated_rain(4 + 6)
     observed, future = rain[None, :4], rain[None, 4:]
     motion = lucas_kanade_motion(observed)
@@ -104,7 +104,7 @@ def test_extrapolation_recovers_a_translation():
 
 
 def test_sprog_returns_nonnegative_mm_h_of_the_right_shape():
-    pytest.importorskip("pysteps")
+    pytest.importorskip("pysteps", reason="needs the nowcasting extra (pysteps)")
     rain = np.stack([translated_rain(4, 64, seed) for seed in (0, 1)])
     valid = np.ones(rain.shape, dtype=bool)
     valid[:, :, :6, :] = False  # a strip without radar data
@@ -119,7 +119,7 @@ def test_sprog_returns_nonnegative_mm_h_of_the_right_shape():
 
 
 def test_sprog_on_a_nearly_dry_window_falls_back_to_extrapolation():
-    pytest.importorskip("pysteps")
+    pytest.importorskip("pysteps", reason="needs the nowcasting extra (pysteps)")
     rain = np.zeros((1, 4, 64, 64), dtype=np.float32)
     rain[0, :, 30, 30] = 2.0  # one wet pixel: S-PROG cannot fit its AR model on it ("Singular matrix")
     forecast = sprog_forecast(rain, num_output_frames=3)
@@ -129,7 +129,7 @@ def test_sprog_on_a_nearly_dry_window_falls_back_to_extrapolation():
 
 
 def test_baselines_named_together_share_one_motion_field(monkeypatch):
-    pytest.importorskip("pysteps")
+    pytest.importorskip("pysteps", reason="needs the nowcasting extra (pysteps)")
     calls = []
     original = nowcasting_baselines.lucas_kanade_motion
     monkeypatch.setattr(

@@ -26,7 +26,7 @@ def stack_source(tmp_path, name: str, num_frames: int, step_minutes: float, seed
 
 
 def test_events_are_scored_and_pooled_by_time_step(tmp_path):
-    pytest.importorskip("pysteps")
+    pytest.importorskip("pysteps", reason="needs the nowcasting extra (pysteps)")
     sources = {
         "a": stack_source(tmp_path, "a", 9, 5, seed=0),
         "b": stack_source(tmp_path, "b", 11, 5, seed=1),

@@ -23,7 +23,8 @@ from bidirectional_conv_lstm.training.arguments import (
     load_training_arguments,
     parse_command_line,
 )
-from bidirectional_conv_lstm.training.loop import find_latest_checkpoint, train
+from bidirectional_conv_lstm.training.checkpoints import find_latest_checkpoint
+from bidirectional_conv_lstm.training.loop import train
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -668,10 +669,10 @@ def test_push_to_hub_at_the_end_of_training(local_hub, tmp_path, cache_dir):
 def test_resume_from_a_folder_that_is_not_a_checkpoint_fails_before_training(tmp_path):
     """A run's output folder (weights but no trainer_state.json) or an empty folder: named, with what a checkpoint
     holds, instead of accelerate's FileNotFoundError on pytorch_model.bin after the data is built."""
-    from bidirectional_conv_lstm.training import loop as training
+    from bidirectional_conv_lstm.training import checkpoints
     from bidirectional_conv_lstm.training.arguments import CHECKPOINT_STATE_FILE
 
-    assert training.STATE_FILE == CHECKPOINT_STATE_FILE
+    assert checkpoints.STATE_FILE == CHECKPOINT_STATE_FILE
     config_path = _write_config(tmp_path / "run.yaml", tiny_config(tmp_path / "out", tmp_path / "cache"))
     output = tmp_path / "a_run_output"
     output.mkdir()
@@ -687,3 +688,112 @@ def test_resume_from_a_folder_that_is_not_a_checkpoint_fails_before_training(tmp
         assert f"resume_from_checkpoint={str(folder)!r} is not a training checkpoint" in message
         assert missing in message and "model.safetensors, optimizer.bin" in message
     assert not (tmp_path / "cache").exists()  # no data was generated
+
+
+def _fine_tune_command(pretrained: Path, sequences: Path, output_dir: Path) -> list[str]:
+    """The README's fine-tune command (the Moving MNIST config, ``--model null``, a saved model, a folder of
+    sequences) with tiny settings."""
+    tiny = {
+        "num_input_frames": "2",
+        "num_output_frames": "2",
+        "max_train_steps": "2",
+        "max_train_minutes": "null",
+        "warmup_steps": "0",
+        "eval_steps": "2",
+        "checkpointing_steps": "2",
+        "eval_num_samples": "2",
+        "test_num_samples": "2",
+        "per_device_train_batch_size": "2",
+        "per_device_eval_batch_size": "2",
+        "mixed_precision": "no",
+        "adapt_num_threads": "false",
+    }
+    command = ["--config", str(ROOT / "configs" / "moving_mnist_cpu.yaml"), "--model", "null"]
+    command += ["--model_name_or_path", str(pretrained), "--dataset", str(sequences)]
+    command += ["--output_dir", str(output_dir)]
+    return command + [item for name, value in tiny.items() for item in (f"--{name}", value)]
+
+
+def test_readme_fine_tune_command_drops_the_config_files_moving_mnist_options(tmp_path, caplog, capsys):
+    """The config's Moving MNIST options (num_train, ...) do not stop a fine-tuning run on a folder of sequences:
+    they are dropped with a note that names them, and the run trains, tests and saves."""
+    import runpy
+
+    sequences = tmp_path / "my_sequences"
+    sequences.mkdir()
+    rng = np.random.default_rng(0)
+    for index in range(6):
+        np.save(sequences / f"sequence_{index}.npy", rng.integers(0, 256, (4, 16, 16), dtype=np.uint8))
+    pretrained = tmp_path / "pretrained"
+    config = ConvLSTMConfig(
+        num_channels=1, patch_size=4, hidden_sizes=[4], kernel_size=3, num_input_frames=2, num_output_frames=2
+    )
+    ConvLSTMForFramePrediction(config).save_pretrained(pretrained)
+    command = _fine_tune_command(pretrained, sequences, tmp_path / "finetuned")
+    command += ["--data.cache_dir", str(tmp_path / "cache")]
+    script = runpy.run_path(str(ROOT / "scripts" / "train.py"), run_name="train_script")
+    with caplog.at_level("WARNING", logger="bidirectional_conv_lstm.training.arguments"):
+        script["main"](command)
+    notes = [
+        record.getMessage() for record in caplog.records if "dropped the data options" in record.getMessage()
+    ]
+    assert len(notes) == 1
+    assert "['num_test', 'num_train', 'num_validation']" in notes[0]
+    assert (
+        "dataset='moving_mnist'" in notes[0] and f"dataset={str(sequences)!r} does not take them" in notes[0]
+    )
+    out = capsys.readouterr().out
+    summary = json.loads(out[out.index('{\n  "output_dir"') :])
+    assert summary["steps"] == 2 and summary["output_dir"] == str(tmp_path / "finetuned")
+    saved = yaml.safe_load((tmp_path / "finetuned" / "training_config.yaml").read_text())
+    assert saved["data"] == {"cache_dir": str(tmp_path / "cache")} and saved["model"] == {}
+    assert saved["mixed_precision"] == "no"  # `--mixed_precision no`, which YAML 1.1 reads as false
+    tuned = ConvLSTMForFramePrediction.from_pretrained(tmp_path / "finetuned")
+    assert tuned.config.hidden_sizes == [4]
+
+
+def test_options_of_another_dataset_are_dropped_only_when_they_come_from_the_file(tmp_path, caplog):
+    sequences = tmp_path / "sequences"
+    sequences.mkdir()
+    moving_mnist = _write_config(tmp_path / "mnist.yaml", tiny_config(tmp_path / "out", tmp_path / "cache"))
+    with caplog.at_level("WARNING", logger="bidirectional_conv_lstm.training.arguments"):
+        args = load_training_arguments(moving_mnist, {"dataset": str(sequences)})
+    assert args.data == {"cache_dir": str(tmp_path / "cache")}
+    (note,) = [record.getMessage() for record in caplog.records]
+    assert "['digit_size', 'image_size', 'num_frames', 'num_test', 'num_train', 'num_validation']" in note
+    assert str(moving_mnist) in note and "written for dataset='moving_mnist'" in note
+    # An option set for the chosen dataset on the command line is checked, not dropped.
+    with pytest.raises(ValueError, match=r"data has unknown options \['num_train'\] for dataset="):
+        parse_command_line(
+            ["--config", str(moving_mnist), "--dataset", str(sequences), "--data.num_train", "4"]
+        )
+    # So is an unknown option in a config file written for this dataset.
+    folder_config = tiny_config(tmp_path / "out", tmp_path / "cache", dataset=str(sequences))
+    with pytest.raises(ValueError, match=r"data has unknown options \['digit_size', "):
+        load_training_arguments(_write_config(tmp_path / "folder.yaml", folder_config))
+    with pytest.raises(ValueError, match=r"unknown Moving MNIST options \['frames_column'\]"):
+        load_training_arguments(moving_mnist, {"data": {"frames_column": "video"}})
+    # The other way round: a folder config's frame options do not apply to Moving MNIST.
+    folder_config["data"] = {"frames_column": "video", "cache_dir": str(tmp_path / "cache")}
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="bidirectional_conv_lstm.training.arguments"):
+        args = load_training_arguments(
+            _write_config(tmp_path / "folder.yaml", folder_config), {"dataset": "moving_mnist"}
+        )
+    assert args.data == {"cache_dir": str(tmp_path / "cache")}
+    assert "['frames_column']" in caplog.records[0].getMessage()
+    assert not (tmp_path / "cache").exists()
+
+
+def test_data_null_means_no_data_options(tmp_path, caplog):
+    moving_mnist = _write_config(tmp_path / "mnist.yaml", tiny_config(tmp_path / "out", tmp_path / "cache"))
+    args = parse_command_line(["--config", str(moving_mnist), "--data", "null"])
+    assert args.data == {} and args.dataset == "moving_mnist"
+    sequences = tmp_path / "sequences"
+    sequences.mkdir()
+    with caplog.at_level("WARNING", logger="bidirectional_conv_lstm.training.arguments"):
+        args = parse_command_line(
+            ["--config", str(moving_mnist), "--dataset", str(sequences), "--data", "null"]
+        )
+    assert args.data == {} and args.dataset == str(sequences)
+    assert not caplog.records  # nothing left to drop, nothing to note

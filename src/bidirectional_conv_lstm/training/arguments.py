@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ __all__ = [
     "parse_overrides",
 ]
 
+_LOGGER = logging.getLogger(__name__)
 _MIXED_PRECISION = ("no", "fp16", "bf16", "auto")
 # Written into every checkpoint folder after accelerate's save_state has finished (training.STATE_FILE): a
 # folder without it is not a complete checkpoint.
@@ -54,6 +56,33 @@ FINE_TUNING_FIELDS = (
 )
 _SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup")
 _TRACKERS = ("none", "tensorboard", "all")
+_POSITIVE = (
+    "num_input_frames",
+    "num_output_frames",
+    "per_device_train_batch_size",
+    "per_device_eval_batch_size",
+    "max_train_steps",
+    "gradient_accumulation_steps",
+    "eval_steps",
+    "eval_num_samples",
+    "checkpointing_steps",
+    "checkpoints_total_limit",
+    "logging_steps",
+)
+_POSITIVE_OR_NULL = ("num_train_epochs", "test_num_samples", "max_train_minutes", "num_threads")
+_NON_NEGATIVE = (
+    "warmup_steps",
+    "teacher_forcing_steps",
+    "auxiliary_loss_start_step",
+    "auxiliary_loss_ramp_steps",
+    "dataloader_num_workers",
+    "weight_decay",
+    "max_grad_norm",
+)
+# The ``data`` options of frames read from a folder, a ``datasets`` folder or a Hub dataset (the loop's own kind
+# besides Moving MNIST, whose options are MovingMNISTConfig's fields and ``cache_dir``).
+_FRAMES_OPTIONS = ("frames_column", "train_split", "validation_split", "test_split", "cache_dir", "streaming")
+_MOVING_MNIST_FIELDS = tuple(field.name for field in dataclasses.fields(MovingMNISTConfig))
 
 
 @dataclasses.dataclass
@@ -90,7 +119,8 @@ class TrainingArguments:
             teacher forcing and auxiliary-loss ramp advance by the larger of the share of ``max_train_steps`` taken
             and the share of the budget spent (:class:`~bidirectional_conv_lstm.training.schedules.RunProgress`), so a
             machine too slow for every step still finishes every schedule; ``false``: by steps only.
-        gradient_accumulation_steps (`int`), max_grad_norm (`float`, 0 for no clipping).
+        gradient_accumulation_steps (`int`): batches per optimizer step.
+        max_grad_norm (`float`): the gradient norm clipped to, 0 for no clipping.
         ema_decay (`float`, *optional*): keep an exponential moving average of the weights, ``average = decay *
             average + (1 - decay) * weights`` after every optimizer step (torch's ``AveragedModel``); validation,
             the best model, the test and the saved model are then the average's (checkpoints hold it too, so a
@@ -179,35 +209,23 @@ class TrainingArguments:
         """Raise ``ValueError``/``TypeError``/``FileNotFoundError`` naming the first bad value."""
         for field in dataclasses.fields(self):
             _check_type(field.name, getattr(self, field.name), field.type)
-        positive = (
-            "num_input_frames",
-            "num_output_frames",
-            "per_device_train_batch_size",
-            "per_device_eval_batch_size",
-            "max_train_steps",
-            "gradient_accumulation_steps",
-            "eval_steps",
-            "eval_num_samples",
-            "checkpointing_steps",
-            "checkpoints_total_limit",
-            "logging_steps",
-        )
-        for name in positive:
+        self._check_ranges()
+        self._check_choices()
+        self._check_model()
+        if self.resume_from_checkpoint not in (None, "latest"):
+            self._check_checkpoint(Path(self.resume_from_checkpoint))
+        self._check_data()
+
+    def _check_ranges(self) -> None:
+        """Counts, rates and probabilities inside the ranges they mean something in."""
+        for name in _POSITIVE:
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
-        for name in ("num_train_epochs", "test_num_samples", "max_train_minutes", "num_threads"):
+        for name in _POSITIVE_OR_NULL:
             value = getattr(self, name)
             if value is not None and value <= 0:
                 raise ValueError(f"{name} must be > 0 or null, got {value!r}")
-        for name in (
-            "warmup_steps",
-            "teacher_forcing_steps",
-            "auxiliary_loss_start_step",
-            "auxiliary_loss_ramp_steps",
-            "dataloader_num_workers",
-            "weight_decay",
-            "max_grad_norm",
-        ):
+        for name in _NON_NEGATIVE:
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
         if self.ema_decay is not None and not 0 < self.ema_decay < 1:
@@ -220,6 +238,9 @@ class TrainingArguments:
                 raise ValueError(
                     f"{name} must be in [0, 1{')' if name.startswith('adam') else ']'}, got {value!r}"
                 )
+
+    def _check_choices(self) -> None:
+        """Named choices, and what a choice needs (tensorboard installed, a Hub repo to push to)."""
         _check_choice("mixed_precision", self.mixed_precision, _MIXED_PRECISION)
         _check_choice("lr_scheduler_type", self.lr_scheduler_type, _SCHEDULERS)
         _check_choice("report_to", self.report_to, _TRACKERS)
@@ -233,6 +254,9 @@ class TrainingArguments:
                 ) from error
         if self.push_to_hub and not self.hub_model_id:
             raise ValueError("push_to_hub=true needs hub_model_id (e.g. 'your-name/convlstm-moving-mnist')")
+
+    def _check_model(self) -> None:
+        """A new model's config, or the pretrained model and the fine-tuning settings ``model`` may change."""
         if self.model_name_or_path is not None and self.model:
             others = sorted(set(self.model) - set(FINE_TUNING_FIELDS))
             if others:
@@ -245,9 +269,6 @@ class TrainingArguments:
             self.model_config()  # ConvLSTMConfig checks its own fields
         else:
             self._check_pretrained()
-        if self.resume_from_checkpoint not in (None, "latest"):
-            self._check_checkpoint(Path(self.resume_from_checkpoint))
-        self._check_data()
 
     def _check_checkpoint(self, folder: Path) -> None:
         example = f"give 'latest' or a folder such as {self.output_dir}/checkpoints/checkpoint-000100"
@@ -308,7 +329,7 @@ class TrainingArguments:
             return
         if self.dataset == "moving_mnist":
             options = {k: v for k, v in self.data.items() if k != "cache_dir"}
-            known = {f.name for f in dataclasses.fields(MovingMNISTConfig)}
+            known = set(_MOVING_MNIST_FIELDS)
             unknown = sorted(set(options) - known)
             if unknown:
                 raise ValueError(
@@ -331,7 +352,7 @@ class TrainingArguments:
                 f"dataset={self.dataset!r} does not exist; give 'moving_mnist', a folder of .npy/.npz/PNG "
                 "sequences, a datasets folder, or a Hub dataset id"
             )
-        known = {"frames_column", "train_split", "validation_split", "test_split", "cache_dir", "streaming"}
+        known = set(_FRAMES_OPTIONS)
         unknown = sorted(set(self.data) - known)
         if unknown:
             raise ValueError(
@@ -426,35 +447,88 @@ def load_training_arguments(
 ) -> TrainingArguments:
     """Read a YAML run config, apply overrides, and check every value.
 
+    ``model: null`` / ``data: null`` among the overrides (``--model null``, ``--data null``) drop the file's
+    settings of that key. When the overrides choose another ``dataset`` than the file's, the file's ``data``
+    options that the chosen dataset does not take are dropped with a note (logged once), so a config written for
+    Moving MNIST can fine-tune on a folder of sequences; an unknown option set in the overrides, or in a file
+    written for the chosen dataset, still raises.
+
     Raises:
         FileNotFoundError: the config file is missing.
         ValueError / TypeError: an unknown key or a bad value, named in the message.
     """
-    values: dict = {}
-    if config_path is not None:
-        path = Path(config_path)
-        if not path.is_file():
-            raise FileNotFoundError(
-                f"config file {os.fspath(path)!r} does not exist (see configs/ for examples)"
-            )
-        loaded = yaml.safe_load(path.read_text()) or {}
-        if not isinstance(loaded, dict):
-            raise ValueError(f"config file {os.fspath(path)!r} must hold a mapping of keys to values")
-        values = loaded
-    values = _merge(values, overrides or {})
-    if "model" in values and values["model"] is None:  # `--model null` drops the file's new-model settings
-        values["model"] = {}
+    overrides = overrides or {}
+    from_file = _read_config_file(config_path) if config_path is not None else {}
+    values = _merge(from_file, overrides)
+    for key in ("model", "data"):  # `--model null` / `--data null` drop the file's settings
+        if key in values and values[key] is None:
+            values[key] = {}
     known = {field.name for field in dataclasses.fields(TrainingArguments)}
     unknown = sorted(set(values) - known)
     if unknown:
         raise ValueError(f"unknown config keys {unknown}; known keys: {sorted(known)}")
+    if from_file:
+        _drop_options_of_another_dataset(values, from_file, overrides, config_path)
     for field in dataclasses.fields(TrainingArguments):
         value = values.get(field.name)
         if "float" in field.type and isinstance(value, str):
             # YAML 1.1 reads 1e-3 (no dot) as a string; accept it as the number it means.
             with contextlib.suppress(ValueError):
                 values[field.name] = float(value)
+    if values.get("mixed_precision") is False:  # YAML 1.1 reads `--mixed_precision no` as false
+        values["mixed_precision"] = "no"
     return TrainingArguments(**values)
+
+
+def _read_config_file(config_path: str | os.PathLike) -> dict:
+    path = Path(config_path)
+    if not path.is_file():
+        raise FileNotFoundError(f"config file {os.fspath(path)!r} does not exist (see configs/ for examples)")
+    loaded = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(loaded, dict):
+        raise ValueError(f"config file {os.fspath(path)!r} must hold a mapping of keys to values")
+    return loaded
+
+
+def _data_options(dataset: str) -> frozenset[str] | None:
+    """The ``data`` options ``dataset`` takes; None for a registered kind of data, which checks its own."""
+    if dataset_kind(dataset) is not None:
+        return None
+    if dataset == "moving_mnist":
+        return frozenset((*_MOVING_MNIST_FIELDS, "cache_dir"))
+    return frozenset(_FRAMES_OPTIONS)
+
+
+def _drop_options_of_another_dataset(
+    values: dict, from_file: dict, overrides: dict, config_path: str | os.PathLike
+) -> None:
+    """Drop (in ``values``, with a note) the config file's ``data`` options written for the file's dataset that
+    the dataset chosen in ``overrides`` does not take. Options set in ``overrides`` are kept, to be checked."""
+    dataset = values.get("dataset", TrainingArguments.dataset)
+    file_dataset, file_data = from_file.get("dataset", TrainingArguments.dataset), from_file.get("data")
+    data = values.get("data")
+    if dataset == file_dataset or not isinstance(dataset, str):  # (a wrong type is named by validate)
+        return
+    if not (isinstance(file_data, dict) and isinstance(data, dict)):
+        return
+    applies = _data_options(dataset)  # None: a registered kind checks its own options
+    if applies is None:
+        return
+    explicit = overrides.get("data") if isinstance(overrides.get("data"), dict) else {}
+    dropped = sorted(key for key in file_data if key in data and key not in applies and key not in explicit)
+    if not dropped:
+        return
+    values["data"] = {key: value for key, value in data.items() if key not in dropped}
+    if os.environ.get("RANK", "0") == "0":  # one note per run, not one per process
+        _LOGGER.warning(
+            "note: dropped the data options %s of %s: they were written for dataset=%r, and dataset=%r does not "
+            "take them (it takes %s; --data null drops all of the file's data options)",
+            dropped,
+            os.fspath(config_path),
+            file_dataset,
+            dataset,
+            sorted(applies),
+        )
 
 
 def parse_command_line(argv: list[str]) -> TrainingArguments:
