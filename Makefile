@@ -1,4 +1,4 @@
-# Two entry points (README Quickstart): `make train` and `make test`.
+# Two entry points (README "Two commands"): `make train` and `make test`.
 # Both create .venv, install torch (CPU build, pinned first so no CUDA wheel is pulled) and this package.
 PYTHON ?= python3
 VENV ?= .venv
@@ -13,7 +13,7 @@ $(BIN)/activate:
 setup: $(BIN)/activate
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==$(TORCH_VERSION)
-	$(BIN)/pip install -q -e ".[dev,nowcasting]"
+	$(BIN)/pip install -q -e ".[dev,nowcasting,docs]"
 
 demo: setup
 	$(BIN)/python scripts/demo_layer.py
@@ -30,7 +30,7 @@ train: setup
 		--num_output_frames 10 --output_dir $(RUN_DIR)_prediction
 	@cat $(RUN_DIR)/eval/metrics.md
 
-# Precipitation nowcasting (README "Precipitation nowcasting"): synthetic pretraining, then the radar events of
+# Precipitation nowcasting (docs/nowcasting/index.md): synthetic pretraining, then the radar events of
 # RADAR_ROOT when that folder exists (else the synthetic data alone), evaluated beside persistence, Lucas-Kanade
 # extrapolation and S-PROG. About 15 minutes on 2 CPU cores.
 RADAR_ROOT ?= ../shared/radar
