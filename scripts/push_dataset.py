@@ -1,6 +1,6 @@
 """Push the data a run config trains on to a Hub dataset repo, with a dataset card.
 
-    huggingface-cli login
+    hf auth login
     python scripts/push_dataset.py --repo_id you/moving-mnist                        # generated Moving MNIST
     python scripts/push_dataset.py --repo_id you/moving-mnist --config configs/moving_mnist_cpu.yaml
     python scripts/push_dataset.py --repo_id you/moving-mnist-small --data.num_train 1000 --data.num_test 200

@@ -1,7 +1,7 @@
 """Benchmarks: speed and memory of the layer and the model, and the cost of verification, measured the same way
 each time; the top room of the house (it may import every other room, and none imports it).
 
-The scripts ``scripts/benchmark*.py`` parse their options and call in here; BENCHMARKS.md is written from them.
+The scripts ``scripts/benchmark*.py`` parse their options and call in here; docs/benchmarks.md reports their figures.
 
 - :mod:`.references`: two reference ConvLSTM designs our layer is measured against
 - :mod:`.shapes`: the benchmarked shapes (a)-(c) and the FLOP counts of the layer and the model

@@ -7,7 +7,7 @@ bf16 pays only where the hardware multiplies bf16 faster than fp32:
   with ``avx512_core_amx`` kernels, about twice as fast as fp32.
 
 A CPU with ``avx512_bf16`` but no AMX is the undecided case: on one Intel Xeon without AMX exposed, bf16
-convolutions ran at about 0.6x fp32, while on an AMD EPYC (Zen 4) they ran at 1.96x (BENCHMARKS.md). There
+convolutions ran at about 0.6x fp32, while on an AMD EPYC (Zen 4) they ran at 1.96x (docs/benchmarks.md). There
 ``mixed_precision: auto`` measures: one convolution's forward and backward in both precisions (about a second, once
 per process, :func:`cpu_bf16_speedup`), and bf16 is chosen when it is at least 1.2x faster. Other CPUs keep fp32.
 

@@ -418,7 +418,7 @@ class ConvLSTM(nn.Module):
     Attributes:
         cells: ``ModuleList`` of :class:`ConvLSTMCell`, index ``layer * D + direction``.
         fused: run each layer and direction as one fused autograd function with a hand-written
-            backward through time (default ``True``; see ``BENCHMARKS.md``): same results, fewer
+            backward through time (default ``True``; see ``docs/benchmarks.md``): same results, fewer
             saved activations, faster. It applies without ``norm``, peepholes, per-sample ``lengths``
             shorter than ``T`` or ``torch.compile``; those take the plain per-step loop, as does
             ``fused = False``.
