@@ -474,7 +474,7 @@ def test_bad_arguments_are_named(tmp_path):
     path = _stack(tmp_path, "s", 4, size=8)
     source = RadarSource(name="s", path=path)
     for name in ("num_input_frames", "num_output_frames", "stride", "downsample"):
-        with pytest.raises(ValueError, match=f"{name} must be >= 1, got 0"):
+        with pytest.raises(ValueError, match=f"{name} must be a positive int, got 0"):
             RadarWindowsConfig(**{name: 0})
     with pytest.raises(ValueError, match=r"tile_size=\(16, 16\) is larger than event 's'"):
         load_radar_windows(source, cache_dir=tmp_path, tile_size=16, num_input_frames=1, num_output_frames=1)

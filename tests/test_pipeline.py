@@ -37,6 +37,7 @@ PIPELINE_FILES = (
     "processing_convlstm.py",
     "video_inputs.py",
     "rain_rate.py",
+    "argument_checks.py",
     "preprocessor_config.json",
 )
 
@@ -77,11 +78,17 @@ def expected_uint8(model, video: np.ndarray, num_output_frames: int = 2) -> np.n
 def test_pipeline_and_processor_files_import_only_what_remote_code_may():
     package = Path(bidirectional_conv_lstm.__file__).parent / "models" / "convlstm"
     allowed = set(sys.stdlib_module_names) | {"torch", "numpy", "PIL", "transformers"}
-    for name in ("pipeline_convlstm.py", "processing_convlstm.py", "video_inputs.py", "rain_rate.py"):
+    for name in (
+        "pipeline_convlstm.py",
+        "processing_convlstm.py",
+        "video_inputs.py",
+        "rain_rate.py",
+        "argument_checks.py",
+    ):
         imports = set(get_imports(package / name))
         assert imports <= allowed, f"{name} imports {sorted(imports - allowed)}"
     needed = {Path(path).name for path in get_relative_import_files(package / "pipeline_convlstm.py")}
-    assert needed == {"processing_convlstm.py", "video_inputs.py", "rain_rate.py"}
+    assert needed == {"processing_convlstm.py", "video_inputs.py", "rain_rate.py", "argument_checks.py"}
 
 
 def test_saving_writes_the_pipeline_and_processor_and_the_installed_pipeline_loads(saved, predictor):

@@ -27,6 +27,7 @@ CODE_FILES = (
     "forecasting_convlstm.py",
     "advection_convlstm.py",
     "rain_rate.py",
+    "argument_checks.py",
 )
 
 # Runs in a Python that cannot import bidirectional_conv_lstm: a meta-path finder refuses it (the editable install

@@ -119,10 +119,11 @@ def test_the_old_model_loads_as_remote_code_without_the_package(tmp_path):
 
 
 def test_a_model_saved_now_carries_code_files_of_the_same_names(tmp_path):
-    """Remote code is found by file name (config.json's auto_map, custom_pipelines): the names stay."""
+    """Remote code is found by file name (config.json's auto_map, custom_pipelines): the names stay (new files
+    may join them)."""
     model = ConvLSTMForFramePrediction.from_pretrained(OLD_MODEL)
     save_frame_prediction_model(model, tmp_path)
-    assert sorted(p.name for p in tmp_path.glob("*.py")) == sorted(p.name for p in OLD_MODEL.glob("*.py"))
+    assert {p.name for p in tmp_path.glob("*.py")} >= {p.name for p in OLD_MODEL.glob("*.py")}
     saved, old = (json.loads((folder / "config.json").read_text()) for folder in (tmp_path, OLD_MODEL))
     assert saved["auto_map"] == old["auto_map"] and saved["custom_pipelines"] == old["custom_pipelines"]
 

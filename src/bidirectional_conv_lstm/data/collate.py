@@ -12,6 +12,8 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import torch
 
+from ..models.convlstm.argument_checks import check_int
+
 __all__ = ["FramePredictionCollator", "frames_to_float"]
 
 
@@ -95,10 +97,7 @@ class FramePredictionCollator:
             ("num_input_frames", num_input_frames, 1),
             ("num_output_frames", num_output_frames, 0),
         ):
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise TypeError(f"{arg} must be an int, got {value!r}")
-            if value < minimum:
-                raise ValueError(f"{arg} must be >= {minimum}, got {value}")
+            check_int(arg, value, minimum=minimum)
         self.num_input_frames = num_input_frames
         self.num_output_frames = num_output_frames
         self.frames_column = frames_column

@@ -28,8 +28,8 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 from PIL import Image
 
+from ..models.convlstm.argument_checks import check_int
 from .cache import cached_build, numpy_format, write_arrow
-from .checks import check_int
 from .digits import BUNDLED_DIGITS, digit_source_identity, load_digit_pools
 from .splits import SPLITS
 

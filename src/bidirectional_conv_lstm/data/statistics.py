@@ -7,6 +7,7 @@ import itertools
 import datasets
 import numpy as np
 
+from ..models.convlstm.argument_checks import check_int
 from .collate import frames_to_float
 
 __all__ = ["mean_pixel_value"]
@@ -36,12 +37,9 @@ def mean_pixel_value(
     Raises:
         ValueError: an empty dataset, a missing column, or bad frames (see :func:`frames_to_float`).
     """
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
-    if max_sequences is not None and (
-        isinstance(max_sequences, bool) or not isinstance(max_sequences, int) or max_sequences < 1
-    ):
-        raise ValueError(f"max_sequences must be None or an int >= 1, got {max_sequences!r}")
+    check_int("batch_size", batch_size)
+    if max_sequences is not None:
+        check_int("max_sequences", max_sequences)
     columns = dataset.column_names
     if columns is not None and frames_column not in columns:
         raise ValueError(

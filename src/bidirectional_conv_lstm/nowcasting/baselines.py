@@ -37,6 +37,8 @@ from collections.abc import Callable, Iterable
 import numpy as np
 import torch
 
+from ..models.convlstm.argument_checks import check_int
+
 __all__ = [
     "BASELINE_NAMES",
     "extrapolation_forecast",
@@ -88,10 +90,7 @@ def _prepare(observed, valid, num_output_frames, min_input_frames: int) -> np.nd
         raise ValueError(
             f"observed has {observed.shape[1]} frames, this forecaster needs at least {min_input_frames}"
         )
-    if isinstance(num_output_frames, bool) or not isinstance(num_output_frames, (int, np.integer)):
-        raise TypeError(f"num_output_frames must be an int, got {num_output_frames!r}")
-    if num_output_frames < 1:
-        raise ValueError(f"num_output_frames must be >= 1, got {num_output_frames}")
+    check_int("num_output_frames", num_output_frames)
     rain = observed.astype(np.float64)  # a copy: the caller's array is never written
     if valid is not None:
         valid = _as_numpy(valid, "valid").astype(bool)
@@ -219,10 +218,8 @@ def sprog_forecast(
         A window where S-PROG cannot fit its autoregressive model (nearly dry: "Singular matrix") gets the
         Lucas-Kanade extrapolation of its last frame instead.
     """
-    if isinstance(n_cascade_levels, bool) or not isinstance(n_cascade_levels, int) or n_cascade_levels < 1:
-        raise ValueError(f"n_cascade_levels must be an int >= 1, got {n_cascade_levels!r}")
-    if isinstance(ar_order, bool) or not isinstance(ar_order, int) or ar_order < 1:
-        raise ValueError(f"ar_order must be an int >= 1, got {ar_order!r}")
+    check_int("n_cascade_levels", n_cascade_levels)
+    check_int("ar_order", ar_order)
     rain = _prepare(observed, valid, num_output_frames, min_input_frames=max(2, ar_order + 1))
     motion = _motion_for(rain, motion, threshold, zero_value)
     sprog = _pysteps().nowcasts.get_method("sprog")

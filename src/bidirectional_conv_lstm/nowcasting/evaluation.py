@@ -31,6 +31,7 @@ import torch
 
 from ..data import SPLITS
 from ..data.rain.storage import crop_context, decode_windows
+from ..models.convlstm.argument_checks import check_int
 from ..models.convlstm.configuration_convlstm import ConvLSTMConfig
 from ..models.convlstm.modeling_convlstm import ConvLSTMForFramePrediction
 from ..utils.hardware import make_accelerator
@@ -89,8 +90,7 @@ def resolve_forecasters(methods) -> dict[str, Forecaster]:
 
 
 def _check_context(context, shape) -> int:
-    if isinstance(context, bool) or not isinstance(context, (int, np.integer)) or context < 0:
-        raise ValueError(f"context must be an int >= 0 (pixels around each tile), got {context!r}")
+    context = check_int("context", context, minimum=0)  # pixels around each tile
     if 2 * context >= min(shape[-2:]):
         raise ValueError(
             f"context={context} leaves nothing of windows {shape[-2]} x {shape[-1]} pixels to score; expected "
@@ -104,9 +104,7 @@ def _collate(rows: list[Mapping]) -> torch.Tensor:
 
 
 def _check_frames(name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be an int >= 1, got {value!r}")
-    return int(value)
+    return check_int(name, value)
 
 
 def score_nowcasts(

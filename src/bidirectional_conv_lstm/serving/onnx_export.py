@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import copy
 import math
-import numbers
 import os
 from pathlib import Path
 
@@ -25,6 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..models.convlstm.argument_checks import check_int
 from ..models.convlstm.modeling_convlstm import ConvLSTMForFramePrediction
 from ..utils.loading import load_pretrained_model
 
@@ -48,9 +48,7 @@ class _FixedHorizon(nn.Module):
 def _frame_count(name: str, value, default: int) -> int:
     if value is None:
         return default
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value <= 0:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-    return int(value)
+    return check_int(name, value)
 
 
 def _load(model):

@@ -26,6 +26,8 @@ import numpy as np
 import torch
 from skimage.metrics import structural_similarity
 
+from ..models.convlstm.argument_checks import check_int
+
 __all__ = [
     "BASELINES",
     "METRIC_NAMES",
@@ -240,8 +242,7 @@ def baseline_predictions(pixel_values, num_output_frames: int, kind: str, mean_v
     """
     if kind not in BASELINES:
         raise ValueError(f"kind must be one of {BASELINES}, got {kind!r}")
-    if isinstance(num_output_frames, bool) or not isinstance(num_output_frames, int) or num_output_frames < 1:
-        raise ValueError(f"num_output_frames must be an int >= 1, got {num_output_frames!r}")
+    check_int("num_output_frames", num_output_frames)
     if kind == "mean" and (mean_value is None or not 0.0 <= float(mean_value) <= 1.0):
         raise ValueError(
             f"kind='mean' needs mean_value in [0, 1] (the training set's mean pixel value), got {mean_value!r}"

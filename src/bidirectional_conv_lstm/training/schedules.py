@@ -16,6 +16,8 @@ from collections.abc import Callable
 
 import torch
 
+from ..models.convlstm.argument_checks import check_int
+
 __all__ = ["RunProgress", "learning_rate_factor"]
 
 
@@ -45,8 +47,7 @@ class RunProgress:
         clock: Callable[[], float] = time.perf_counter,
         agree: Callable[[float], float] | None = None,
     ):
-        if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1:
-            raise ValueError(f"max_steps must be a positive int, got {max_steps!r}")
+        check_int("max_steps", max_steps)
         if budget_seconds is not None and not budget_seconds > 0:
             raise ValueError(f"budget_seconds must be > 0 or None, got {budget_seconds!r}")
         self.max_steps, self.budget_seconds, self.follow_budget = max_steps, budget_seconds, follow_budget

@@ -27,6 +27,8 @@ from collections.abc import Callable
 
 import torch
 
+from ..models.convlstm.argument_checks import check_int
+
 __all__ = ["ThreadTuner"]
 
 
@@ -75,10 +77,8 @@ class ThreadTuner:
             ("window", window),
             ("recheck_steps", recheck_steps),
         ):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
-        if isinstance(warmup_steps, bool) or not isinstance(warmup_steps, int) or warmup_steps < 0:
-            raise ValueError(f"warmup_steps must be an int >= 0, got {warmup_steps!r}")
+            check_int(name, value)
+        check_int("warmup_steps", warmup_steps, minimum=0)
         if not slowdown > 1:
             raise ValueError(f"slowdown must be > 1, got {slowdown!r}")
         if not tolerance >= 0:

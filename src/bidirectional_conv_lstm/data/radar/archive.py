@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ...models.convlstm.argument_checks import check_int
 from .cache import cached_shape, load_sequence, save_sequence, sequence_folder
 from .sources import (
     BUILTIN_IMPORTERS,
@@ -112,8 +113,7 @@ def read_radar_archive(
     """
     if not isinstance(source, RadarSource):
         raise TypeError(f"source must be a RadarSource, got {type(source).__name__}")
-    if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 1:
-        raise ValueError(f"num_workers must be an int >= 1, got {num_workers!r}")
+    check_int("num_workers", num_workers)
     paths, stamps = list_radar_files(source)
     folder = sequence_folder(cache_dir, source, paths) if cache_dir is not None else None
     cached = load_sequence(folder) if folder is not None else None

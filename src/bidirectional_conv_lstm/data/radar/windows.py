@@ -24,8 +24,8 @@ import datasets
 import numpy as np
 from datasets.arrow_writer import ArrowWriter
 
+from ...models.convlstm.argument_checks import check_int
 from ..cache import cached_build, default_cache_dir, numpy_format, quiet_progress_bars
-from ..checks import check_int
 from ..rain.storage import encode_rain_rate, rain_window_features
 from ..splits import SPLITS
 from .archive import RadarSequence, radar_grid_shape, read_radar_archive
@@ -131,9 +131,7 @@ class RadarWindowsConfig:
         if self.eval_context < 0:
             raise ValueError(f"eval_context must be >= 0 pixels, got {self.eval_context}")
         self._set("eval_context", int(self.eval_context))
-        if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)) or self.seed < 0:
-            raise ValueError(f"seed must be an int >= 0, got {self.seed!r}")
-        self._set("seed", int(self.seed))
+        self._set("seed", check_int("seed", self.seed, minimum=0))
 
     def _check_split(self) -> None:
         """The split kind with its held-out events, or its time-block shares."""

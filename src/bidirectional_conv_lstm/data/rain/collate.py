@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import torch
 
+from ...models.convlstm.argument_checks import check_int
 from ...models.convlstm.rain_rate import RainRateTransform
 from .storage import NO_DATA, decode_rain_rate
 
@@ -116,10 +117,7 @@ class RainRateCollator:
             ("num_output_frames", num_output_frames, 0),
             ("seed", seed, 0),
         ):
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise TypeError(f"{arg} must be an int, got {value!r}")
-            if value < minimum:
-                raise ValueError(f"{arg} must be >= {minimum}, got {value}")
+            check_int(arg, value, minimum=minimum)
         if isinstance(transform, Mapping):
             transform = RainRateTransform.from_dict(transform)
         if not isinstance(transform, RainRateTransform):
@@ -152,9 +150,7 @@ class RainRateCollator:
     def set_epoch(self, epoch: int) -> None:
         """The training epoch about to be drawn (the training loop calls it, as a sampler's ``set_epoch``), so
         each epoch turns the windows anew."""
-        if isinstance(epoch, bool) or not isinstance(epoch, (int, np.integer)) or epoch < 0:
-            raise ValueError(f"epoch must be an int >= 0, got {epoch!r}")
-        self.epoch = int(epoch)
+        self.epoch = check_int("epoch", epoch, minimum=0)
 
     def _augmented(self, rain: torch.Tensor, valid: torch.Tensor, motion: torch.Tensor | None):
         content = zlib.crc32(rain.numpy().tobytes())  # the window itself (0 at no data) names its draw

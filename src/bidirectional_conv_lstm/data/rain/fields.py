@@ -15,7 +15,7 @@ import scipy.fft
 import torch
 import torch.nn.functional as F
 
-from ..checks import check_int
+from ...models.convlstm.argument_checks import check_int
 
 _COARSE_STEP = 8  # pixels between the points where back-trajectories are integrated
 _LIFETIME_WAVELENGTH = 64.0  # pixels: the wavelength whose e-folding time is `lifetime`

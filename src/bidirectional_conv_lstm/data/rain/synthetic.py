@@ -38,8 +38,8 @@ import datasets
 import numpy as np
 import torch
 
+from ...models.convlstm.argument_checks import check_int
 from ..cache import cached_build, numpy_format, write_arrow
-from ..checks import check_int
 from ..splits import SPLITS
 from .fields import (
     RainFieldParameters,

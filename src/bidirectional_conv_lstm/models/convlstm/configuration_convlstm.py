@@ -10,6 +10,8 @@ import sys
 
 from transformers import PreTrainedConfig
 
+from .argument_checks import check_int
+
 LOSSES = ("mse", "l1", "mse+l1", "bce", "mse+ssim", "weighted_mse", "weighted_mae", "weighted_mse+mae")
 WEIGHTED_LOSSES = ("weighted_mse", "weighted_mae", "weighted_mse+mae")
 NORMS = (None, "group", "layer")
@@ -246,12 +248,6 @@ class ConvLSTMConfig(PreTrainedConfig):
         self.__dict__["custom_pipelines"] = value  # serialised as is by to_dict()
 
 
-def _positive_int(config, name: str) -> None:
-    value = getattr(config, name)
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-
-
 def _non_negative_float(config, name: str) -> float:
     value = getattr(config, name)
     if (
@@ -285,7 +281,7 @@ def check_config(config: ConvLSTMConfig) -> None:
         "num_input_frames",
         "num_output_frames",
     ):
-        _positive_int(config, name)
+        check_int(name, getattr(config, name))
     sizes = config.hidden_sizes
     if (
         not isinstance(sizes, (list, tuple))

@@ -22,6 +22,7 @@ from torch import nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 from torch.utils.checkpoint import checkpoint
 
+from .argument_checks import check_int
 from .convlstm_fused import fused_applies, run_fused
 
 __all__ = ["ConvGate", "ConvLSTMCell", "ConvLSTM"]
@@ -46,14 +47,6 @@ def _pair(value, name: str, *, minimum: int) -> tuple[int, int]:
     if min(value) < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
     return (int(value[0]), int(value[1]))
-
-
-def _positive_int(value, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {value!r} ({type(value).__name__})")
-    if value <= 0:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-    return value
 
 
 def _check_bool(value, name: str) -> bool:
@@ -134,8 +127,8 @@ class ConvGate(nn.Module):
         forget_bias: float = 1.0,
     ) -> None:
         super().__init__()
-        self.in_channels = _positive_int(in_channels, "in_channels")
-        self.hidden_channels = _positive_int(hidden_channels, "hidden_channels")
+        self.in_channels = check_int("in_channels", in_channels)
+        self.hidden_channels = check_int("hidden_channels", hidden_channels)
         self.kernel_size = _pair(kernel_size, "kernel_size", minimum=1)
         self.stride = _pair(stride, "stride", minimum=1)
         self.dilation = _pair(dilation, "dilation", minimum=1)
@@ -180,7 +173,7 @@ class ConvGate(nn.Module):
             self.input_norm = self.hidden_norm = None
             return
         hidden_channels, gate_channels = self.hidden_channels, 4 * self.hidden_channels
-        groups_per_gate = 1 if self.norm == "layer" else _positive_int(norm_groups, "norm_groups")
+        groups_per_gate = 1 if self.norm == "layer" else check_int("norm_groups", norm_groups)
         if hidden_channels % groups_per_gate:
             raise ValueError(
                 f"norm_groups={norm_groups} must divide hidden_channels={hidden_channels} for norm='group'"
@@ -454,9 +447,9 @@ class ConvLSTM(nn.Module):
         gradient_checkpointing: bool = False,
     ) -> None:
         super().__init__()
-        self.in_channels = _positive_int(in_channels, "in_channels")
-        self.hidden_channels = _positive_int(hidden_channels, "hidden_channels")
-        self.num_layers = _positive_int(num_layers, "num_layers")
+        self.in_channels = check_int("in_channels", in_channels)
+        self.hidden_channels = check_int("hidden_channels", hidden_channels)
+        self.num_layers = check_int("num_layers", num_layers)
         self.batch_first = _check_bool(batch_first, "batch_first")
         self.bidirectional = _check_bool(bidirectional, "bidirectional")
         self.gradient_checkpointing = _check_bool(gradient_checkpointing, "gradient_checkpointing")

@@ -25,12 +25,11 @@ This file travels with ``push_to_hub`` as remote code (``modeling_convlstm.py`` 
 imports only numpy, torch and its siblings.
 """
 
-import numbers
-
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .argument_checks import check_int
 from .rain_rate import RainRateTransform
 
 __all__ = ["PROBABILITY_MATCHING", "WET_THRESHOLD", "forecast_rain_rate", "match_observed_mean"]
@@ -95,12 +94,7 @@ def _check(rain_rate, valid, num_output_frames, config) -> tuple[torch.Tensor, t
         rain = rain[:, :, 0]
     if num_output_frames is None:
         num_output_frames = config.num_output_frames
-    if (
-        isinstance(num_output_frames, bool)
-        or not isinstance(num_output_frames, numbers.Integral)
-        or num_output_frames <= 0
-    ):
-        raise ValueError(f"num_output_frames must be a positive int or None, got {num_output_frames!r}")
+    check_int("num_output_frames", num_output_frames)
     rain = rain.float() if not rain.is_floating_point() else rain
     mask = ~torch.isnan(rain)
     if valid is not None:

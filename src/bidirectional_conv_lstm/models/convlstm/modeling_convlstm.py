@@ -31,6 +31,7 @@ from transformers import PreTrainedModel
 from transformers.utils import ModelOutput
 
 from .advection_convlstm import AdvectionHead
+from .argument_checks import check_int
 from .configuration_convlstm import ConvLSTMConfig, check_config
 from .convlstm import ConvGate, ConvLSTM, ConvLSTMCell, State, state_dtype
 from .forecasting_convlstm import forecast_rain_rate
@@ -585,13 +586,9 @@ class ConvLSTMForFramePrediction(ConvLSTMPreTrainedModel):
     ) -> tuple[int, float]:
         """Validate everything before any convolution runs; returns the horizon and the teacher forcing ratio."""
         _check_frames("pixel_values", pixel_values, self.config)
-        if num_output_frames is not None and (
-            isinstance(num_output_frames, bool)
-            or not isinstance(num_output_frames, numbers.Integral)
-            or num_output_frames <= 0
-        ):
-            raise ValueError(f"num_output_frames must be a positive int, got {num_output_frames!r}")
-        num_output_frames = None if num_output_frames is None else int(num_output_frames)
+        num_output_frames = (
+            None if num_output_frames is None else check_int("num_output_frames", num_output_frames)
+        )
         if isinstance(teacher_forcing_ratio, torch.Tensor) and teacher_forcing_ratio.numel() == 1:
             teacher_forcing_ratio = teacher_forcing_ratio.item()
         if isinstance(teacher_forcing_ratio, bool) or not isinstance(teacher_forcing_ratio, numbers.Real):

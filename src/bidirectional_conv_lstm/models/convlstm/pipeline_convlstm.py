@@ -30,8 +30,9 @@ from transformers import AutoModel, Pipeline
 from transformers.dynamic_module_utils import custom_object_save
 from transformers.pipelines import PIPELINE_REGISTRY
 
+from .argument_checks import check_int
 from .processing_convlstm import OUTPUT_TYPES, ConvLSTMImageProcessor
-from .video_inputs import DATA_FORMATS, frames_to_gif, is_frame, positive_int, read_video
+from .video_inputs import DATA_FORMATS, frames_to_gif, is_frame, read_video
 
 TASK = "frame-prediction"
 
@@ -107,9 +108,9 @@ class FramePredictionPipeline(Pipeline):
         # Checked here, before any file is read or the model runs.
         preprocess, forward, postprocess = {}, {}, {}
         if num_input_frames is not None:
-            preprocess["num_input_frames"] = positive_int("num_input_frames", num_input_frames)
+            preprocess["num_input_frames"] = check_int("num_input_frames", num_input_frames)
         if num_output_frames is not None:
-            forward["num_output_frames"] = positive_int("num_output_frames", num_output_frames)
+            forward["num_output_frames"] = check_int("num_output_frames", num_output_frames)
         if output_type is not None:
             if output_type not in OUTPUT_TYPES:
                 raise ValueError(f"output_type must be one of {OUTPUT_TYPES}, got {output_type!r}")
@@ -126,7 +127,7 @@ class FramePredictionPipeline(Pipeline):
         if return_gif is not None:
             postprocess["return_gif"] = bool(return_gif)
         if gif_duration is not None:
-            postprocess["gif_duration"] = positive_int("gif_duration", gif_duration)
+            postprocess["gif_duration"] = check_int("gif_duration", gif_duration)
         return preprocess, forward, postprocess
 
     def preprocess(self, inputs, num_input_frames=None):

@@ -20,13 +20,13 @@ import torch
 from transformers.image_processing_utils import BaseImageProcessor, BatchFeature
 from transformers.processing_utils import ImagesKwargs
 
+from .argument_checks import check_int
 from .rain_rate import RainRateTransform
 from .video_inputs import (
     CHANNELS_FIRST,
     CHANNELS_LAST,
     DATA_FORMATS,
     NO_CHANNELS,
-    positive_int,
     split_videos,
     tensor_to_numpy,
     to_channels_first,
@@ -130,8 +130,8 @@ class ConvLSTMImageProcessor(BaseImageProcessor):
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
-        self.num_channels = positive_int("num_channels", num_channels)
-        self.patch_size = positive_int("patch_size", patch_size)
+        self.num_channels = check_int("num_channels", num_channels)
+        self.patch_size = check_int("patch_size", patch_size)
         self.do_rescale = _boolean("do_rescale", do_rescale)
         self.rescale_factor = self._check_rescale_factor(rescale_factor)
         self.do_pad = _boolean("do_pad", do_pad)

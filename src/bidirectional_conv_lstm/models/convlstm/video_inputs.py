@@ -32,14 +32,6 @@ VIDEO_FILE_TYPES = "a .gif, a .npy/.npz file or a folder of image frames"
 _HIGH_DEPTH_MODES = ("I", "I;16", "I;16L", "I;16B", "I;16N", "F")
 
 
-def positive_int(name: str, value) -> int:
-    """`value` as an int when it is an integer > 0 (Python or numpy, not a bool); else a `ValueError` naming
-    `name`."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value <= 0:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-    return int(value)
-
-
 def read_video(
     path, num_channels: int | None = 1, *, name: str | None = None
 ) -> list[Image.Image] | np.ndarray:
@@ -273,7 +265,6 @@ __all__ = [
     "VIDEO_FILE_TYPES",
     "frames_to_gif",
     "is_frame",
-    "positive_int",
     "read_video",
     "split_videos",
     "tensor_to_numpy",
