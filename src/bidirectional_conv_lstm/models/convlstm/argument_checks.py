@@ -17,11 +17,12 @@ class NotAnIntError(TypeError, ValueError):
 def check_int(name: str, value, *, minimum: int = 1) -> int:
     """`value` as a Python int, once it is an integer (Python or numpy; a bool is not one) >= `minimum`.
 
+    Both errors' messages name `name`, the value and what was expected: "a positive int" (`minimum` 1) or
+    "an int >= minimum".
+
     Raises:
         NotAnIntError: `value` is not an integer.
         ValueError: it is below `minimum`.
-        Both messages name `name`, the value and what was expected: "a positive int" (`minimum` 1) or
-        "an int >= minimum".
     """
     expected = "a positive int" if minimum == 1 else f"an int >= {minimum}"
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
