@@ -533,10 +533,14 @@ def make_commands(target: str, cwd: Path, **variables: str) -> list[str]:
     """The commands ``make TARGET`` runs after its setup, as ``make -n`` prints them (continuation lines joined)."""
     if shutil.which("make") is None:
         pytest.skip("make is not installed")
+    # Run as a top-level make even when this suite runs under `make test` (as in CI): a nested make would print
+    # "make[1]: Entering directory" lines among the commands.
+    environment = {k: v for k, v in os.environ.items() if k not in ("MAKELEVEL", "MAKEFLAGS", "MFLAGS")}
     printed = subprocess.run(
-        ["make", "-n", "-o", "setup", "-f", str(ROOT / "Makefile"), target]
+        ["make", "--no-print-directory", "-n", "-o", "setup", "-f", str(ROOT / "Makefile"), target]
         + [f"{name}={value}" for name, value in variables.items()],
         cwd=cwd,
+        env=environment,
         capture_output=True,
         text=True,
         check=True,
