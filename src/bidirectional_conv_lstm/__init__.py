@@ -4,9 +4,6 @@ from importlib import metadata
 
 from transformers import AutoConfig, AutoImageProcessor, AutoModel
 
-# Importing the nowcasting package registers its rain-rate datasets ("synthetic_rain", "radar") with the training
-# loop (training.kinds), so every entry point that imports this package can train on them.
-from . import nowcasting  # noqa: F401
 from .models.convlstm.configuration_convlstm import ConvLSTMConfig
 from .models.convlstm.convlstm import ConvGate, ConvLSTM, ConvLSTMCell
 from .models.convlstm.modeling_convlstm import (

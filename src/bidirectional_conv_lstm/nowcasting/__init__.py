@@ -2,8 +2,9 @@
 Lucas-Kanade extrapolation, S-PROG), evaluation, the motion check, tables, pictures, the model card and the
 two-stage recipe.
 
-Importing it registers the rain-rate datasets (``"synthetic_rain"``, ``"radar"``) with the training loop
-(:mod:`bidirectional_conv_lstm.training.kinds`); ``import bidirectional_conv_lstm`` does.
+The training loop reaches the rain-rate datasets (``"synthetic_rain"``, ``"radar"``) through
+:mod:`bidirectional_conv_lstm.training.kinds`: the package's entry points name :data:`.task.RAIN_RATE_KIND`, and
+importing this package registers it too.
 """
 
 from .baselines import BASELINE_NAMES, get_baseline, get_baselines, model_forecaster

@@ -53,7 +53,7 @@ from .motion import motion_check
 from .pictures import save_radar_gif, save_radar_strip
 from .verification import NowcastVerifier
 
-__all__ = ["RAIN_BEST_MODEL_METRICS", "RainRateTask"]
+__all__ = ["RAIN_BEST_MODEL_METRICS", "RAIN_RATE_KIND", "RainRateTask"]
 
 # Validation metrics a rain-rate run's best model may be chosen by (the loss, verification scores in mm/h), and
 # whether more is better.
@@ -256,13 +256,13 @@ class RainRateTask:
         }
 
 
-# The training loop learns about rain-rate windows here (training.kinds): importing this package registers them.
-register_dataset_kind(
-    DatasetKind(
-        names=RAIN_RATE_DATASETS,
-        check=check_rain_data,
-        load=load_rain_datasets,
-        task=RainRateTask,
-        best_model_metrics=RAIN_BEST_MODEL_METRICS,
-    )
+# What the training loop knows of rain-rate windows (training.kinds). pyproject.toml declares it as the entry point
+# of "synthetic_rain" and "radar", so a run that names them loads this module; importing it registers them too.
+RAIN_RATE_KIND = DatasetKind(
+    names=RAIN_RATE_DATASETS,
+    check=check_rain_data,
+    load=load_rain_datasets,
+    task=RainRateTask,
+    best_model_metrics=RAIN_BEST_MODEL_METRICS,
 )
+register_dataset_kind(RAIN_RATE_KIND)

@@ -3,18 +3,32 @@
 The loop trains on frames in [0, 1] by itself (Moving MNIST, a folder of sequences, a ``datasets`` folder or Hub
 dataset with a frames column). Another kind of data registers a :class:`DatasetKind` under the names a run's
 ``dataset`` takes: how its ``data`` options are checked before anything is read, how its splits are loaded, the
-task object the loop hands its batches to, and the validation metrics the best model may be chosen by. The
-nowcasting package registers ``"synthetic_rain"`` and ``"radar"`` (rain-rate windows) when it is imported, which
-``import bidirectional_conv_lstm`` does; so training never imports nowcasting.
+task object the loop hands its batches to, and the validation metrics the best model may be chosen by.
+
+A kind is found in two ways: registered in this process (:func:`register_dataset_kind`), or declared by an
+installed package under the entry-point group :data:`ENTRY_POINT_GROUP` (``name = "module:KIND"``), loaded the first
+time a run names it. This package declares ``"synthetic_rain"`` and ``"radar"`` (rain-rate windows,
+:data:`bidirectional_conv_lstm.nowcasting.task.RAIN_RATE_KIND`) that way in its ``pyproject.toml``: training never
+imports nowcasting, and importing the package does not load the nowcasting code (pandas, pyarrow, ...) until a run
+asks for rain rate. Another package can plug its own kind of data in the same way.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Mapping
+from importlib import metadata
 from typing import Any
 
-__all__ = ["DatasetKind", "dataset_kind", "register_dataset_kind", "registered_dataset_kinds"]
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "DatasetKind",
+    "dataset_kind",
+    "register_dataset_kind",
+    "registered_dataset_kinds",
+]
+
+ENTRY_POINT_GROUP = "bidirectional_conv_lstm.dataset_kinds"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,10 +78,25 @@ def register_dataset_kind(kind: DatasetKind) -> None:
 
 
 def dataset_kind(name: str) -> DatasetKind | None:
-    """The registered kind a run's ``dataset`` names, or None (frames: the loop's own kind)."""
+    """The kind a run's ``dataset`` names: registered here, or declared by an installed package's entry point
+    (loaded now, once); None for frames, the loop's own kind.
+
+    Raises:
+        TypeError: an entry point of :data:`ENTRY_POINT_GROUP` named ``name`` is not a :class:`DatasetKind`.
+    """
+    if name not in _KINDS:
+        for entry_point in metadata.entry_points(group=ENTRY_POINT_GROUP, name=name):
+            kind = entry_point.load()
+            if not isinstance(kind, DatasetKind):
+                raise TypeError(
+                    f"the entry point {entry_point.value!r} of dataset kind {name!r} must be a DatasetKind, got "
+                    f"{type(kind).__name__}"
+                )
+            register_dataset_kind(kind)
     return _KINDS.get(name)
 
 
 def registered_dataset_kinds() -> tuple[str, ...]:
-    """Every registered ``dataset`` name, sorted."""
-    return tuple(sorted(_KINDS))
+    """Every ``dataset`` name with a kind: registered here or declared by an installed package, sorted."""
+    declared = {entry_point.name for entry_point in metadata.entry_points(group=ENTRY_POINT_GROUP)}
+    return tuple(sorted(set(_KINDS) | declared))
