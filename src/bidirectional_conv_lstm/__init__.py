@@ -4,17 +4,20 @@ from importlib import metadata
 
 from transformers import AutoConfig, AutoImageProcessor, AutoModel
 
-from .models.convlstm.configuration_convlstm import ConvLSTMConfig
-from .models.convlstm.convlstm import ConvGate, ConvLSTM, ConvLSTMCell
-from .models.convlstm.modeling_convlstm import (
+from .models.convlstm import (
+    ConvGate,
+    ConvLSTM,
+    ConvLSTMCell,
+    ConvLSTMConfig,
     ConvLSTMForFramePrediction,
+    ConvLSTMImageProcessor,
     ConvLSTMModel,
     ConvLSTMModelOutput,
     ConvLSTMPreTrainedModel,
     FramePredictionOutput,
+    FramePredictionPipeline,
+    save_frame_prediction_model,
 )
-from .models.convlstm.pipeline_convlstm import FramePredictionPipeline, save_frame_prediction_model
-from .models.convlstm.processing_convlstm import ConvLSTMImageProcessor
 
 __version__ = metadata.version("bidirectional-conv-lstm")
 
@@ -22,7 +25,7 @@ __version__ = metadata.version("bidirectional-conv-lstm")
 # the auto_map and code files that save_pretrained writes) with trust_remote_code=True where this package is absent.
 AutoConfig.register(ConvLSTMConfig.model_type, ConvLSTMConfig, exist_ok=True)
 AutoModel.register(ConvLSTMConfig, ConvLSTMForFramePrediction, exist_ok=True)
-# The processor is numpy-based (transformers' "pil" backend: no torchvision). Importing pipeline_convlstm registered
+# The processor is numpy-based (transformers' "pil" backend: no torchvision). Importing the pipeline module registered
 # the "frame-prediction" pipeline.
 AutoImageProcessor.register(
     ConvLSTMConfig, image_processor_classes={"pil": ConvLSTMImageProcessor}, exist_ok=True

@@ -16,6 +16,7 @@ asks for rain rate. Another package can plug its own kind of data in the same wa
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable, Mapping
 from importlib import metadata
 from typing import Any
@@ -84,19 +85,25 @@ def dataset_kind(name: str) -> DatasetKind | None:
     Raises:
         TypeError: an entry point of :data:`ENTRY_POINT_GROUP` named ``name`` is not a :class:`DatasetKind`.
     """
-    if name not in _KINDS:
-        for entry_point in metadata.entry_points(group=ENTRY_POINT_GROUP, name=name):
-            kind = entry_point.load()
-            if not isinstance(kind, DatasetKind):
-                raise TypeError(
-                    f"the entry point {entry_point.value!r} of dataset kind {name!r} must be a DatasetKind, got "
-                    f"{type(kind).__name__}"
-                )
-            register_dataset_kind(kind)
+    entry_point = _declared_kinds().get(name)
+    if name not in _KINDS and entry_point is not None:
+        kind = entry_point.load()
+        if not isinstance(kind, DatasetKind):
+            raise TypeError(
+                f"the entry point {entry_point.value!r} of dataset kind {name!r} must be a DatasetKind, got "
+                f"{type(kind).__name__}"
+            )
+        register_dataset_kind(kind)
     return _KINDS.get(name)
+
+
+@functools.cache
+def _declared_kinds() -> dict[str, metadata.EntryPoint]:
+    """The installed packages' entry points of :data:`ENTRY_POINT_GROUP`, by name (read once per process: every
+    run's arguments ask, most of them for a name no package declares)."""
+    return {entry_point.name: entry_point for entry_point in metadata.entry_points(group=ENTRY_POINT_GROUP)}
 
 
 def registered_dataset_kinds() -> tuple[str, ...]:
     """Every ``dataset`` name with a kind: registered here or declared by an installed package, sorted."""
-    declared = {entry_point.name for entry_point in metadata.entry_points(group=ENTRY_POINT_GROUP)}
-    return tuple(sorted(set(_KINDS) | declared))
+    return tuple(sorted(set(_KINDS) | set(_declared_kinds())))
