@@ -1,4 +1,4 @@
-"""Tests of `bidirectional_conv_lstm.utils.loading`: what a person is told when a model cannot be loaded.
+"""Tests of `bidirectional_conv_lstm.utils.loading` and the model's own `from_pretrained`: what a person is told when a model cannot be loaded.
 
 The script-level cases (a truncated weights file, a missing folder, a name that is no repo id) are in
 tests/test_prediction.py; a repo the loopback Hub does not have is in tests/test_hub_datasets.py. Here: the
@@ -10,6 +10,8 @@ from __future__ import annotations
 import pytest
 from huggingface_hub import constants
 from huggingface_hub.errors import LocalEntryNotFoundError
+
+from transformers import PreTrainedModel
 
 from bidirectional_conv_lstm import ConvLSTMForFramePrediction
 from bidirectional_conv_lstm.utils.loading import check_model_name_or_path, load_pretrained_model
@@ -26,9 +28,7 @@ def _raises(cause: Exception):
 
 
 def test_an_unreachable_hub_is_said_so_with_the_name_and_what_to_give(monkeypatch):
-    monkeypatch.setattr(
-        ConvLSTMForFramePrediction, "from_pretrained", _raises(LocalEntryNotFoundError("no cache"))
-    )
+    monkeypatch.setattr(PreTrainedModel, "from_pretrained", _raises(LocalEntryNotFoundError("no cache")))
     with pytest.raises(FileNotFoundError) as error:
         load_pretrained_model("nowhere", argument="--model")
     message = str(error.value)
@@ -44,7 +44,7 @@ def test_an_unreachable_hub_is_said_so_with_the_name_and_what_to_give(monkeypatc
 
 
 def test_errors_we_do_not_know_pass_through(monkeypatch):
-    monkeypatch.setattr(ConvLSTMForFramePrediction, "from_pretrained", _raises(RuntimeError("disk on fire")))
+    monkeypatch.setattr(PreTrainedModel, "from_pretrained", _raises(RuntimeError("disk on fire")))
     with pytest.raises(OSError, match="Check your internet connection"):
         load_pretrained_model("someone/model")
 
@@ -63,3 +63,23 @@ def test_local_checks(tmp_path):
     assert check_model_name_or_path("someone/model") is None  # to be looked up on the Hub
     (tmp_path / "config.json").write_text("{}")
     assert check_model_name_or_path(tmp_path) == tmp_path
+
+
+def test_the_models_own_from_pretrained_says_what_is_wrong(monkeypatch, tmp_path):
+    """`ConvLSTMForFramePrediction.from_pretrained("outputs/run")` from the wrong folder: no "check your internet
+    connection" but which folder is missing; a name that can only be a path fails before any network call."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(PreTrainedModel, "from_pretrained", _raises(LocalEntryNotFoundError("no cache")))
+    with pytest.raises(FileNotFoundError) as error:
+        ConvLSTMForFramePrediction.from_pretrained("outputs/nowcasting")
+    message = str(error.value)
+    assert message.startswith("pretrained_model_name_or_path='outputs/nowcasting': no such folder")
+    assert "internet connection" not in message and "\n" not in message
+
+    def no_network(*args, **kwargs):
+        raise AssertionError("a path-like name must fail before transformers is asked")
+
+    monkeypatch.setattr(PreTrainedModel, "from_pretrained", classmethod(no_network))
+    for path_like in ("./outputs/nowcasting", "outputs/nowcasting/", "a/b/c"):
+        with pytest.raises(FileNotFoundError, match=r"no such folder, and not a Hub repo id"):
+            ConvLSTMForFramePrediction.from_pretrained(path_like)

@@ -343,6 +343,8 @@ def test_tiny_two_stage_run_scores_saves_reloads_and_forecasts_mm_h(radar_stacks
     model = ConvLSTMForFramePrediction.from_pretrained(output)
     assert model.config.rain_rate_transform["kind"] == "log1p" and model.config.advection
     assert (model.config.boundary_padding, model.config.fss_loss_weight) == (4, 0.5)
+    # The windows' clock is saved with the model (the stacks carry no pixel size: it stays unknown).
+    assert (model.config.time_step, model.config.pixel_size) == (5.0, None)
     observed = np.load(radar_stacks[2]["path"])[None, :3]  # the held-out event, NaN corner included
     forecast = model.forecast_rain_rate(observed, num_output_frames=5)
     assert isinstance(forecast, np.ndarray) and forecast.shape == (1, 5, 32, 32)

@@ -84,11 +84,18 @@ def test_pipeline_and_processor_files_import_only_what_remote_code_may():
         "video_inputs.py",
         "rain_rate.py",
         "argument_checks.py",
+        "georeferencing_convlstm.py",
     ):
         imports = set(get_imports(package / name))
         assert imports <= allowed, f"{name} imports {sorted(imports - allowed)}"
     needed = {Path(path).name for path in get_relative_import_files(package / "pipeline_convlstm.py")}
-    assert needed == {"processing_convlstm.py", "video_inputs.py", "rain_rate.py", "argument_checks.py"}
+    assert needed == {
+        "processing_convlstm.py",
+        "video_inputs.py",
+        "rain_rate.py",
+        "argument_checks.py",
+        "georeferencing_convlstm.py",
+    }
 
 
 def test_saving_writes_the_pipeline_and_processor_and_the_installed_pipeline_loads(saved, predictor):

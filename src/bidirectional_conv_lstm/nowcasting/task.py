@@ -100,6 +100,16 @@ class RainRateTask:
         self.timestep_minutes = timestep_minutes(args)
         self.eval_context = eval_context(args)
 
+    def describe_data(self, config) -> None:
+        """Record the radar windows' pixel size (metres) and time step (minutes) in the model's config, so that
+        ``forecast_rain_rate`` checks frames with coordinates against them; synthetic fields have neither."""
+        events = (self.splits.get("info") or {}).get("events") or {}
+        sizes = {_metres(event) for event in events.values()}
+        if len(sizes) == 1 and None not in sizes:
+            config.pixel_size = sizes.pop()
+        if self.timestep_minutes is not None:
+            config.time_step = float(self.timestep_minutes)
+
     def model_inputs(self, batch: dict) -> dict:
         """``pixel_values``, ``labels`` and ``loss_mask`` (the collator's ``labels_mask``) of a training batch
         (augmented by ``train_collator`` when ``data.augment``), and ``target_motion`` when the batch has the
@@ -266,3 +276,13 @@ RAIN_RATE_KIND = DatasetKind(
     best_model_metrics=RAIN_BEST_MODEL_METRICS,
 )
 register_dataset_kind(RAIN_RATE_KIND)
+
+
+def _metres(event: dict) -> float | None:
+    """An event's window pixel size in metres (from :func:`~bidirectional_conv_lstm.data.radar_windows_info`), or
+    None when it is unknown or not square."""
+    scale = {"m": 1.0, "km": 1000.0}.get(event.get("cartesian_unit") or "m")
+    sizes = event.get("pixel_size") or [None, None]
+    if scale is None or None in sizes or sizes[0] != sizes[1]:
+        return None
+    return float(sizes[0]) * scale

@@ -227,6 +227,7 @@ def _set_up(args: TrainingArguments) -> _Run:
     task = make_task(args, splits)
     train_loader, eval_loader = _data_loaders(args, accelerator, splits, task)
     model = _new_model(args)
+    task.describe_data(model.config)  # e.g. a radar run's pixel size and time step, saved with the model
     optimizer = _optimizer(args, model)
     max_steps, run_progress, scheduler = _schedules(args, accelerator, optimizer, len(train_loader))
     model, optimizer, train_loader, eval_loader, scheduler = accelerator.prepare(

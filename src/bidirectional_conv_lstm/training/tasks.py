@@ -46,6 +46,9 @@ class FramePredictionTask:
         self.mean_value = training_mean(splits["train"])
         self.validation_baselines = None
 
+    def describe_data(self, config) -> None:
+        """Record in the model's config what it learns from the data (frames carry no grid or clock here)."""
+
     def model_inputs(self, batch: dict) -> dict:
         """The batch entries the model's ``forward`` takes."""
         return batch

@@ -13,28 +13,9 @@ from datetime import datetime, timedelta
 
 import numpy as np
 
+from ...models.convlstm.georeferencing_convlstm import block_average
+
 __all__ = ["Timeline", "block_average", "build_timeline", "window_starts"]
-
-
-def block_average(rain_rate: np.ndarray, factor: int) -> np.ndarray:
-    """Downsample (T, H, W) by the mean of ``factor x factor`` blocks (e.g. 1 km -> 4 km with factor 4).
-
-    A block with any no-data (NaN) pixel is no data: averaging only its valid pixels would present a partly seen
-    block as fully observed (and bias it toward whichever part was seen, e.g. at the edge of the radar range).
-    The last ``H % factor`` rows and ``W % factor`` columns are dropped.
-
-    Returns:
-        float32 (T, H // factor, W // factor); the input itself when ``factor == 1``.
-    """
-    if factor == 1:
-        return rain_rate
-    frames, height, width = rain_rate.shape
-    rows, cols = height // factor, width // factor
-    if rows == 0 or cols == 0:
-        raise ValueError(f"downsample={factor} is larger than the grid ({height}, {width})")
-    blocks = rain_rate[:, : rows * factor, : cols * factor].reshape(frames, rows, factor, cols, factor)
-    # np.mean propagates NaN: the "any no-data pixel" rule above, for free.
-    return blocks.mean(axis=(2, 4), dtype=np.float64).astype(np.float32)
 
 
 @dataclasses.dataclass

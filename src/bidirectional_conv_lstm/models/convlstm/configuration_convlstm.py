@@ -158,6 +158,15 @@ class ConvLSTMConfig(PreTrainedConfig):
             with rain in the frame a step moves or in the frame it should give (a dry area's motion cannot be seen).
             The frame loss alone teaches the head the motion only through the warp's gradient, which does not always
             find it; this term tells it. Batches without `target_motion` train without it. 0 turns it off.
+        pixel_size (`float`, *optional*):
+            For rain-rate models, the size in metres of one pixel of the frames the model was trained on (e.g.
+            4000.0 for a 4 km grid; the radar recipe fills it from its windows). Given frames with coordinates (an
+            `xarray.DataArray`), `forecast_rain_rate` block-averages a finer grid to it. `None`: unknown, frames are
+            taken as they come.
+        time_step (`float`, *optional*):
+            For rain-rate models, the minutes between the frames the model was trained on (e.g. 5.0). Given frames
+            with times, `forecast_rain_rate` refuses frames of another step (a 5-minute model run on 10-minute
+            frames forecasts half the motion) unless told not to check. `None`: unknown, not checked.
 
     Example:
 
@@ -206,6 +215,8 @@ class ConvLSTMConfig(PreTrainedConfig):
     fss_loss_thresholds: list[float] | tuple[float, ...] = (1.0,)
     fss_loss_windows: list[int] | tuple[int, ...] = (16,)
     motion_loss_weight: float = 0.0
+    pixel_size: float | None = None
+    time_step: float | None = None
 
     def __post_init__(self, **kwargs):
         # transformers passes a config.json's `model_type` through here; refuse another model's config instead of
@@ -336,6 +347,10 @@ def _check_rain_rate_options(config: ConvLSTMConfig) -> None:
     _check_loss_weighting(config)
     _check_probability_matching(config)
     _check_auxiliary_losses(config)
+    for name, unit in (("pixel_size", "metres"), ("time_step", "minutes")):
+        value = getattr(config, name)
+        if value is not None and not (_finite_numbers([value]) and value > 0):
+            raise ValueError(f"{name} must be None or a positive number of {unit}, got {value!r}")
 
 
 def _finite_numbers(values) -> bool:

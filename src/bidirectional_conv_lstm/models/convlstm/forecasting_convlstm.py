@@ -13,9 +13,15 @@ mm/h of any size, with no-data pixels, and returns the forecast in mm/h:
    "mean" probability matching of pysteps' S-PROG (an additive shift in dBR): a model trained with a
    mean-seeking loss fades uncertain rain with lead time, and this restores its intensity from what was observed
    without moving or growing any rain area;
-5. pixels with no data in the *last observed frame* get ``no_data_value`` (NaN by default) at every lead time:
+5. observed frames without rain (no pixel at or above the transform's threshold or 0.1 mm/h) give exactly 0 mm/h
+   everywhere: a network's faint haze is no forecast of rain;
+6. pixels with no data in the *last observed frame* get ``no_data_value`` (NaN by default) at every lead time:
    the model has nothing to say where the radar saw nothing. (Rain advected in from a no-data area is not
    known either, but a forecast there is still the model's best guess, so only the last frame's mask is used.)
+
+An ``xarray.DataArray`` ``(time, y, x)`` goes in and comes out with its coordinates: see
+:mod:`georeferencing_convlstm` (block averaging to ``config.pixel_size``, the ``config.time_step`` check, valid
+times and the projection carried through).
 
 It has the signature of the baselines of :mod:`bidirectional_conv_lstm.nowcasting.baselines`, so a model is
 scored beside them by :mod:`bidirectional_conv_lstm.nowcasting.evaluation` (pass ``no_data_value=0.0`` there, as
@@ -30,6 +36,12 @@ import torch
 import torch.nn.functional as F
 
 from .argument_checks import check_int
+from .georeferencing_convlstm import (
+    OUTPUT_GRIDS,
+    forecast_to_data_array,
+    frames_from_data_array,
+    is_data_array,
+)
 from .rain_rate import RainRateTransform
 
 __all__ = ["PROBABILITY_MATCHING", "WET_THRESHOLD", "forecast_rain_rate", "match_observed_mean"]
@@ -104,6 +116,15 @@ def _check(rain_rate, valid, num_output_frames, config) -> tuple[torch.Tensor, t
         if valid.dtype != torch.bool:
             raise TypeError(f"valid must be a bool mask (True = data), got dtype {valid.dtype}")
         mask = mask & (valid[:, :, 0] if channel_axis else valid).to(mask.device)
+    if bool(torch.isinf(rain).any()):
+        raise ValueError(
+            f"rain_rate has {int(torch.isinf(rain).sum())} infinite values; expected finite mm/h (NaN for no data)"
+        )
+    empty = (~mask.flatten(1).any(1)).nonzero().flatten().tolist()
+    if empty:
+        raise ValueError(
+            f"rain_rate has no data at all in sample(s) {empty} (every pixel NaN or valid=False): nothing to forecast"
+        )
     if bool((rain[mask] < 0).any()):
         raise ValueError(f"rain_rate has negative values (min {rain[mask].min().item()}); expected mm/h >= 0")
     return rain, mask, as_numpy, channel_axis, int(num_output_frames)
@@ -118,28 +139,55 @@ def forecast_rain_rate(
     num_output_frames: int | None = None,
     no_data_value: float = float("nan"),
     probability_matching: str | None = "config",
+    output_grid: str = "model",
+    check_time_step: bool = True,
 ):
     """Forecast rain rate in mm/h with `model` (see the module docstring for the steps).
 
     Args:
         model: a `ConvLSTMForFramePrediction` whose `config.rain_rate_transform` is set. It runs as it is (call
             `model.eval()` first; `from_pretrained` returns it in eval mode), without gradients.
-        rain_rate: observed rain rate in mm/h, oldest frame first, `(B, T_in, H, W)` or `(B, T_in, 1, H, W)`, any
-            `H x W`; a float torch tensor (any device: it is moved to the model's) or numpy array; NaN = no data.
-        valid: optional bool mask of `rain_rate`'s shape, False = no data (on top of NaN).
+        rain_rate: observed rain rate in mm/h, oldest frame first: `(B, T_in, H, W)` or `(B, T_in, 1, H, W)`, any
+            `H x W`, a float torch tensor (any device: it is moved to the model's) or numpy array, taken to be on
+            the model's grid and time step; or an `xarray.DataArray` `(time, y, x)` with a `time` coordinate (and
+            `x` / `y` coordinates or `xpixelsize` / `ypixelsize` attributes telling its pixel size), which is
+            checked against the model's `config.time_step` and block-averaged to its `config.pixel_size` (see
+            `georeferencing_convlstm`). NaN = no data; no infinite values; at least one pixel with data.
+        valid: optional bool mask of `rain_rate`'s shape, False = no data (on top of NaN); not with a DataArray.
         num_output_frames: how many frames to forecast (one frame step apart, the step of the observed frames
             and of the training data); defaults to `config.num_output_frames`.
         no_data_value: the forecast at pixels with no data in the last observed frame (NaN by default; 0.0 to
             match the baselines).
         probability_matching: `"mean"` (see the module docstring) or None; by default `config.probability_matching`.
+        output_grid: for a DataArray, `"model"` (the forecast on the model's grid) or `"input"` (each model pixel
+            repeated over the input pixels it averaged; rows and columns no whole block covered get
+            `no_data_value`).
+        check_time_step: for a DataArray, refuse frames whose time step differs from `config.time_step`.
 
     Returns:
         mm/h `(B, T_out, H, W)` (or `(B, T_out, 1, H, W)` when `rain_rate` had a channel axis), float32, a numpy
-        array for numpy input, else a tensor on `rain_rate`'s device.
+        array for numpy input, else a tensor on `rain_rate`'s device; for a DataArray, a DataArray
+        `precip_intensity` `(time, y, x)` with valid times, `forecast_reference_time`, `forecast_period`, units
+        and the input's projection (its attributes and 0-d coordinates). Observed frames without any rain
+        (nothing at or above the transform's threshold, or 0.1 mm/h) give a forecast of exactly 0 mm/h.
 
     Raises:
-        ValueError / TypeError: a model without a rain-rate transform, a bad shape, dtype, mask or horizon.
+        ValueError / TypeError: a model without a rain-rate transform, a bad shape, dtype, mask or horizon, an
+            infinite value or a sample without data, a DataArray of another time step or a coarser grid.
     """
+    if output_grid not in OUTPUT_GRIDS:
+        raise ValueError(f"output_grid must be one of {OUTPUT_GRIDS}, got {output_grid!r}")
+    if not is_data_array(rain_rate):
+        return _forecast(model, rain_rate, valid, num_output_frames, no_data_value, probability_matching)
+    if valid is not None:
+        raise TypeError("valid is not taken with a DataArray: mark the pixels without data as NaN")
+    frames, context = frames_from_data_array(rain_rate, model.config, check_time_step=check_time_step)
+    forecast = _forecast(model, frames, None, num_output_frames, no_data_value, probability_matching)
+    return forecast_to_data_array(forecast[0], context, output_grid=output_grid, no_data_value=no_data_value)
+
+
+def _forecast(model, rain_rate, valid, num_output_frames, no_data_value, probability_matching):
+    """:func:`forecast_rain_rate` of frames on the model's grid (numpy or torch)."""
     config = model.config
     if probability_matching == "config":
         probability_matching = getattr(config, "probability_matching", None)
@@ -161,6 +209,9 @@ def forecast_rain_rate(
     forecast = transform.inverse(predictions[:, :, 0, :height, :width].float())
     if probability_matching == "mean":
         forecast = match_observed_mean(forecast, filled[:, -1, :height, :width], mask[:, -1])
+    wet = filled[..., :height, :width] >= max(transform.threshold, WET_THRESHOLD)
+    dry = ~wet.flatten(1).any(1)  # (B,): nothing observed rains: nothing is forecast (no faint haze)
+    forecast = torch.where(dry[:, None, None, None], torch.zeros_like(forecast), forecast)
     last_valid = mask[:, -1:].expand_as(forecast)
     forecast = torch.where(last_valid, forecast, torch.full_like(forecast, float(no_data_value)))
     if channel_axis:

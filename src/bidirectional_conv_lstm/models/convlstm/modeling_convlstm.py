@@ -24,7 +24,6 @@ from functools import partial
 import torch
 import torch.nn.functional as F
 import transformers.initialization as init
-from safetensors import SafetensorError
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 from transformers import PreTrainedModel
@@ -35,6 +34,7 @@ from .argument_checks import check_int
 from .configuration_convlstm import ConvLSTMConfig, check_config
 from .convlstm import ConvGate, ConvLSTM, ConvLSTMCell, State, state_dtype
 from .forecasting_convlstm import forecast_rain_rate
+from .loading_convlstm import load_clearly
 from .losses_convlstm import frame_prediction_loss, motion_loss, structural_similarity  # noqa: F401 (re-exported)
 from .rain_rate import RainRateTransform
 
@@ -160,14 +160,21 @@ class ConvLSTMPreTrainedModel(PreTrainedModel):
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs):
-        """transformers' `from_pretrained`; a truncated or corrupted weights file raises an `OSError` that says so."""
-        try:
-            return super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
-        except SafetensorError as err:
-            raise OSError(
-                f"Could not load the weights of {str(pretrained_model_name_or_path)!r}: its safetensors weights file "
-                f"is truncated or corrupted ({err}). Download or save the model again."
-            ) from err
+        """transformers' `from_pretrained`, with errors a person can act on (`loading_convlstm.load_clearly`): a
+        name that is neither a folder nor a reachable Hub repo raises one `FileNotFoundError` that says which (a
+        path-like name that is no folder, before any network call); a truncated or corrupted weights file a
+        `ValueError` naming it."""
+        transformers_load = super().from_pretrained
+        if (
+            pretrained_model_name_or_path is None
+        ):  # a config and a state_dict given instead (transformers' form)
+            return transformers_load(None, *model_args, **kwargs)
+        return load_clearly(
+            lambda name, **options: transformers_load(name, *model_args, **options),
+            pretrained_model_name_or_path,
+            argument="pretrained_model_name_or_path",
+            **kwargs,
+        )
 
     def _initialize_weights(self, module, is_custom_code: bool = False):
         # transformers skips custom-code modules without parameters of their own; a ConvGate has none, yet it
@@ -681,13 +688,18 @@ class ConvLSTMForFramePrediction(ConvLSTMPreTrainedModel):
         num_output_frames: int | None = None,
         no_data_value: float = float("nan"),
         probability_matching: str | None = "config",
+        output_grid: str = "model",
+        check_time_step: bool = True,
     ):
         """Forecast rain rate in mm/h from observed rain rate in mm/h (needs `config.rain_rate_transform`): observed
         `(B, T_in, H, W)` or `(B, T_in, 1, H, W)` mm/h of any size, torch or numpy, NaN or `valid=False` = no data;
         returns `(B, T_out, H, W)` (or `(B, T_out, 1, H, W)`) float32 mm/h of the same kind, `no_data_value` where the
         last observed frame has no data. With `probability_matching="mean"` (`config.probability_matching` by
         default) each forecast frame's wet pixels are scaled to the last observed frame's geometric mean rain
-        rate. See `forecasting_convlstm.forecast_rain_rate`.
+        rate. An `xarray.DataArray` `(time, y, x)` is checked against `config.time_step` (unless `check_time_step`
+        is False), block-averaged to `config.pixel_size`, and the forecast comes back as a DataArray with valid
+        times and the input's projection, on the model's grid or (`output_grid="input"`) the input's. See
+        `forecasting_convlstm.forecast_rain_rate`.
 
         Example: `model.forecast_rain_rate(torch.rand(1, 4, 100, 120) * 5, num_output_frames=12).shape` is
         `(1, 12, 100, 120)`.
@@ -699,6 +711,8 @@ class ConvLSTMForFramePrediction(ConvLSTMPreTrainedModel):
             num_output_frames=num_output_frames,
             no_data_value=no_data_value,
             probability_matching=probability_matching,
+            output_grid=output_grid,
+            check_time_step=check_time_step,
         )
 
     def forward(

@@ -31,6 +31,7 @@ from transformers.dynamic_module_utils import custom_object_save
 from transformers.pipelines import PIPELINE_REGISTRY
 
 from .argument_checks import check_int
+from .georeferencing_convlstm import is_data_array
 from .processing_convlstm import OUTPUT_TYPES, ConvLSTMImageProcessor
 from .video_inputs import DATA_FORMATS, frames_to_gif, is_frame, read_video
 
@@ -44,6 +45,10 @@ class FramePredictionPipeline(Pipeline):
     name, a ``.npy`` / ``.npz`` array), a numpy array or torch tensor `(T, H, W)`, `(T, H, W, C)` or `(T, C, H, W)`
     (uint8, floats in `[0, 1]`, or mm/h for a radar model), or a list of PIL images (one frame each). A 5-D array
     is a batch. Any frame size works: the processor pads to the patch size and the output is cropped back.
+    A radar model also takes an `xarray.DataArray` `(time, y, x)` in mm/h with a `time` coordinate and returns
+    `{"predictions": DataArray}` on the model's grid with valid times and the input's projection (see
+    `forecasting_convlstm.forecast_rain_rate`; keyword arguments `num_output_frames`, `num_input_frames`,
+    `output_grid`, `check_time_step`).
 
     Args (keyword arguments of the call, or of `pipeline(...)` for every call):
         num_output_frames (`int`, *optional*): frames to predict; defaults to the model's `config.num_output_frames`.
@@ -75,6 +80,8 @@ class FramePredictionPipeline(Pipeline):
             self.image_processor = ConvLSTMImageProcessor.from_model_config(self.model.config)
 
     def __call__(self, inputs, **kwargs):
+        if is_data_array(inputs):
+            return self._forecast_data_array(inputs, **kwargs)
         gif_path = kwargs.pop("gif_path", None)
         if gif_path is not None:
             kwargs["return_gif"] = True
@@ -95,6 +102,33 @@ class FramePredictionPipeline(Pipeline):
                 target.write_bytes(result["gif"])
                 result["gif_path"] = str(target)
         return results
+
+    def _forecast_data_array(
+        self,
+        inputs,
+        num_output_frames=None,
+        num_input_frames=None,
+        output_grid="model",
+        check_time_step=True,
+        **rest,
+    ):
+        """A radar model's forecast of an `xarray.DataArray` `(time, y, x)` in mm/h: `{"predictions": DataArray}`
+        with valid times and the input's coordinates (`forecast_rain_rate` of the model; see its arguments)."""
+        if rest:
+            raise TypeError(
+                f"with an xarray.DataArray the pipeline takes num_output_frames, num_input_frames, output_grid and "
+                f"check_time_step; got {sorted(rest)}"
+            )
+        if self.model.config.rain_rate_transform is None:
+            raise ValueError("an xarray.DataArray of rain rate needs a radar model (a rain_rate_transform)")
+        keep = check_int("num_input_frames", num_input_frames or self.model.config.num_input_frames)
+        forecast = self.model.forecast_rain_rate(
+            inputs.isel(time=slice(-keep, None)),
+            num_output_frames=num_output_frames,
+            output_grid=output_grid,
+            check_time_step=check_time_step,
+        )
+        return {"predictions": forecast}
 
     def _sanitize_parameters(
         self,
