@@ -58,7 +58,7 @@ def main() -> None:
     if not isinstance(data, dict):
         parser.error(f"--data must be a YAML mapping, got {args.data!r}")
     if args.dataset in RAIN_RATE_DATASETS:
-        evaluate_rain(parser, args, data)
+        evaluate_rain(args, data)
         return
     if args.model is None:
         parser.error("--model is required (only rain-rate datasets can score --baselines alone)")
@@ -78,12 +78,12 @@ def main() -> None:
             mixed_precision=args.mixed_precision,
         )
     except (ValueError, TypeError, FileNotFoundError) as error:
-        parser.error(str(error))
+        raise SystemExit(f"evaluate.py: error: {error}") from None
     print(metrics_report(results))
     print(json.dumps({"output_dir": args.output_dir, "mse": results["mse"], "ssim": results["ssim"]}))
 
 
-def evaluate_rain(parser: argparse.ArgumentParser, args: argparse.Namespace, data: dict) -> None:
+def evaluate_rain(args: argparse.Namespace, data: dict) -> None:
     from bidirectional_conv_lstm.nowcasting.evaluation import evaluate_rain_dataset, nowcast_report
 
     try:
@@ -101,7 +101,7 @@ def evaluate_rain(parser: argparse.ArgumentParser, args: argparse.Namespace, dat
             mixed_precision=args.mixed_precision,
         )
     except (ValueError, TypeError, FileNotFoundError, ImportError) as error:
-        parser.error(str(error))
+        raise SystemExit(f"evaluate.py: error: {error}") from None
     print(nowcast_report(results))
     summary = {name: values["overall"].get("csi_m") for name, values in results["methods"].items()}
     print(json.dumps({"output_dir": args.output_dir, "csi_m": summary}))

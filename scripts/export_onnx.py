@@ -4,14 +4,14 @@
     python scripts/export_onnx.py --model user/convlstm --output model.onnx --num_input_frames 10 --num_output_frames 20
 
 The graph takes `pixel_values` (batch, T_in, C, H, W) float32 (as the processor prepares them) and returns
-`predictions` (batch, T_out, C, H, W). Batch, height and width are dynamic (height and width multiples of the
-patch size); the frame counts are fixed at export (defaults: the model's config). The script then runs the file with
-ONNX Runtime and PyTorch on random inputs of two sizes and fails if they differ by more than --atol.
+`predictions` (batch, T_out, C, H, W). Batch, height and width are dynamic (any height and width: the graph pads
+them to the patch size and crops the predictions back); the frame counts are fixed at export (defaults: the model's
+config). The script then runs the file with ONNX Runtime and PyTorch on random inputs of two sizes (one not a
+multiple of the patch size) and fails if they differ by more than --atol.
 Needs the onnx extra: pip install "bidirectional-conv-lstm[onnx]".
 """
 
 import argparse
-import sys
 
 from bidirectional_conv_lstm.serving.onnx_export import ATOL, export_onnx
 
@@ -37,10 +37,9 @@ def main(argv=None) -> None:
             atol=args.atol,
         )
     except (ValueError, TypeError, FileNotFoundError, ImportError) as error:
-        parser.error(str(error))
+        raise SystemExit(f"export_onnx.py: error: {error}") from None
     except RuntimeError as error:  # the ONNX Runtime check failed: the file is written but wrong
-        print(f"error: {error}", file=sys.stderr)
-        raise SystemExit(1) from error
+        raise SystemExit(f"export_onnx.py: error: {error}") from None
     print(
         f"wrote {report['path']} ({report['num_input_frames']} input frames -> {report['num_output_frames']})"
     )

@@ -181,6 +181,10 @@ def test_bad_arguments_fail_before_any_forecast(windows):
         evaluate_nowcasts(windows, ["rover"], num_input_frames=T_IN, num_output_frames=T_OUT)
     with pytest.raises(ValueError, match="num_output_frames"):
         evaluate_nowcasts(windows, {"spy": spy}, num_input_frames=T_IN, num_output_frames=0)
+    with pytest.raises(ValueError, match=r"num_input_frames=2 is too few for \{'sprog': 3\}"):
+        evaluate_nowcasts(
+            windows, {"spy": spy, "sprog": "sprog"}, num_input_frames=2, num_output_frames=T_OUT
+        )
     assert not calls
     with pytest.raises(ValueError, match="'short' returned shape"):
         evaluate_nowcasts(
@@ -199,16 +203,37 @@ def run_evaluate_script(monkeypatch, *argv: str) -> None:
     main()
 
 
-def tiny_synthetic_rain(cache_dir: Path) -> dict:
-    """Data options of a two-window synthetic_rain test split (32 x 32, 8 frames)."""
+def tiny_synthetic_rain(cache_dir: Path, size: int = 32) -> dict:
+    """Data options of a two-window synthetic_rain test split (`size` x `size`, 8 frames)."""
     return {
         "num_train": 1,
         "num_validation": 1,
         "num_test": 2,
-        "size": 32,
+        "size": size,
         "num_frames": 8,
         "cache_dir": str(cache_dir),
     }
+
+
+def tiny_rain_model(path: Path, **overrides) -> str:
+    """A saved tiny rain-rate model with an advection head (patch_size 4), its folder."""
+    from bidirectional_conv_lstm import ConvLSTMConfig, ConvLSTMForFramePrediction
+
+    torch.manual_seed(0)
+    options = dict(
+        hidden_sizes=[8],
+        patch_size=4,
+        num_input_frames=4,
+        num_output_frames=2,
+        advection=True,
+        rain_rate_transform={"kind": "log1p"},
+    )
+    model = ConvLSTMForFramePrediction(ConvLSTMConfig(**{**options, **overrides}))
+    with torch.no_grad():  # a head that moves the rain: the motion check has something to compare
+        for parameter in model.parameters():
+            parameter.add_(0.3 * torch.randn_like(parameter))
+    model.save_pretrained(path)
+    return str(path)
 
 
 def test_evaluate_script_scores_baselines_on_rain_data(monkeypatch, tmp_path, capsys):
@@ -264,3 +289,96 @@ def test_a_saved_model_is_scored_under_the_requested_precision(monkeypatch, tmp_
     AcceleratorState._reset_state(True)
     assert autocast_in_forward == [False, torch.bfloat16]
     assert scores["bf16"] == pytest.approx(scores["no"], rel=0.05)
+
+
+def test_a_model_and_its_motion_are_scored_on_windows_of_any_size(tmp_path):
+    # 30 x 30 windows for a patch_size=4 model: the forecast and the motion check pad to 32 x 32 and crop back.
+    pytest.importorskip("pysteps", reason="needs the nowcasting extra (pysteps)")
+    from bidirectional_conv_lstm.nowcasting.evaluation import evaluate_rain_dataset
+
+    results = evaluate_rain_dataset(
+        "synthetic_rain",
+        data=tiny_synthetic_rain(tmp_path, size=30),
+        baselines=["persistence"],
+        model_name_or_path=tiny_rain_model(tmp_path / "model"),
+        num_input_frames=3,
+        num_output_frames=4,
+    )
+    assert results["num_windows"] == 2 and list(results["methods"]) == ["model", "persistence"]
+    for method in results["methods"].values():
+        assert np.isfinite(method["overall"]["mae"])
+    assert results["motion"]["overall"]["windows"] >= 1  # the motion of 30 x 30 windows was measured
+
+
+def test_shape_problems_fail_in_one_line_before_the_windows_are_read(monkeypatch, tmp_path, capsys):
+    from bidirectional_conv_lstm import ConvLSTMConfig, ConvLSTMForFramePrediction
+    from bidirectional_conv_lstm.nowcasting import evaluation
+
+    def no_windows(*args, **kwargs):
+        raise AssertionError("the windows were read before the checks")
+
+    monkeypatch.setattr(evaluation, "load_rain_datasets", no_windows)
+    data = json.dumps(tiny_synthetic_rain(tmp_path))
+    ConvLSTMForFramePrediction(ConvLSTMConfig(hidden_sizes=[4], num_channels=3)).save_pretrained(
+        tmp_path / "rgb"
+    )
+    cases = [
+        (
+            ["--model", str(tmp_path / "rgb"), "--num_input_frames", "3", "--num_output_frames", "4"],
+            "the model must be a rain-rate model (config.rain_rate_transform set, num_channels=1)",
+        ),
+        (
+            ["--baselines", "sprog", "--num_input_frames", "2", "--num_output_frames", "4"],
+            "num_input_frames=2 is too few for {'sprog': 3}",
+        ),
+        (
+            ["--model", tiny_rain_model(tmp_path / "model"), "--num_output_frames", "6"],
+            "the synthetic_rain windows hold 8 frames, fewer than num_input_frames + num_output_frames = 10",
+        ),
+    ]
+    for argv, message in cases:
+        with pytest.raises(SystemExit) as exit_info:
+            run_evaluate_script(monkeypatch, "--dataset", "synthetic_rain", "--data", data, *argv)
+        line = exit_info.value.code  # the one line printed, no usage block
+        assert line.startswith(f"evaluate.py: error: {message}") and "\n" not in line
+    assert "usage:" not in capsys.readouterr().err
+
+
+RADAR_ROOT = Path(__file__).parents[1] / "../shared/radar"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (RADAR_ROOT / "fmi").is_dir(), reason="the shared radar events are not here")
+def test_the_script_scores_a_whole_radar_domain_that_is_no_multiple_of_the_patch(monkeypatch, tmp_path):
+    # The report of issue #21: FMI's whole 4 km domain (306 x 190, 306 and 190 not multiples of 4) with a
+    # patch_size=4 advection model; the motion check failed after the baselines and the model had run.
+    pytest.importorskip("pysteps", reason="needs the nowcasting extra (pysteps)")
+    from bidirectional_conv_lstm.nowcasting import motion
+
+    shapes = []
+    model_motion = motion.model_motion
+
+    def spy(model, observed, *args, **kwargs):
+        shapes.append(tuple(observed.shape))
+        return model_motion(model, observed, *args, **kwargs)
+
+    monkeypatch.setattr(motion, "model_motion", spy)
+    data = {
+        "root": str(RADAR_ROOT),
+        "events": ["fmi_20170509"],
+        "split": "event",
+        "test_events": ["fmi_20170509"],
+        "downsample": 4,  # 1 km -> 4 km
+        "tile_size": [306, 190],  # the whole domain: one window per origin
+        "stride": 12,
+        "cache_dir": str(tmp_path / "cache"),
+    }
+    run_evaluate_script(
+        monkeypatch,
+        *("--dataset", "radar", "--data", json.dumps(data), "--baselines", "persistence"),
+        *("--model", tiny_rain_model(tmp_path / "model"), "--output_dir", str(tmp_path / "eval")),
+    )
+    results = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert results["num_windows"] >= 2 and list(results["methods"]) == ["model", "persistence"]
+    assert shapes and {shape[-2:] for shape in shapes} == {(306, 190)}
+    assert results["motion"]["overall"]["wet_pixels"] > 0

@@ -69,10 +69,26 @@ def test_model_motion_is_the_heads_motion_in_pixels_per_step():
         expected = model(values[:, :, None], num_output_frames=1, output_motion=True).motion[:, 0]
     assert expected.std() > 0.01  # it varies over the frame
     np.testing.assert_allclose(model_motion(model, observed), expected.numpy(), atol=1e-6)
-    with pytest.raises(ValueError, match="multiples of patch_size=4"):
-        model_motion(model, observed[..., :10])
+    with pytest.raises(ValueError, match=r"observed must be mm/h \(B, T_in, H, W\)"):
+        model_motion(model, observed[0])
     with pytest.raises(ValueError, match="advection head"):
         model_motion(ConvLSTMForFramePrediction(ConvLSTMConfig(hidden_sizes=[4])), observed)
+
+
+def test_model_motion_of_any_grid_pads_as_the_forecast_does_and_crops_back():
+    # 15 x 10 is no multiple of patch_size=4: padded with 0 mm/h on the bottom and right (forecast_rain_rate's
+    # convention) to 16 x 12, and the motion of the padded frames cropped back.
+    torch.manual_seed(1)
+    model = head_moving((0.0, 0.0))
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.add_(0.3 * torch.randn_like(parameter))
+    observed = np.random.default_rng(1).random((2, 3, 15, 10)).astype(np.float32) * 5
+    motion = model_motion(model, torch.from_numpy(observed))
+    assert motion.shape == (2, 2, 15, 10) and np.isfinite(motion).all()
+    padded = np.zeros((2, 3, 16, 12), np.float32)
+    padded[..., :15, :10] = observed
+    np.testing.assert_allclose(motion, model_motion(model, padded)[..., :15, :10], atol=1e-6)
 
 
 def test_the_comparison_tells_the_right_motion_from_the_wrong_one(windows):

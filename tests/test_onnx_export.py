@@ -1,5 +1,5 @@
-"""ONNX export: scripts/export_onnx.py writes a graph with fixed frame counts and dynamic batch / height / width that
-ONNX Runtime runs like PyTorch."""
+"""ONNX export: scripts/export_onnx.py writes a graph with fixed frame counts and dynamic batch / height / width (any
+size: padded to the patch size inside the graph and cropped back) that ONNX Runtime runs like PyTorch."""
 
 from __future__ import annotations
 
@@ -95,9 +95,10 @@ def test_bad_arguments_fail_before_exporting(exported, tmp_path):
         export_onnx(exported["model"], tmp_path / "model.onnx", num_output_frames=0)
     with pytest.raises(TypeError, match="model must be"):
         export_onnx(torch.nn.Linear(2, 2), tmp_path / "model.onnx")
-    with pytest.raises(SystemExit) as exit_info:  # the script: a one-line usage error
+    with pytest.raises(SystemExit) as exit_info:  # the script: one line, no usage block
         run_script(["--model", str(tmp_path / "nowhere"), "--output", str(tmp_path / "model.onnx")])
-    assert exit_info.value.code == 2
+    line = exit_info.value.code
+    assert line.startswith("export_onnx.py: error: ") and "nowhere" in line and "\n" not in line
     assert not (tmp_path / "model.onnx").exists()
 
 
@@ -129,3 +130,39 @@ def test_rain_model_with_advection_and_a_boundary_margin_exports_and_matches(tmp
         expected = model(pixel_values=pixel_values, num_output_frames=2).predictions.numpy()
     actual = session.run(None, {"pixel_values": pixel_values.numpy()})[0]
     assert actual.shape == (2, 2, 1, 8, 10) and np.abs(actual - expected).max() <= 1e-4
+
+
+def test_a_graph_takes_any_grid_padding_with_no_rain_as_forecast_rain_rate_does(tmp_path):
+    # patch_size=4 on 30 x 46 frames (no multiple) and on 32 x 48 (advection models: the check's default shapes
+    # above, no multiples either); the transform's offset makes no rain a non-zero model-space value, so padding
+    # with 0 instead of it would show.
+    torch.manual_seed(5)
+    config = ConvLSTMConfig(
+        hidden_sizes=[8],
+        patch_size=4,
+        num_input_frames=3,
+        num_output_frames=2,
+        rain_rate_transform={"kind": "log1p", "offset": 0.5},
+    )
+    model = ConvLSTMForFramePrediction(config).eval()
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.add_(0.2 * torch.randn_like(parameter))
+    transform = model.rain_rate_transform
+    assert transform.no_rain_value < 0
+    shapes = [(2, 3, 1, 30, 46), (1, 3, 1, 32, 48)]
+    result = export_onnx(model, tmp_path / "rain.onnx", num_output_frames=2, check=False)
+    assert max(check_onnx_model(result["path"], model, shapes=shapes).values()) <= 1e-4
+    session = onnxruntime.InferenceSession(str(result["path"]), providers=["CPUExecutionProvider"])
+    rain = 8 * torch.rand(2, 3, 30, 46, generator=torch.Generator().manual_seed(6)) ** 3  # mm/h
+    graph = session.run(None, {"pixel_values": transform.forward(rain)[:, :, None].numpy()})[0]
+    assert graph.shape == (2, 2, 1, 30, 46)
+    # The graph in mm/h is forecast_rain_rate's forecast (which pads 0 mm/h: the no-rain value in model space).
+    expected = model.forecast_rain_rate(rain, num_output_frames=2, probability_matching=None)
+    np.testing.assert_allclose(
+        transform.inverse(torch.from_numpy(graph[:, :, 0])), expected, rtol=1e-4, atol=1e-4
+    )
+    with torch.no_grad():  # padded with 0 instead, the forecast near the bottom and right edges differs
+        zero_padded = torch.nn.functional.pad(transform.forward(rain)[:, :, None], (0, 2, 0, 2))
+        other = model(pixel_values=zero_padded, num_output_frames=2).predictions[..., :30, :46]
+    assert np.abs(other.numpy() - graph).max() > 1e-3

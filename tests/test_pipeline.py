@@ -204,6 +204,42 @@ def test_a_model_saved_without_processor_and_a_radar_model(tmp_path):
     np.testing.assert_allclose(forecast, reference, rtol=1e-5, atol=1e-6, equal_nan=True)
 
 
+def test_a_radar_model_forecasts_grids_of_any_size(tmp_path):
+    # patch_size=4 and 37 x 53 frames (neither side a multiple): padded with no rain and cropped back, in every
+    # input the pipeline takes (an array, a batch of two sizes, a DataArray).
+    xarray = pytest.importorskip("xarray")
+    config = ConvLSTMConfig(
+        hidden_sizes=[8],
+        patch_size=4,
+        num_input_frames=3,
+        num_output_frames=2,
+        rain_rate_transform=RainRateTransform("dbr").to_dict(),
+    )
+    radar = trained_looking(config, seed=2)
+    save_frame_prediction_model(radar, tmp_path / "radar")
+    predictor = pipeline("frame-prediction", model=str(tmp_path / "radar"))
+    rain = RNG.gamma(0.5, 4.0, size=(3, 37, 53)).astype(np.float32)
+    forecast = predictor(rain)["predictions"]
+    assert forecast.shape == (2, 37, 53) and np.isfinite(forecast).all()
+    reference = radar.forecast_rain_rate(rain[None], num_output_frames=2)[0]
+    np.testing.assert_allclose(forecast, reference, rtol=1e-5, atol=1e-6)
+    batch = predictor([rain, rain[:, :30, :46]])
+    assert [result["predictions"].shape for result in batch] == [(2, 37, 53), (2, 30, 46)]
+    frames = xarray.DataArray(
+        rain,
+        dims=("time", "y", "x"),
+        coords={
+            "time": np.datetime64("2017-05-09T12:00") + np.arange(3) * np.timedelta64(5, "m"),
+            "y": 4000.0 * np.arange(37)[::-1],
+            "x": 4000.0 * np.arange(53),
+        },
+        attrs={"units": "mm/h"},
+    )
+    on_the_map = predictor(frames)["predictions"]
+    assert on_the_map.dims == ("time", "y", "x") and on_the_map.shape == (2, 37, 53)
+    np.testing.assert_array_equal(on_the_map["x"].values, frames["x"].values)
+
+
 # Runs in a Python that cannot import bidirectional_conv_lstm (a meta-path finder refuses it).
 CHILD = textwrap.dedent(
     """

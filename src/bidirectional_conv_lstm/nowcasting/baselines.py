@@ -10,6 +10,8 @@ model included)::
 - returns rain rate in mm/h, numpy float32 (B, T_out, H, W), finite and >= 0. A pixel a method has nothing to
   say about (no data in its input, or advected in from outside the grid) is forecast as 0 mm/h: scores are
   computed on the pixels where the *observation* is valid, the same pixels for every method.
+- any H x W; a forecaster that needs more than one observed frame says so in a ``min_input_frames`` attribute
+  (:func:`min_input_frames`), which the evaluation checks before any forecast.
 
 Persistence is numpy only. Extrapolation and S-PROG are pysteps' (the ``nowcasting`` extra), run as pysteps'
 own examples run them: rain rate to dBR with ``pysteps.utils.transformation.dB_transform`` (threshold
@@ -45,6 +47,7 @@ __all__ = [
     "get_baseline",
     "get_baselines",
     "lucas_kanade_motion",
+    "min_input_frames",
     "model_forecaster",
     "persistence_forecast",
     "sprog_forecast",
@@ -260,6 +263,16 @@ def sprog_forecast(
     return np.stack(forecasts)
 
 
+persistence_forecast.min_input_frames = 1
+extrapolation_forecast.min_input_frames = 2  # a motion field needs two frames
+sprog_forecast.min_input_frames = 3  # the AR(2) model of its default ar_order=2
+
+
+def min_input_frames(forecaster) -> int:
+    """The observed frames ``forecaster`` needs at least: its ``min_input_frames`` attribute (1 without one)."""
+    return int(getattr(forecaster, "min_input_frames", 1))
+
+
 def get_baseline(name: str) -> Callable[..., np.ndarray]:
     """The forecaster called ``name``: "persistence", "extrapolation" (alias "lucas_kanade") or "sprog"."""
     functions = {
@@ -320,9 +333,21 @@ def get_baselines(names: Iterable[str], *, share_motion: bool = True) -> dict[st
 
 def model_forecaster(model, *, no_data_value: float = 0.0, autocast=None):
     """``forecaster(observed, valid=None, *, num_output_frames)`` of :mod:`bidirectional_conv_lstm.nowcasting.baselines` for a rain-rate
-    model: mm/h in, mm/h out (``no_data_value`` where the last observed frame has no data, 0 as the baselines).
+    model: mm/h in, mm/h out (``no_data_value`` where the last observed frame has no data, 0 as the baselines), any
+    H x W (``forecast_rain_rate`` pads to the patch size and crops back).
     ``autocast``: a context-manager factory the model runs under (``accelerator.autocast``, so a run's bf16 / fp16
-    applies to its test forecasts as to its validation); None runs in the model's dtype."""
+    applies to its test forecasts as to its validation); None runs in the model's dtype.
+
+    Raises:
+        ValueError: the model is no one-channel rain-rate model (checked here, before any forecast).
+    """
+    config = model.config
+    if config.rain_rate_transform is None or config.num_channels != 1:
+        raise ValueError(
+            "the model must be a rain-rate model (config.rain_rate_transform set, num_channels=1) to forecast "
+            f"rain-rate windows, got rain_rate_transform={config.rain_rate_transform!r}, "
+            f"num_channels={config.num_channels}"
+        )
 
     def forecaster(observed, valid=None, *, num_output_frames: int):
         with autocast() if autocast is not None else contextlib.nullcontext():
@@ -330,4 +355,5 @@ def model_forecaster(model, *, no_data_value: float = 0.0, autocast=None):
                 observed, valid, num_output_frames=num_output_frames, no_data_value=no_data_value
             )
 
+    forecaster.min_input_frames = 1
     return forecaster

@@ -35,7 +35,7 @@ from ..models.convlstm.argument_checks import check_int
 from ..models.convlstm.configuration_convlstm import ConvLSTMConfig
 from ..models.convlstm.modeling_convlstm import ConvLSTMForFramePrediction
 from ..utils.hardware import make_accelerator
-from .baselines import get_baselines, model_forecaster
+from .baselines import get_baselines, min_input_frames, model_forecaster
 from .data import RAIN_RATE_DATASETS, eval_context, load_rain_datasets, scoring_arguments, timestep_minutes
 from .motion import motion_check
 from .pictures import plot_scores_by_lead_time
@@ -87,6 +87,21 @@ def resolve_forecasters(methods) -> dict[str, Forecaster]:
                 f"method {name!r} must be a baseline name or a callable, got {type(method).__name__}"
             )
     return forecasters
+
+
+def _check_input_frames(forecasters: Mapping[str, Forecaster], num_input_frames: int) -> None:
+    """Every forecaster gets the observed frames it needs (:func:`~.baselines.min_input_frames`), else a
+    ValueError naming them, before any forecast."""
+    short = {
+        name: needed
+        for name, forecaster in forecasters.items()
+        if (needed := min_input_frames(forecaster)) > num_input_frames
+    }
+    if short:
+        raise ValueError(
+            f"num_input_frames={num_input_frames} is too few for {short} (the observed frames each method needs "
+            "at least); give more input frames or leave those methods out"
+        )
 
 
 def _check_context(context, shape) -> int:
@@ -146,6 +161,7 @@ def score_nowcasts(
     num_output_frames = _check_frames("num_output_frames", num_output_frames)
     batch_size = _check_frames("batch_size", batch_size)
     forecasters = resolve_forecasters(methods)
+    _check_input_frames(forecasters, num_input_frames)
     windows, context = _checked_windows(windows, num_input_frames, num_output_frames, context, max_windows)
     verifiers = {
         name: NowcastVerifier(
@@ -303,11 +319,13 @@ def evaluate_rain_dataset(
         num_output_frames = num_output_frames or config.num_output_frames
     # The data options are read and checked as a training run's, but only the scored split needs windows.
     args = scoring_arguments(dataset, data or {}, num_input_frames or 4, num_output_frames or 12)
+    _check_input_frames(methods, args.num_input_frames)
     accelerator, _ = make_accelerator(mixed_precision)
     model = None
     if config is not None:
         model = ConvLSTMForFramePrediction.from_pretrained(model_name_or_path).eval()
         methods = {"model": model_forecaster(model, autocast=accelerator.autocast), **methods}
+    # Every check the options and the model's config allow is done: the windows (the slow part) come last.
     windows = load_rain_datasets(args, splits=(split,))[split]
     if model is not None:
         model.to(accelerator.device)

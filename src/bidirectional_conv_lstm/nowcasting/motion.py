@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from ..data.rain.storage import crop_context, decode_windows
+from ..models.convlstm.forecasting_convlstm import pad_to_patch_size
 from .baselines import lucas_kanade_motion
 
 __all__ = ["model_motion", "motion_against_lucas_kanade", "motion_check"]
@@ -38,7 +39,8 @@ def model_motion(model, observed, valid=None, *, autocast: Callable | None = Non
     Args:
         model: a rain-rate `ConvLSTMForFramePrediction` with `config.advection`.
         observed: mm/h (B, T_in, H, W), numpy or torch, NaN = no data (read as no rain, as the collator does);
-            H and W multiples of `config.patch_size`.
+            any H x W: padded with no rain on the bottom and right to a multiple of `config.patch_size`, as
+            `forecast_rain_rate` pads, and the motion cropped back.
         valid: optional bool (B, T_in, H, W), False = no data.
         autocast: a context-manager factory to run the model under (e.g. ``accelerator.autocast``).
 
@@ -51,16 +53,17 @@ def model_motion(model, observed, valid=None, *, autocast: Callable | None = Non
         raise ValueError(
             "model_motion needs a rain-rate model with an advection head (config.advection=True)"
         )
+    observed = observed.detach().cpu() if isinstance(observed, torch.Tensor) else observed
     rain = torch.as_tensor(np.asarray(observed, dtype=np.float32))
-    if rain.ndim != 4 or rain.shape[-1] % config.patch_size or rain.shape[-2] % config.patch_size:
-        raise ValueError(
-            f"observed must be mm/h (B, T_in, H, W) with H and W multiples of patch_size={config.patch_size}, "
-            f"got shape {tuple(rain.shape)}"
-        )
+    if rain.ndim != 4 or 0 in rain.shape:
+        raise ValueError(f"observed must be mm/h (B, T_in, H, W), not empty, got shape {tuple(rain.shape)}")
     known = ~torch.isnan(rain)
     if valid is not None:
         known &= torch.as_tensor(np.asarray(valid, dtype=bool))
-    values = model.rain_rate_transform.forward(torch.where(known, rain, 0.0))
+    height, width = rain.shape[-2:]
+    patch = config.patch_size
+    filled = pad_to_patch_size(torch.where(known, rain, 0.0), patch)  # 0 mm/h: no rain
+    values = model.rain_rate_transform.forward(filled)
     parameter = next(model.parameters())
     with autocast() if autocast is not None else contextlib.nullcontext():
         out = model(
@@ -68,7 +71,7 @@ def model_motion(model, observed, valid=None, *, autocast: Callable | None = Non
             num_output_frames=1,
             output_motion=True,
         )
-    return out.motion[:, 0].float().cpu().numpy()
+    return out.motion[:, 0, :, :height, :width].float().cpu().numpy()
 
 
 def _summary(model_vectors: np.ndarray, flow_vectors: np.ndarray, windows: int) -> dict:
@@ -153,9 +156,12 @@ def motion_against_lucas_kanade(
 
 def motion_check(model, windows, **options) -> dict | None:
     """:func:`motion_against_lucas_kanade` where it applies, for the evaluation reports: None for a model without
-    an advection head, or without pysteps installed."""
+    an advection head, without pysteps installed, or with fewer than the two observed frames a Lucas-Kanade field
+    needs."""
     import importlib.util
 
     if not model.config.advection or importlib.util.find_spec("pysteps") is None:
+        return None
+    if options.get("num_input_frames", 0) < 2:
         return None
     return motion_against_lucas_kanade(model, windows, **options)

@@ -1,9 +1,12 @@
 """ONNX export of a frame-prediction model, checked with ONNX Runtime against PyTorch.
 
 The exported graph maps `pixel_values` `(batch, T_in, C, H, W)` float32 (what the processor produces: scaled or
-rain-rate transformed, padded) to `predictions` `(batch, T_out, C, H, W)`:
+rain-rate transformed) to `predictions` `(batch, T_out, C, H, W)`:
 
-- **dynamic**: `batch` (>= 1), `height` and `width` (any multiple of `patch_size`);
+- **dynamic**: `batch` (>= 1), `height` and `width` (any size: the graph pads the frames on the bottom and right
+  to a multiple of `patch_size` with the model-space value of nothing, 0 for images and the transform's
+  ``no_rain_value`` for rain-rate models, as the processor and `forecast_rain_rate` pad, and crops the
+  predictions back to `H x W`);
 - **fixed at export**: `T_in` and `T_out` (the encoder and the forecaster are unrolled over time), the channels, the
   weights, float32, and `output_threshold` (applied, as in `eval()` mode).
 
@@ -25,6 +28,7 @@ import torch
 from torch import nn
 
 from ..models.convlstm.argument_checks import check_int
+from ..models.convlstm.forecasting_convlstm import pad_to_patch_size
 from ..models.convlstm.modeling_convlstm import ConvLSTMForFramePrediction
 from ..utils.loading import load_pretrained_model
 
@@ -34,15 +38,24 @@ ATOL = 1e-4
 
 
 class _FixedHorizon(nn.Module):
-    """`model(pixel_values)` -> predictions, with the horizon fixed (the exported graph has one input)."""
+    """`model(pixel_values)` -> predictions of any `H x W`, with the horizon fixed (the exported graph has one
+    input): the frames are padded on the bottom and right to a multiple of the patch size with the model-space
+    value of nothing (0 for images, no rain for rain-rate models) and the predictions cropped back."""
 
     def __init__(self, model: nn.Module, num_output_frames: int):
         super().__init__()
         self.model = model
         self.num_output_frames = num_output_frames
+        transform = model.rain_rate_transform
+        self.fill = 0.0 if transform is None else float(transform.no_rain_value)
 
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        return self.model(pixel_values=pixel_values, num_output_frames=self.num_output_frames).predictions
+        height, width = pixel_values.shape[-2:]
+        pixel_values = pad_to_patch_size(pixel_values, self.model.config.patch_size, self.fill)
+        predictions = self.model(
+            pixel_values=pixel_values, num_output_frames=self.num_output_frames
+        ).predictions
+        return predictions[..., :height, :width]
 
 
 def _frame_count(name: str, value, default: int) -> int:
@@ -135,15 +148,11 @@ def _write_onnx(wrapper: _FixedHorizon, num_input_frames: int, output_path: Path
     batch, height and width dynamic."""
     config = wrapper.model.config
     patch = config.patch_size
-    example = torch.rand(2, num_input_frames, config.num_channels, 2 * patch, 3 * patch)
+    # An example of no multiple of the patch (when it is over 1), so the graph keeps its padding.
+    example = torch.rand(2, num_input_frames, config.num_channels, 2 * patch + 1, 3 * patch + 1)
     dim = torch.export.Dim
-    # Sizes as multiples of the patch, so the exporter can prove the model's divisibility checks.
     dynamic_shapes = {
-        "pixel_values": {
-            0: dim("batch", min=1),
-            3: patch * dim("height_patches", min=1),
-            4: patch * dim("width_patches", min=1),
-        }
+        "pixel_values": {0: dim("batch", min=1), 3: dim("height", min=1), 4: dim("width", min=1)}
     }
     output_path.parent.mkdir(parents=True, exist_ok=True)
     with torch.no_grad():
@@ -175,8 +184,8 @@ def check_onnx_model(
         onnx_path: the exported file.
         model: the `ConvLSTMForFramePrediction` it came from (or a folder / Hub id).
         num_output_frames: the exported horizon; defaults to the graph's output shape.
-        shapes: `(batch, T_in, C, H, W)` inputs to try; defaults to two batch sizes and two frame sizes (multiples
-            of the patch size, one of them not square).
+        shapes: `(batch, T_in, C, H, W)` inputs to try; defaults to two batch sizes and two frame sizes (a
+            multiple of the patch size, and one not square that is no multiple).
         atol: the largest absolute difference accepted.
         seed: for the random inputs.
 
@@ -200,17 +209,16 @@ def check_onnx_model(
     if shapes is None:
         shapes = [
             (1, steps, config.num_channels, 2 * patch, 3 * patch),
-            (3, steps, config.num_channels, 5 * patch, 4 * patch),
+            (3, steps, config.num_channels, 5 * patch + 3, 4 * patch + 1),
         ]
     generator = torch.Generator().manual_seed(seed)
-    reference_model = copy.deepcopy(model).float().cpu().eval()
+    # PyTorch pads and crops as the graph does: the same wrapper around a float32 copy of the model.
+    reference = _FixedHorizon(copy.deepcopy(model).float().cpu(), num_output_frames).eval()
     differences = {}
     for shape in shapes:
         pixel_values = torch.rand(shape, generator=generator)
         with torch.no_grad():
-            expected = reference_model(
-                pixel_values=pixel_values, num_output_frames=num_output_frames
-            ).predictions
+            expected = reference(pixel_values)
         actual = session.run([graph_output.name], {graph_input.name: pixel_values.numpy()})[0]
         key = "x".join(map(str, shape))
         if actual.shape != tuple(expected.shape):

@@ -44,10 +44,26 @@ from .georeferencing_convlstm import (
 )
 from .rain_rate import RainRateTransform
 
-__all__ = ["PROBABILITY_MATCHING", "WET_THRESHOLD", "forecast_rain_rate", "match_observed_mean"]
+__all__ = [
+    "PROBABILITY_MATCHING",
+    "WET_THRESHOLD",
+    "forecast_rain_rate",
+    "match_observed_mean",
+    "pad_to_patch_size",
+]
 
 PROBABILITY_MATCHING = (None, "mean")
 WET_THRESHOLD = 0.1  # mm/h: rain for the mean matching (pysteps' usual precipitation threshold)
+
+
+def pad_to_patch_size(frames: torch.Tensor, patch_size: int, value: float = 0.0) -> torch.Tensor:
+    """`frames` `(..., H, W)` padded with `value` on the bottom and right to multiples of `patch_size` (the one
+    padding of every path that takes any grid: this function, the motion check, the ONNX graph). The padded sizes
+    are written as multiples of the patch, so that `torch.export` proves the model's divisibility checks."""
+    height, width = frames.shape[-2:]
+    padded_height = (height + patch_size - 1) // patch_size * patch_size
+    padded_width = (width + patch_size - 1) // patch_size * patch_size
+    return F.pad(frames, (0, padded_width - width, 0, padded_height - height), value=value)
 
 
 def match_observed_mean(forecast: torch.Tensor, observed: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
@@ -203,7 +219,7 @@ def _forecast(model, rain_rate, valid, num_output_frames, no_data_value, probabi
     height, width = rain.shape[-2:]
     patch = config.patch_size
     filled = torch.where(mask, rain, torch.zeros((), dtype=rain.dtype, device=device)).float()
-    filled = F.pad(filled, (0, -width % patch, 0, -height % patch))  # 0 mm/h: "no rain" beyond the edge
+    filled = pad_to_patch_size(filled, patch)  # 0 mm/h: "no rain" beyond the edge
     pixel_values = transform.forward(filled).unsqueeze(2).to(dtype)  # (B, T, 1, H', W')
     predictions = model(pixel_values=pixel_values, num_output_frames=horizon).predictions
     forecast = transform.inverse(predictions[:, :, 0, :height, :width].float())
