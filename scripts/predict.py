@@ -1,44 +1,10 @@
 """Predict future frames from observed ones with a saved model (folder or Hub id).
 
-    python scripts/predict.py --model outputs/moving_mnist_cpu --input frames.npy --output_dir outputs/prediction
-    python scripts/predict.py --model outputs/moving_mnist_cpu --input my_png_frames/ --num_output_frames 20
-    python scripts/predict.py --model you/convlstm-moving-mnist --input clip.gif
-
-Input: a .npy/.npz array (T, H, W), (T, C, H, W), (T, H, W, C) or a batch of them, uint8 or floats in [0, 1], a
-GIF, or a folder of PNG frames (sorted by name); grey and RGB frames are converted to the model's channel count.
-Writes predictions.npy (float32 (B, T_out, C, H, W) in [0, 1]), prediction.gif (observed then predicted frames of the first sequence) and prediction.png (a strip).
+The command is :mod:`bidirectional_conv_lstm.commands.predict` (also installed as the console script ``convlstm-predict``);
+``--help`` lists its options.
 """
 
-import argparse
-
-from bidirectional_conv_lstm.serving.prediction import predict_files
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--model", required=True, help="a save_pretrained folder or a Hub repo id")
-    parser.add_argument("--input", required=True, help=".npy / .npz file, a .gif, or a folder of PNG frames")
-    parser.add_argument(
-        "--num_input_frames", type=int, help="use the last this many frames (default: the model's)"
-    )
-    parser.add_argument("--num_output_frames", type=int, help="frames to predict (default: the model's)")
-    parser.add_argument("--output_dir", default="outputs/prediction")
-    args = parser.parse_args()
-    try:
-        paths = predict_files(
-            args.model,
-            args.input,
-            args.output_dir,
-            num_input_frames=args.num_input_frames,
-            num_output_frames=args.num_output_frames,
-        )
-    except (ValueError, TypeError, FileNotFoundError) as error:
-        raise SystemExit(f"predict.py: error: {error}") from None
-    for name, path in paths.items():
-        print(f"{name}: {path}")
-
+from bidirectional_conv_lstm.commands.predict import main
 
 if __name__ == "__main__":
     main()

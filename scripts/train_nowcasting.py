@@ -1,84 +1,10 @@
 """Train a precipitation nowcasting model: synthetic pretraining, then (with an archive) the real radar events.
 
-    python scripts/train_nowcasting.py --radar_root ../shared/radar --output_dir outputs/nowcasting
-    python scripts/train_nowcasting.py --output_dir outputs/nowcasting_synthetic        # no archive: synthetic only
-    python scripts/train_nowcasting.py --radar_root ../shared/radar --synthetic.max_train_minutes 0.5 \\
-        --radar.max_train_minutes 0.5 --output_dir outputs/nowcasting_smoke              # a quick end-to-end check
-
-Options:
-    --radar_root DIR          the radar archive (laid out as the pysteps-data example events); none: synthetic only
-    --output_dir DIR          where the final model, its evaluation, pictures and card go (default outputs/nowcasting)
-    --synthetic_config FILE   stage 1 config (default configs/nowcasting_synthetic.yaml)
-    --radar_config FILE       stage 2 config (default configs/nowcasting_radar.yaml)
-    --synthetic.NAME VALUE    override a stage-1 field (nested with dots: --synthetic.data.num_train 500)
-    --radar.NAME VALUE        override a stage-2 field (--radar.max_train_minutes 3)
+The command is :mod:`bidirectional_conv_lstm.commands.train_nowcasting` (also installed as the console script ``convlstm-train-nowcasting``);
+``--help`` lists its options.
 """
 
-import sys
-import time
-from pathlib import Path
-
-from bidirectional_conv_lstm.nowcasting.recipe import run_nowcasting_recipe
-from bidirectional_conv_lstm.training.arguments import parse_overrides
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def parse(argv: list[str]) -> dict:
-    options = {
-        "radar_root": None,
-        "output_dir": "outputs/nowcasting",
-        "synthetic_config": str(ROOT / "configs" / "nowcasting_synthetic.yaml"),
-        "radar_config": str(ROOT / "configs" / "nowcasting_radar.yaml"),
-    }
-    stage_pairs = {"synthetic": [], "radar": []}
-    index = 0
-    while index < len(argv):
-        token = argv[index]
-        if token in ("-h", "--help"):
-            raise SystemExit(__doc__)
-        if not token.startswith("--"):
-            raise ValueError(f"unexpected argument {token!r}; see --help")
-        name, has_value, value = token[2:].partition("=")
-        if not has_value:
-            if index + 1 >= len(argv):
-                raise ValueError(f"--{name} needs a value")
-            value, index = argv[index + 1], index + 1
-        stage, _, field = name.partition(".")
-        if stage in stage_pairs and field:
-            stage_pairs[stage].append(f"{field}={value}")
-        elif name in options:
-            options[name] = value
-        else:
-            raise ValueError(f"unknown option --{name}; see --help")
-        index += 1
-    options["synthetic_overrides"] = parse_overrides(stage_pairs["synthetic"])
-    options["radar_overrides"] = parse_overrides(stage_pairs["radar"])
-    return options
-
-
-def main(argv: list[str]) -> None:
-    started = time.perf_counter()
-    try:
-        options = parse(argv)
-        synthetic_config = options.pop("synthetic_config")
-        radar_config = options.pop("radar_config")
-        results = run_nowcasting_recipe(synthetic_config, radar_config, **options)
-    except (ValueError, TypeError, FileNotFoundError) as error:
-        raise SystemExit(f"train_nowcasting.py: error: {error}") from None
-    from bidirectional_conv_lstm.nowcasting.evaluation import format_scores_table
-
-    final = results["radar"] or results["synthetic"]
-    stages = [("synthetic", results["synthetic"]), ("radar", results["radar"])]
-    for name, stage in stages:
-        if stage is not None:
-            print(
-                f"{name}: {stage['global_step']} steps in {stage['train_minutes']:.1f} min -> {stage['output_dir']}"
-            )
-    print(f"\nTest scores ({final['output_dir']}/eval/metrics.md), all lead times pooled:\n")
-    print(format_scores_table(final["test"]))
-    print(f"\nwhole run: {(time.perf_counter() - started) / 60:.1f} min; model: {results['output_dir']}")
-
+from bidirectional_conv_lstm.commands.train_nowcasting import main
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    main()

@@ -332,7 +332,7 @@ def test_crops_are_deterministic_by_seed_and_the_cache_is_reused(tmp_path, monke
     def no_reading(*args, **kwargs):
         raise AssertionError("the cache should have been used")
 
-    monkeypatch.setattr(radar_windows_module, "read_radar_archive", no_reading)
+    monkeypatch.setattr(radar_windows_module, "open_radar_frames", no_reading)
     again = load_radar_windows(source, config, cache_dir=tmp_path / "one")["train"]
     assert again.cache_files[0]["filename"] == first.cache_files[0]["filename"]
     os.utime(source.path, (1, 1))  # the file changed: its identity (size, mtime) is part of the key

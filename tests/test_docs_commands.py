@@ -270,6 +270,7 @@ COMMANDS = {
     "pip install -e '.[dev,nowcasting]'": Exempt(NETWORK),
     "pip install -e '.[onnx]'": Exempt(NETWORK),
     "pip install -e '.[demo]'": Exempt(NETWORK),
+    "pip install -e '.[demo,nowcasting]'": Exempt(NETWORK),
     # The commands (README, docs/index.md, docs/training.md, docs/nowcasting/index.md, CONTRIBUTING.md)
     "make train": Make({"scripts/train.py": TINY_MOVING_MNIST}, check_make_train),
     "make nowcast": Make(
@@ -336,6 +337,13 @@ COMMANDS = {
         after=FIXED_STEPS,  # its model stands in for make nowcast's (linked as outputs/nowcasting)
         needs="pysteps",
     ),
+    # Forecast files (docs/nowcasting/forecast-files.md)
+    ".venv/bin/convlstm-nowcast --model outputs/nowcasting --data-source fmi --root ../shared/radar/fmi/pgm --time "
+    "2017-05-09T14:00 --output forecast.nc --png forecast.png": Covered(
+        "tests/test_nowcast_command.py::test_the_documented_command_on_the_fmi_archive",
+        ('"--data-source", "fmi", "--root"', '"--time", "2017-05-09T14:00"', '"--png"'),
+        "the same options on the FMI archive with a tiny model; the written file checked against forecast_rain_rate",
+    ),
     # Serving (docs/serving.md)
     ".venv/bin/python scripts/export_onnx.py --model outputs/moving_mnist_cpu --output "
     "outputs/moving_mnist_cpu/model.onnx --num_input_frames 10 --num_output_frames 10": Covered(
@@ -350,6 +358,20 @@ COMMANDS = {
     ),
     "MODEL_ID=you/convlstm-moving-mnist .venv/bin/python space/app.py": Exempt(
         "needs the Hub (a model repo)"
+    ),
+    # The nowcasting Space (docs/nowcasting/space.md)
+    ".venv/bin/python space_nowcasting/app.py --model outputs/nowcasting": Covered(
+        "tests/test_space_nowcasting.py::test_gradio_client_forecasts_a_sample_and_uploaded_stacks",
+        ("space_nowcasting", "app", "load_model", "build_demo", "launch"),
+        "it serves until stopped; the test launches the same app with a tiny rain model and drives it",
+    ),
+    "MODEL_ID=you/convlstm-nowcasting .venv/bin/python space_nowcasting/app.py": Exempt(
+        "needs the Hub (a model repo)"
+    ),
+    ".venv/bin/python space_nowcasting/make_examples.py --radar_root ../shared/radar": Covered(
+        "tests/test_space_nowcasting.py::test_make_examples_writes_the_committed_sample",
+        ("make_examples", "--radar_root", "identical"),
+        "writes the KNMI sample from ../shared/radar and compares it with the committed one",
     ),
     # The Hub (docs/hub.md)
     ".venv/bin/hf auth login": Exempt("needs the Hub and a person's token"),
@@ -471,11 +493,11 @@ def test_the_extractor_reads_blocks_as_a_shell_would(tmp_path):
 
 
 def test_documented_files_exist():
-    """Every configs/, scripts/, space/ or tests/ path a command names is in the repository."""
+    """Every configs/, scripts/, space/, space_nowcasting/ or tests/ path a command names is in the repository."""
     for command in documented_commands():
         for token in shlex.split(command):
             value = token.split("=", 1)[-1]
-            if value.startswith(("configs/", "scripts/", "space/", "tests/")):
+            if value.startswith(("configs/", "scripts/", "space/", "space_nowcasting/", "tests/")):
                 assert (ROOT / value).exists(), f"{command!r} names {value}, which does not exist"
 
 

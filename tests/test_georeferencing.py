@@ -190,13 +190,14 @@ def test_the_pipeline_forecasts_a_data_array():
 
 def test_a_radar_run_records_its_windows_pixel_size_and_time_step():
     task = RainRateTask.__new__(RainRateTask)  # only the data description is needed here
-    task.timestep_minutes = 5.0
-    events = {"pixel_size": [1.0, 1.0], "cartesian_unit": "km"}
+    events = {"pixel_size": [1.0, 1.0], "cartesian_unit": "km", "timestep_minutes": 5.0}
     task.splits = {"info": {"events": {"a": dict(events), "b": dict(events)}}}
     config = ConvLSTMConfig()
     task.describe_data(config)
     assert (config.pixel_size, config.time_step) == (1000.0, 5.0)
-    task.splits["info"]["events"]["b"]["pixel_size"] = [2.0, 2.0]  # events of two sizes: no one pixel size
+    task.splits["info"]["events"]["b"].update(
+        pixel_size=[2.0, 2.0], timestep_minutes=10.0
+    )  # two of each: unknown
     config = ConvLSTMConfig()
     task.describe_data(config)
-    assert config.pixel_size is None
+    assert (config.pixel_size, config.time_step) == (None, None)

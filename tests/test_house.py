@@ -1,8 +1,9 @@
 """The package's layout keeps its promises (CONTRIBUTING.md): no import circle, functions a reader can hold, no
 private name taken from another module, and model files that travel as remote code on their own.
 
-The layers themselves (each subpackage importing only from the ones before it) are import-linter's contracts in
-pyproject.toml, checked by ``lint-imports`` in CI and by the first test here.
+The layers themselves (each subpackage importing only from the ones before it, the command lines on top) are
+import-linter's contracts in pyproject.toml, checked by ``lint-imports`` in CI and by the first test here; the
+second holds every room to that list.
 """
 
 from __future__ import annotations
@@ -37,6 +38,22 @@ def test_import_contracts_hold():
     )
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
     assert "0 broken" in result.stdout
+
+
+def test_every_room_is_a_layer_with_the_commands_on_top():
+    """Each subpackage of the package is in the layers contract of pyproject.toml (a new room cannot slip past
+    the checks), in CONTRIBUTING.md's order: the command lines on top, the model files at the bottom."""
+    tomllib = pytest.importorskip("tomllib")
+    contracts = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]["contracts"]
+    layers = next(contract["layers"] for contract in contracts if contract["type"] == "layers")
+    rooms = {path.parent.name for path in PACKAGE.glob("*/__init__.py")}
+    assert sorted(layer.rsplit(".", 1)[-1] for layer in layers) == sorted(rooms)
+    assert layers[0].endswith(".commands") and layers[-1].endswith(".models")
+    order = [layer.rsplit(".", 1)[-1] for layer in reversed(layers)]
+    contributing = (ROOT / "CONTRIBUTING.md").read_text()
+    drawn = [room for room in order if f"\n{room}/" in contributing or f"\n{room}/convlstm/" in contributing]
+    positions = [contributing.index(f"\n{room}/") for room in drawn]
+    assert drawn == order and positions == sorted(positions, reverse=True), "CONTRIBUTING.md's house drawing"
 
 
 def _cycles(graph) -> list[list[str]]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import pytest
 from huggingface_hub import constants
 from huggingface_hub.errors import LocalEntryNotFoundError
-
 from transformers import PreTrainedModel
 
 from bidirectional_conv_lstm import ConvLSTMForFramePrediction

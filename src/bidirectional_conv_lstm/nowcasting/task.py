@@ -107,8 +107,9 @@ class RainRateTask:
         sizes = {_metres(event) for event in events.values()}
         if len(sizes) == 1 and None not in sizes:
             config.pixel_size = sizes.pop()
-        if self.timestep_minutes is not None:
-            config.time_step = float(self.timestep_minutes)
+        steps = {event.get("timestep_minutes") for event in events.values()}
+        if len(steps) == 1 and None not in steps:
+            config.time_step = float(steps.pop())
 
     def model_inputs(self, batch: dict) -> dict:
         """``pixel_values``, ``labels`` and ``loss_mask`` (the collator's ``labels_mask``) of a training batch

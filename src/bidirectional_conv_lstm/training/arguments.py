@@ -541,7 +541,8 @@ def parse_command_line(argv: list[str]) -> TrainingArguments:
     while index < len(argv):
         token = argv[index]
         if token in ("-h", "--help"):
-            raise SystemExit(_help())
+            print(_help())
+            raise SystemExit(0)
         if not token.startswith("--"):
             raise ValueError(f"unexpected argument {token!r}; use --config FILE and --name value overrides")
         name, has_value, value = token[2:].partition("=")

@@ -12,12 +12,14 @@ negative values such as BoM's code -2) are NaN in the result, never 0 mm/h.
 
 from __future__ import annotations
 
+import collections
 import concurrent.futures
 import contextlib
 import dataclasses
 import importlib
 import io
 import os
+from collections.abc import Iterable, Iterator
 from datetime import datetime
 from pathlib import Path
 
@@ -31,10 +33,20 @@ from .sources import (
     RadarSource,
     as_datetime,
     check_time_steps,
+    in_time_range,
     list_radar_files,
 )
 
-__all__ = ["NOWCASTING_INSTALL", "RadarSequence", "import_pysteps", "radar_grid_shape", "read_radar_archive"]
+__all__ = [
+    "NOWCASTING_INSTALL",
+    "RadarFrames",
+    "RadarSequence",
+    "import_pysteps",
+    "open_radar_frames",
+    "radar_frame_times",
+    "radar_grid_shape",
+    "read_radar_archive",
+]
 
 NOWCASTING_INSTALL = (
     'pip install "bidirectional-conv-lstm[nowcasting]" (from a clone: pip install -e ".[nowcasting]")'
@@ -119,39 +131,141 @@ def read_radar_archive(
     cached = load_sequence(folder) if folder is not None else None
     if cached is not None:
         return RadarSequence(source.name, *cached)
-    if source.importer in BUILTIN_IMPORTERS:
+    if source.kind == "path":
         sequence = _read_stack(source, paths[0])
     else:
-        sequence = _read_with_pysteps(source, paths, stamps, num_workers)
+        sequence = _read_files(source, paths, stamps, num_workers)
     if folder is not None:
         save_sequence(folder, sequence.rain_rate, sequence.timestamps, sequence.timestep, sequence.metadata)
     return sequence
 
 
-def _read_with_pysteps(source: RadarSource, paths: list[Path], stamps, num_workers: int) -> RadarSequence:
-    pysteps = import_pysteps(f"RadarSource {source.name!r} (importer {source.importer!r})")
-    _pysteps_importer(pysteps, source)  # an unknown name fails here, before any file is read
-    jobs = [(source, str(path)) for path in paths]
-    rain_rate, metadata, negative = None, {}, 0
+@dataclasses.dataclass
+class RadarFrames:
+    """One radar event read a few frames at a time: what is known before reading, and the frames.
+
+    Attributes:
+        name (`str`): the source's name.
+        num_frames (`int`): T, the number of frames.
+        timestamps, timestep: as :class:`RadarSequence`'s.
+        metadata (`dict`): as :class:`RadarSequence`'s once ``chunks`` is exhausted (filled in as frames are read).
+        chunks (iterator of `np.ndarray`): float32 (k, H, W) mm/h groups of consecutive frames (NaN = no data),
+            the T frames in order, read when asked for; they hold the same values :func:`read_radar_archive` does.
+    """
+
+    name: str
+    num_frames: int
+    timestamps: list[datetime] | None
+    timestep: float | None
+    metadata: dict
+    chunks: Iterator[np.ndarray]
+
+
+def open_radar_frames(
+    source: RadarSource,
+    *,
+    num_workers: int = 1,
+    cache_dir: str | os.PathLike | None = None,
+    chunk_size: int = 8,
+) -> RadarFrames:
+    """A source's frames, to be read in order a few at a time, so memory holds ``chunk_size`` frames (and, with
+    ``num_workers`` processes, ``2 * num_workers`` read ahead), not the event: a stack is read by slices (a
+    ``.npy`` memory-mapped, netCDF / Zarr lazily; a ``.npz`` is read whole), an archive or a file list file by
+    file. With ``cache_dir`` a cached event (see :func:`read_radar_archive`) is sliced from its memory-mapped file;
+    one not yet cached is read whole once, cached, then sliced.
+
+    Raises:
+        FileNotFoundError: as :func:`read_radar_archive`: here for what the listing tells, later (while iterating
+            ``chunks``) for the frames themselves.
+        ValueError: as :func:`read_radar_archive`: here for what the stack's header tells, later for the frames.
+    """
+    if not isinstance(source, RadarSource):
+        raise TypeError(f"source must be a RadarSource, got {type(source).__name__}")
+    check_int("num_workers", num_workers)
+    check_int("chunk_size", chunk_size)
+    paths, stamps = list_radar_files(source)
+    if cache_dir is not None:
+        folder = sequence_folder(cache_dir, source, paths)
+        if cached_shape(folder) is None:
+            read_radar_archive(source, num_workers=num_workers, cache_dir=cache_dir)
+        rain_rate, stamps, timestep, metadata = load_sequence(folder, mmap_mode="r")
+        chunks = (np.array(rain_rate[i : i + chunk_size]) for i in range(0, len(rain_rate), chunk_size))
+        return RadarFrames(source.name, len(rain_rate), stamps, timestep, metadata, chunks)
+    if source.kind != "path":
+        metadata = {}
+        paths = [str(path) for path in paths]  # kept while reading: strings cost half of Path objects
+        frames = _file_frames(source, paths, num_workers, metadata)
+        chunks = (frame[None] for frame in frames)
+        return RadarFrames(source.name, len(paths), stamps, _timestep(source, stamps), metadata, chunks)
+    with _lazy_stack(source, paths[0]) as (values, stamps, _):
+        num_frames = len(values)
+    metadata = {}
+    chunks = _stack_chunks(source, paths[0], chunk_size, metadata)
+    return RadarFrames(source.name, num_frames, stamps, _timestep(source, stamps), metadata, chunks)
+
+
+def _stack_chunks(source: RadarSource, path: Path, chunk_size: int, metadata: dict) -> Iterator[np.ndarray]:
+    """A stack's frames, ``chunk_size`` at a time, converted as :func:`_read_stack` converts the whole."""
+    with _lazy_stack(source, path) as (values, _, native):
+        negative = 0
+        for first in range(0, len(values), chunk_size):
+            field = np.asarray(values[first : first + chunk_size], dtype=np.float64)
+            rain, chunk_metadata = _to_rain_rate(field, native, source, where=str(path))
+            negative += chunk_metadata["negative_values_masked"]
+            metadata.update(chunk_metadata, negative_values_masked=negative)
+            metadata.update(importer=source.importer, files=[str(path)])
+            yield rain
+
+
+def _read_files(source: RadarSource, paths: list[Path], stamps, num_workers: int) -> RadarSequence:
+    """An archive or a file list, one frame per file, into one (T, H, W) array."""
+    rain_rate, metadata = None, {}
+    for index, rain in enumerate(_file_frames(source, paths, num_workers, metadata)):
+        if rain_rate is None:  # filled in place: one copy of the event in memory, not a list and a stack
+            rain_rate = np.empty((len(paths), *rain.shape), dtype=np.float32)
+        rain_rate[index] = rain
+    return RadarSequence(source.name, rain_rate, stamps, _timestep(source, stamps), metadata)
+
+
+def _file_frames(source: RadarSource, paths: list, num_workers: int, metadata: dict) -> Iterator[np.ndarray]:
+    """Each file's frame, float32 (H, W) mm/h, in order; ``metadata`` is filled with the first frame's (plus the
+    count of masked negative values so far, the importer and the files). With ``num_workers > 1`` a process pool
+    reads at most ``2 * num_workers`` files ahead of the consumer, so memory holds a few frames, not the event."""
+    if source.importer not in BUILTIN_IMPORTERS:
+        pysteps = import_pysteps(f"RadarSource {source.name!r} (importer {source.importer!r})")
+        _pysteps_importer(pysteps, source)  # an unknown name fails here, before any file is read
+    files = [str(path) for path in paths]  # the same strings as the caller's, when it gives strings
+    jobs = ((source, file) for file in files)
     with contextlib.ExitStack() as stack:
-        if num_workers > 1 and len(jobs) > 1:
-            pool = stack.enter_context(concurrent.futures.ProcessPoolExecutor(min(num_workers, len(jobs))))
-            frames = pool.map(_read_frame, jobs, chunksize=max(1, len(jobs) // (4 * num_workers)))
+        if num_workers > 1 and len(paths) > 1:
+            pool = stack.enter_context(concurrent.futures.ProcessPoolExecutor(min(num_workers, len(paths))))
+            stack.callback(pool.shutdown, cancel_futures=True)  # a consumer that stops early cancels the rest
+            frames = _ordered_map(pool, _read_frame, jobs, ahead=2 * num_workers)
         else:
             frames = map(_read_frame, jobs)
         for index, (rain, frame_metadata) in enumerate(frames):
-            if rain_rate is None:  # filled in place: one copy of the event in memory, not a list and a stack
-                rain_rate = np.empty((len(jobs), *rain.shape), dtype=np.float32)
-                metadata = frame_metadata
-            elif rain.shape != rain_rate.shape[1:]:
+            if index == 0:
+                metadata.update(frame_metadata, negative_values_masked=0)
+                metadata.update(importer=source.importer, files=files)
+                grid = rain.shape
+            elif rain.shape != grid:
                 raise ValueError(
                     f"RadarSource {source.name!r}: {paths[index]} has grid {rain.shape}, the first frame "
-                    f"{paths[0]} has {rain_rate.shape[1:]}"
+                    f"{paths[0]} has {grid}"
                 )
-            rain_rate[index] = rain
-            negative += frame_metadata["negative_values_masked"]
-    metadata.update(negative_values_masked=negative, importer=source.importer, files=[str(p) for p in paths])
-    return RadarSequence(source.name, rain_rate, stamps, _timestep(source, stamps), metadata)
+            metadata["negative_values_masked"] += frame_metadata["negative_values_masked"]
+            yield rain
+
+
+def _ordered_map(pool, function, jobs: Iterable, ahead: int) -> Iterator:
+    """``map(function, jobs)`` in ``pool``, in order, with at most ``ahead`` jobs submitted and not yet consumed."""
+    pending = collections.deque()
+    for job in jobs:
+        pending.append(pool.submit(function, job))
+        if len(pending) >= ahead:
+            yield pending.popleft().result()
+    while pending:
+        yield pending.popleft().result()
 
 
 def radar_grid_shape(source: RadarSource, *, cache_dir: str | os.PathLike | None = None) -> tuple[int, int]:
@@ -162,17 +276,13 @@ def radar_grid_shape(source: RadarSource, *, cache_dir: str | os.PathLike | None
     shape = cached_shape(sequence_folder(cache_dir, source, paths)) if cache_dir is not None else None
     if shape is not None:
         return tuple(shape[1:])
-    if source.importer not in BUILTIN_IMPORTERS:
-        pysteps = import_pysteps(f"RadarSource {source.name!r} (importer {source.importer!r})")
-        _pysteps_importer(pysteps, source)
+    if source.kind != "path":
+        if source.importer not in BUILTIN_IMPORTERS:
+            pysteps = import_pysteps(f"RadarSource {source.name!r} (importer {source.importer!r})")
+            _pysteps_importer(pysteps, source)
         return tuple(_read_frame((source, str(paths[0])))[0].shape)
-    if paths[0].suffix.lower() == ".npy":
-        shape = np.load(paths[0], mmap_mode="r", allow_pickle=False).shape
-    else:
-        shape = _read_stack(source, paths[0]).rain_rate.shape
-    if len(shape) != 3:
-        raise ValueError(f"RadarSource {source.name!r}: {paths[0]} holds shape {shape}; expected (T, H, W)")
-    return tuple(shape[1:])
+    with _lazy_stack(source, paths[0]) as (values, _, _):  # checks the shape; reads no frame (but a .npz)
+        return tuple(values.shape[1:])
 
 
 def _pysteps_importer(pysteps, source: RadarSource):
@@ -187,8 +297,15 @@ def _pysteps_importer(pysteps, source: RadarSource):
 
 
 def _read_frame(job: tuple[RadarSource, str]) -> tuple[np.ndarray, dict]:
-    """One file through its pysteps importer, converted to mm/h (runs in worker processes too)."""
+    """One file through its pysteps importer (or a builtin one: a stack of one frame), converted to mm/h (runs in
+    worker processes too)."""
     source, path = job
+    if source.importer in BUILTIN_IMPORTERS:
+        with _lazy_stack(source, Path(path), one_frame=True) as (values, _, metadata):
+            rain, metadata = _to_rain_rate(
+                np.asarray(values[0], dtype=np.float64), metadata, source, where=path
+            )
+        return rain, metadata
     pysteps = import_pysteps(f"RadarSource {source.name!r} (importer {source.importer!r})")
     importer = _pysteps_importer(pysteps, source)
     try:
@@ -268,10 +385,43 @@ def _timestep(source: RadarSource, stamps) -> float | None:
 
 
 def _read_stack(source: RadarSource, path: Path) -> RadarSequence:
-    if source.importer == "numpy":
-        values, stamps, unit = *_load_numpy(source, path), None
-    else:
-        values, stamps, unit = _load_xarray(source, path)
+    with _lazy_stack(source, path) as (values, stamps, metadata):
+        rain, metadata = _to_rain_rate(
+            np.asarray(values, dtype=np.float64), metadata, source, where=str(path)
+        )
+    metadata.update(importer=source.importer, files=[str(path)])
+    return RadarSequence(source.name, rain, stamps, _timestep(source, stamps), metadata)
+
+
+@contextlib.contextmanager
+def _lazy_stack(source: RadarSource, path: Path, *, one_frame: bool = False):
+    """``(values, timestamps, metadata)`` of a stack, checked, before its values are read: ``values`` is (T, H, W)
+    and read when indexed (a memory-mapped ``.npy``, an xarray variable; a ``.npz`` is read whole), ``metadata``
+    holds the grid and the unit to convert from. ``one_frame``: a file of an archive or a file list, which must
+    hold one frame and takes its time from the listing."""
+    grid, unit = {}, None
+    with contextlib.ExitStack() as stack:
+        if source.importer == "numpy":
+            values, stamps = _load_numpy(source, path)
+        else:
+            dataset = stack.enter_context(_open_xarray(source, path))
+            name, values = _stack_array(source, dataset, path)
+            grid, stamps = _grid_metadata(dataset, values), _stack_times(values, path)
+            unit = _stack_unit(source, values, name, path)
+        if one_frame and len(values) != 1:
+            raise ValueError(
+                f"RadarSource {source.name!r}: {path} holds {len(values)} frames; a file of an archive or a file "
+                "list must hold one (give a stack as path=...)"
+            )
+        stamps = None if one_frame else _checked_stack(source, path, values, stamps)
+        metadata = {**grid, "unit": source.unit or unit or "mm/h"}
+        if metadata["unit"] == "dBZ":
+            metadata["transform"] = "dB"
+        yield values, stamps, metadata
+
+
+def _checked_stack(source: RadarSource, path: Path, values, stamps) -> list[datetime] | None:
+    """The stack's timestamps (the source's over the file's), after checking its shape, dtype and times."""
     if values.ndim != 3 or 0 in values.shape:
         raise ValueError(
             f"RadarSource {source.name!r}: {path} holds shape {values.shape}; expected (T, H, W)"
@@ -291,16 +441,12 @@ def _read_stack(source: RadarSource, path: Path) -> RadarSequence:
                     f"RadarSource {source.name!r}: timestamps of {path} are not increasing at {after}"
                 )
         check_time_steps(stamps, source)
-    metadata = {"unit": source.unit or unit or "mm/h"}
-    if metadata["unit"] == "dBZ":
-        metadata["transform"] = "dB"
-    rain, metadata = _to_rain_rate(np.asarray(values, dtype=np.float64), metadata, source, where=str(path))
-    metadata.update(importer=source.importer, files=[str(path)])
-    return RadarSequence(source.name, rain, stamps, _timestep(source, stamps), metadata)
+    return stamps
 
 
 def _load_numpy(source: RadarSource, path: Path) -> tuple[np.ndarray, list[datetime] | None]:
-    loaded = np.load(path, allow_pickle=False)
+    """A ``.npy`` stack memory-mapped (read when indexed), or a ``.npz`` array read whole, and its times."""
+    loaded = np.load(path, mmap_mode="r", allow_pickle=False)  # an .npz ignores mmap_mode
     if isinstance(loaded, np.ndarray):
         return loaded, None
     with loaded:
@@ -313,17 +459,32 @@ def _load_numpy(source: RadarSource, path: Path) -> tuple[np.ndarray, list[datet
                 f"RadarSource {source.name!r}: {path} holds arrays {loaded.files}; set variable= to the (T, H, W) one"
                 + (f" ({source.variable!r} is not there)" if source.variable else "")
             )
-        stamps = None
-        if "timestamps" in loaded.files:
-            stamps = [as_datetime(value, f"{path}['timestamps']") for value in loaded["timestamps"].tolist()]
-        return loaded[key], stamps
+        if "timestamps" not in loaded.files:
+            return loaded[key], None
+        stamps = [as_datetime(value, f"{path}['timestamps']") for value in loaded["timestamps"].tolist()]
+        keep = [index for index, stamp in enumerate(stamps) if in_time_range(stamp, source)]
+        return loaded[key][keep] if len(keep) < len(stamps) else loaded[key], [stamps[i] for i in keep]
 
 
-def _load_xarray(source: RadarSource, path: Path) -> tuple[np.ndarray, list[datetime] | None, str | None]:
+def _stack_unit(source: RadarSource, array, name: str, path: Path) -> str | None:
+    """The unit a netCDF / Zarr variable declares (``units``), unless the source sets one."""
+    units = array.attrs.get("units")
+    if units is None or source.unit is not None:
+        return None
+    unit = _UNIT_ALIASES.get(str(units).strip().lower()) or _UNIT_ALIASES.get(str(units).strip())
+    if unit is None:
+        raise ValueError(
+            f"RadarSource {source.name!r}: unknown unit {units!r} of variable {name!r} in {path}; expected one "
+            f"of {KNOWN_UNITS} (set RadarSource(unit=...) to override)"
+        )
+    return unit
+
+
+def _open_xarray(source: RadarSource, path: Path):
     import xarray
 
     try:
-        dataset = xarray.open_dataset(path)
+        return xarray.open_dataset(path, engine="zarr" if path.suffix.lower() == ".zarr" else None)
     except ValueError as error:
         if "backend" in str(error) or "engine" in str(error):
             raise ImportError(
@@ -331,28 +492,85 @@ def _load_xarray(source: RadarSource, path: Path) -> tuple[np.ndarray, list[date
                 f"netCDF4): {NOWCASTING_INSTALL}"
             ) from error
         raise
-    with dataset:
-        cubes = [name for name, array in dataset.data_vars.items() if array.ndim == 3]
-        name = source.variable or (cubes[0] if len(cubes) == 1 else None)
-        if name not in dataset.data_vars:
-            raise ValueError(
-                f"RadarSource {source.name!r}: {path} has 3-D variables {cubes}; set variable= to the (time, y, x) one"
-                + (f" ({source.variable!r} is not there)" if source.variable else "")
-            )
-        array = dataset[name]
-        if "time" in array.dims:
-            array = array.transpose("time", ...)
-        values = np.asarray(array.values)
-        stamps = None
-        if "time" in array.coords and np.issubdtype(array["time"].dtype, np.datetime64):
-            stamps = [as_datetime(value, f"{path} time") for value in array["time"].values]
-        units = array.attrs.get("units")
-    unit = None
-    if units is not None and source.unit is None:
-        unit = _UNIT_ALIASES.get(str(units).strip().lower()) or _UNIT_ALIASES.get(str(units).strip())
-        if unit is None:
-            raise ValueError(
-                f"RadarSource {source.name!r}: unknown unit {units!r} of variable {name!r} in {path}; expected one "
-                f"of {KNOWN_UNITS} (set RadarSource(unit=...) to override)"
-            )
-    return values, stamps, unit
+
+
+def _stack_array(source: RadarSource, dataset, path: Path):
+    """``(name, variable)``: the stack's (time, y, x) variable, time first, cut to ``start`` .. ``end`` (lazily:
+    nothing is read yet)."""
+    cubes = [name for name, array in dataset.data_vars.items() if array.ndim == 3]
+    name = source.variable or (cubes[0] if len(cubes) == 1 else None)
+    if name not in dataset.data_vars:
+        raise ValueError(
+            f"RadarSource {source.name!r}: {path} has 3-D variables {cubes}; set variable= to the (time, y, x) one"
+            + (f" ({source.variable!r} is not there)" if source.variable else "")
+        )
+    array = dataset[name]
+    if "time" in array.dims:
+        array = array.transpose("time", ...)
+        if (source.start or source.end) and np.issubdtype(array["time"].dtype, np.datetime64):
+            array = array.sel(time=slice(source.start, source.end))
+    return name, array
+
+
+def _stack_times(array, path: Path) -> list[datetime] | None:
+    if "time" in array.coords and np.issubdtype(array["time"].dtype, np.datetime64):
+        return [as_datetime(value, f"{path} time") for value in array["time"].values]
+    return None
+
+
+def radar_frame_times(source: RadarSource) -> list[datetime] | None:
+    """The times of a source's frames (in its ``start`` .. ``end`` where it has them), reading no frame: the
+    file listing of an archive or a file list, the time coordinate of a netCDF / Zarr stack, the ``timestamps``
+    of a ``.npz``; None for frames without times (a ``.npy`` stack, files without a name pattern).
+
+    Raises:
+        FileNotFoundError / ValueError: as :func:`list_radar_files` and :func:`read_radar_archive`.
+    """
+    paths, stamps = list_radar_files(source)
+    if source.kind != "path":
+        return stamps
+    if source.timestamps is not None:
+        return [stamp for stamp in source.timestamps if in_time_range(stamp, source)]
+    if source.importer == "numpy":
+        loaded = np.load(paths[0], allow_pickle=False)  # a .npz reads one array at a time
+        if isinstance(loaded, np.ndarray):
+            return None
+        with loaded:
+            if "timestamps" not in loaded.files:
+                return None
+            stamps = [
+                as_datetime(value, f"{paths[0]}['timestamps']") for value in loaded["timestamps"].tolist()
+            ]
+        return [stamp for stamp in stamps if in_time_range(stamp, source)]
+    with _open_xarray(source, paths[0]) as dataset:
+        return _stack_times(_stack_array(source, dataset, paths[0])[1], paths[0])
+
+
+def _grid_metadata(dataset, array) -> dict:
+    """pysteps-style grid metadata of a ``(time, y, x)`` variable: ``x1, y1, x2, y2`` (outer edges),
+    ``xpixelsize``, ``ypixelsize``, ``yorigin`` and ``cartesian_unit`` from evenly spaced 1-D ``x`` / ``y``
+    coordinates, and the projection (``crs_wkt`` of its CF ``grid_mapping`` variable, or the ``projection`` /
+    ``crs_wkt`` attribute); empty for what is not there."""
+    metadata = {}
+    if all(axis in array.coords and array[axis].ndim == 1 and array[axis].size > 1 for axis in ("x", "y")):
+        x, y = (np.asarray(array[axis].values, dtype=np.float64) for axis in ("x", "y"))
+        xsize, ysize = abs(float(x[1] - x[0])), abs(float(y[1] - y[0]))
+        units = str(array["x"].attrs.get("units", "m")).strip().lower()
+        metadata.update(
+            x1=float(x.min()) - xsize / 2,
+            x2=float(x.max()) + xsize / 2,
+            y1=float(y.min()) - ysize / 2,
+            y2=float(y.max()) + ysize / 2,
+            xpixelsize=xsize,
+            ypixelsize=ysize,
+            yorigin="upper" if y[0] > y[-1] else "lower",
+            cartesian_unit="km" if units == "km" else "m",
+        )
+    mapping = array.attrs.get("grid_mapping") or array.encoding.get("grid_mapping")
+    if mapping in dataset.variables and dataset[mapping].attrs.get("crs_wkt"):
+        metadata["crs_wkt"] = str(dataset[mapping].attrs["crs_wkt"])
+    for key in ("projection", "crs_wkt", "institution"):
+        value = array.attrs.get(key, dataset.attrs.get(key))
+        if isinstance(value, str) and value and key not in metadata:
+            metadata[key] = value
+    return metadata

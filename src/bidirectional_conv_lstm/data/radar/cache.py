@@ -25,7 +25,7 @@ from .sources import RadarSource
 __all__ = ["cached_shape", "file_identity", "load_sequence", "save_sequence", "sequence_folder"]
 
 # Bump when the values read for the same files change (conversion rules), so old entries are not reused.
-_READER_VERSION = 1
+_READER_VERSION = 2  # 2: stacks keep their grid (x / y, projection) in the metadata
 _ARRAY, _RECORD = "rain_rate.npy", "sequence.json"
 
 
@@ -46,14 +46,22 @@ def sequence_folder(cache_dir: str | os.PathLike | None, source: RadarSource, pa
     return root / "radar_sequences" / cache_key(params)
 
 
-def load_sequence(folder: Path) -> tuple[np.ndarray, list[datetime] | None, float | None, dict] | None:
-    """``(rain_rate, timestamps, timestep, metadata)`` from a cache folder, or None when there is none."""
+def load_sequence(
+    folder: Path, mmap_mode: str | None = None
+) -> tuple[np.ndarray, list[datetime] | None, float | None, dict] | None:
+    """``(rain_rate, timestamps, timestep, metadata)`` from a cache folder, or None when there is none;
+    ``mmap_mode="r"`` maps the array instead of reading it (frames are read when sliced)."""
     if not (folder / _RECORD).is_file():
         return None
     record = json.loads((folder / _RECORD).read_text())
     stamps = record["timestamps"]
     stamps = None if stamps is None else [datetime.fromisoformat(stamp) for stamp in stamps]
-    return np.load(folder / _ARRAY, allow_pickle=False), stamps, record["timestep"], record["metadata"]
+    return (
+        np.load(folder / _ARRAY, mmap_mode=mmap_mode, allow_pickle=False),
+        stamps,
+        record["timestep"],
+        record["metadata"],
+    )
 
 
 def cached_shape(folder: Path) -> tuple[int, ...] | None:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import fnmatch
 import os
+import re
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -30,13 +31,22 @@ __all__ = [
     "KNOWN_UNITS",
     "RadarSource",
     "list_radar_files",
+    "newest_archive_time",
 ]
 
-#: Importers that need no pysteps: ``"numpy"`` reads .npy/.npz stacks, ``"xarray"`` a (time, y, x) netCDF variable.
+#: Importers that need no pysteps: ``"numpy"`` reads .npy/.npz stacks, ``"xarray"`` a (time, y, x) netCDF variable;
+#: an archive or a file list of them holds one frame per file (a stack of length 1).
 BUILTIN_IMPORTERS = ("numpy", "xarray")
 #: Units a field may come in: rain rate, accumulation over ``accutime`` minutes, reflectivity (Z-R relation).
 KNOWN_UNITS = ("mm/h", "mm", "dBZ")
-_SUFFIX_IMPORTERS = {".npy": "numpy", ".npz": "numpy", ".nc": "xarray", ".nc4": "xarray", ".cdf": "xarray"}
+_SUFFIX_IMPORTERS = {
+    ".npy": "numpy",
+    ".npz": "numpy",
+    ".nc": "xarray",
+    ".nc4": "xarray",
+    ".cdf": "xarray",
+    ".zarr": "xarray",
+}
 _MISSING_LISTED = 5
 _TIME_FORMATS = ("%Y%m%d%H%M%S", "%Y%m%d%H%M")
 
@@ -55,14 +65,16 @@ class RadarSource:
         fn_ext (`str`, *optional*, defaults to ``""``): file extension without the dot (e.g. ``"h5"``, ``"pgm.gz"``).
         importer (`str`, *optional*): a pysteps importer name (``"knmi_hdf5"``, ``"fmi_pgm"``, ``"bom_rf3"``,
             ``"odim_hdf5"``, ``"mch_gif"``, ``"opera_hdf5"``, ...: any name ``pysteps.io.get_method`` takes), or
-            ``"numpy"`` / ``"xarray"``; None infers it from ``path``'s suffix.
+            ``"numpy"`` / ``"xarray"`` (a stack at ``path``; in an archive or a file list, one frame per file, its
+            time from the listing); None infers it from ``path``'s suffix.
         importer_kwargs (`dict`, *optional*): keyword arguments for the importer (pystepsrc ``importer_kwargs``).
         timestep (`float`, *optional*): minutes between frames; required for an archive, checked against the
             timestamps otherwise (a gap is a missing frame).
         start, end (`datetime` or `str`, *optional*): the time range of an archive, both ends included (ISO 8601
-            or ``"%Y%m%d%H%M"`` strings; naive times are UTC).
+            or ``"%Y%m%d%H%M"`` strings; naive times are UTC). A file list with timestamps or a stack with times
+            takes them too (either may be left open): only the frames in the range are read.
         files (sequence of paths, *optional*): an explicit file list instead of an archive pattern.
-        path (`str` or `os.PathLike`, *optional*): one ``.npy`` / ``.npz`` / netCDF stack (T, H, W).
+        path (`str` or `os.PathLike`, *optional*): one ``.npy`` / ``.npz`` / netCDF / Zarr stack (T, H, W).
         timestamps (sequence of `datetime` or `str`, *optional*): one per frame of ``files`` or ``path``.
         variable (`str`, *optional*): the netCDF variable / ``.npz`` key to read (default: the only 3-D one, or
             ``"rain_rate"``).
@@ -125,11 +137,6 @@ class RadarSource:
         if not isinstance(self.importer, str) or not self.importer:
             raise ValueError(
                 f"RadarSource {self.name!r}: importer must be an importer name, got {self.importer!r}"
-            )
-        if kind != "path" and self.importer in BUILTIN_IMPORTERS:
-            raise ValueError(
-                f"RadarSource {self.name!r}: importer {self.importer!r} reads one stack file (path=...); archives "
-                "and file lists are read with a pysteps importer"
             )
 
     def _set(self, name: str, value) -> None:
@@ -270,7 +277,9 @@ def list_radar_files(source: RadarSource) -> tuple[list[Path], list[datetime] | 
     """
     if source.kind == "path":
         path = Path(source.path).expanduser()
-        if not path.is_file():
+        if not (
+            path.is_file() or (path.suffix.lower() == ".zarr" and path.is_dir())
+        ):  # a Zarr store is a folder
             raise FileNotFoundError(f"RadarSource {source.name!r}: path {str(path)!r} does not exist")
         return [path], None
     if source.kind == "archive":
@@ -295,10 +304,23 @@ def list_radar_files(source: RadarSource) -> tuple[list[Path], list[datetime] | 
         raise FileNotFoundError(f"RadarSource {source.name!r}: none of the {len(source.files)} files exists")
     if not stamps:
         return paths, None
+    if source.start is not None or source.end is not None:
+        kept = [i for i, stamp in enumerate(stamps) if in_time_range(stamp, source)]
+        if not kept:
+            raise FileNotFoundError(
+                f"RadarSource {source.name!r}: none of the {len(paths)} files is between start={source.start} and "
+                f"end={source.end} (they span {min(stamps)} to {max(stamps)})"
+            )
+        paths, stamps = [paths[i] for i in kept], [stamps[i] for i in kept]
     order = sorted(range(len(paths)), key=stamps.__getitem__)
     paths, stamps = [paths[i] for i in order], [stamps[i] for i in order]
     check_time_steps(stamps, source)
     return paths, stamps
+
+
+def in_time_range(stamp: datetime, source: RadarSource) -> bool:
+    """Whether a frame's time is in the source's ``start`` .. ``end`` (both included; an open end takes all)."""
+    return (source.start is None or stamp >= source.start) and (source.end is None or stamp <= source.end)
 
 
 def check_time_steps(stamps: Sequence[datetime], source: RadarSource) -> None:
@@ -375,3 +397,73 @@ def _list_archive(source: RadarSource) -> tuple[list[Path], list[datetime]]:
             f"{listed}; allow_missing_frames=True drops the windows that would contain them"
         )
     return paths, stamps
+
+
+# strftime fields a file name pattern may hold, and how many digits each writes.
+_FIELD_DIGITS = {"Y": 4, "y": 2, "m": 2, "d": 2, "j": 3, "H": 2, "M": 2, "S": 2}
+
+
+def _name_time(name: str, pattern: str) -> datetime | None:
+    """The time in a file name written with strftime `pattern` (``?`` matches any one character), or None when
+    the name does not match."""
+    regex, fields = "", ""
+    for literal, field in re.findall(r"([^%]*)(?:%(.))?", pattern):
+        regex += re.escape(literal).replace(r"\?", ".")
+        if field in _FIELD_DIGITS:
+            regex += f"(\\d{{{_FIELD_DIGITS[field]}}})"
+            fields += "%" + field
+        elif field:
+            regex += re.escape("%" + field)
+    match = re.fullmatch(regex, name)
+    if match is None:
+        return None
+    try:
+        return datetime.strptime("".join(match.groups()), fields)
+    except ValueError:
+        return None
+
+
+def _level_matches(name: str, level: str) -> bool:
+    """Whether a folder name fits one level of ``path_fmt`` (a strftime pattern, or a fixed name)."""
+    return _name_time(name, level) is not None if "%" in level else name == level
+
+
+def newest_archive_time(root: str | os.PathLike, path_fmt: str, fn_pattern: str, fn_ext: str) -> datetime:
+    """The time of the newest frame of an archive laid out as a pystepsrc data source (``root`` / ``path_fmt`` /
+    ``fn_pattern``.``fn_ext``), without reading any frame.
+
+    The sub-folders are walked newest name first (zero-padded strftime fields sort as times), so a long archive
+    costs a few directory listings.
+
+    Raises:
+        FileNotFoundError: `root` is not a folder, or no file under it matches the pattern.
+    """
+    root = Path(root).expanduser()
+    if not root.is_dir():
+        raise FileNotFoundError(f"root {str(root)!r} is not a folder")
+    levels = [level for level in path_fmt.split("/") if level] if path_fmt else []
+    suffix = "." + fn_ext if fn_ext else ""
+
+    def newest(folder: Path, depth: int) -> datetime | None:
+        entries = sorted(os.listdir(folder), reverse=True)
+        if depth < len(levels):
+            for entry in entries:
+                if (folder / entry).is_dir() and _level_matches(entry, levels[depth]):
+                    found = newest(folder / entry, depth + 1)
+                    if found is not None:
+                        return found
+            return None
+        times = [
+            _name_time(entry[: len(entry) - len(suffix)], fn_pattern)
+            for entry in entries
+            if entry.endswith(suffix) and (folder / entry).is_file()
+        ]
+        return max((time for time in times if time is not None), default=None)
+
+    found = newest(root, 0)
+    if found is None:
+        raise FileNotFoundError(
+            f"no file under root {str(root)!r} matches path_fmt={path_fmt!r}, fn_pattern={fn_pattern!r}, "
+            f"fn_ext={fn_ext!r}"
+        )
+    return found

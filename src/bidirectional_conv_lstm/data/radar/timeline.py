@@ -2,20 +2,23 @@
 the native or a target time step (crude linear interpolation in time), with the frames that are missing on it.
 
 A :class:`Timeline` does not copy the event: grid frame ``i`` is ``(1 - weight[i]) * R[left[i]] +
-weight[i] * R[right[i]]`` of the native frames ``R``, computed only for the tiles that are cut.
+weight[i] * R[right[i]]`` of the native frames ``R``, computed only for the tiles that are cut. ``R`` is the whole
+(T, H, W) event, or a :class:`FrameBuffer`: the few native frames the next windows need, read in order, so
+cutting an archive of any length holds a window's frames in memory, not the archive.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 
 import numpy as np
 
 from ...models.convlstm.georeferencing_convlstm import block_average
 
-__all__ = ["Timeline", "block_average", "build_timeline", "window_starts"]
+__all__ = ["FrameBuffer", "Timeline", "block_average", "build_timeline", "window_starts"]
 
 
 @dataclasses.dataclass
@@ -129,3 +132,59 @@ def window_starts(present: np.ndarray, num_frames: int, stride: int) -> list[int
     only where all ``num_frames`` frames are present."""
     starts = range(0, len(present) - num_frames + 1, stride)
     return [start for start in starts if present[start : start + num_frames].all()]
+
+
+class FrameBuffer:
+    """A rolling buffer of an event's native frames, read in order from groups of frames and dropped once no
+    later window needs them; :meth:`Timeline.frames` indexes it as it indexes the whole event.
+
+    Args:
+        chunks: float32 (k, H, W) groups of consecutive native frames, ``num_frames`` in all.
+        num_frames: T, the event's native frames.
+        grid: (H, W).
+
+    The caller says which frames the next window needs: :meth:`keep_from` (the earliest one; all before it are
+    dropped, for good) and :meth:`read_through` (the latest one). ``buffer.shape`` is the whole event's (T, H, W).
+    """
+
+    def __init__(self, chunks: Iterator[np.ndarray], num_frames: int, grid: tuple[int, int]) -> None:
+        self.shape = (num_frames, *grid)
+        self._chunks = iter(chunks)
+        self._frames: dict[int, np.ndarray] = {}
+        self._first = 0  # frames before it are no longer needed
+        self._read = 0  # frames read so far
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def keep_from(self, first: int) -> None:
+        """Drop the frames before ``first``, and never keep them when they are read later."""
+        self._first = max(self._first, int(first))
+        for index in [index for index in self._frames if index < self._first]:
+            del self._frames[index]
+
+    def read_through(self, last: int) -> None:
+        """Read the frames up to ``last`` (included), keeping those from :meth:`keep_from`'s on."""
+        while self._read <= last:
+            chunk = next(self._chunks, None)
+            if chunk is None or chunk.shape[1:] != self.shape[1:]:
+                raise ValueError(
+                    f"the event's frames ended after {self._read} of {self.shape[0]}"
+                    if chunk is None
+                    else f"frames {self._read}.. have grid {chunk.shape[1:]}; expected {self.shape[1:]}"
+                )
+            for frame in chunk:
+                if self._read >= self._first:
+                    self._frames[self._read] = frame
+                self._read += 1
+
+    def __getitem__(self, key: tuple[np.ndarray, slice, slice]) -> np.ndarray:
+        """``buffer[indices, rows, cols]``: float32 (len(indices), rows, cols), as ``rain_rate[indices, rows, cols]``."""
+        indices, rows, cols = key
+        missing = [int(index) for index in indices if int(index) not in self._frames]
+        if missing:
+            raise IndexError(
+                f"frames {missing} are not in the buffer (it holds {sorted(self._frames)}): read_through / "
+                "keep_from were not called for this window"
+            )
+        return np.stack([self._frames[int(index)][rows, cols] for index in indices])

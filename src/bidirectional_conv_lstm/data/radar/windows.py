@@ -1,18 +1,26 @@
 """Radar events cut into sliding windows of fixed-size tiles: a ``datasets`` DatasetDict (train / validation /
 test) in the rain-rate storage schema (:mod:`~bidirectional_conv_lstm.data.rain.storage`), cached on disk.
 
-Per event: read (:func:`~bidirectional_conv_lstm.data.radar.archive.read_radar_archive`), optionally downsample by block
-averaging, lay the frames on a regular timeline (native step, or resampled to ``timestep``), take windows of
+Per event: lay the frames on a regular timeline (native step, or resampled to ``timestep``), take windows of
 ``num_input_frames + num_output_frames`` frames every ``stride`` frames, assign each window to a split (by event,
 or by contiguous time block within the event: a window straddling a block boundary is dropped, so no frame is on
 both sides), then cut tiles: random crops for training, a fixed tiling for validation and test.
+
+Out of core: the frames are read a few at a time
+(:func:`~bidirectional_conv_lstm.data.radar.archive.open_radar_frames`), block-averaged as they come, kept in a
+rolling :class:`~bidirectional_conv_lstm.data.radar.timeline.FrameBuffer` of the native frames the next window
+needs, and each window's rows are written to the split's Arrow file as soon as they are cut; memory depends on the
+window, tile and frame sizes, not on the event's length. Several events are built in parallel processes with
+``num_workers``.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import dataclasses
 import functools
+import hashlib
 import json
 import os
 import warnings
@@ -28,15 +36,15 @@ from ...models.convlstm.argument_checks import check_int
 from ..cache import cached_build, default_cache_dir, numpy_format, quiet_progress_bars
 from ..rain.storage import encode_rain_rate, rain_window_features
 from ..splits import SPLITS
-from .archive import RadarSequence, radar_grid_shape, read_radar_archive
+from .archive import RadarFrames, open_radar_frames, radar_grid_shape
 from .cache import file_identity
 from .sources import RadarSource, list_radar_files
-from .timeline import Timeline, block_average, build_timeline, window_starts
+from .timeline import FrameBuffer, Timeline, block_average, build_timeline, window_starts
 
 __all__ = ["RadarWindowsConfig", "load_radar_windows", "radar_windows_info"]
 
 # Bump when the rows built for the same parameters change, so old caches are not reused.
-_BUILD_VERSION = 1
+_BUILD_VERSION = 2  # 2: built out of core; files as a hash in the key
 _MAX_CROP_ATTEMPTS = 20
 _BATCH_ROWS = 32
 
@@ -221,7 +229,9 @@ def load_radar_windows(
         sources: the events (their names must be distinct).
         config: how to cut windows and tiles; None for the defaults.
         cache_dir: the cache root; None for ``$BCL_CACHE`` or ``~/.cache/bidirectional_conv_lstm``.
-        num_workers: processes reading each event's frames (see :func:`read_radar_archive`); not part of the key.
+        num_workers: processes: with several events, events built in parallel (each into its own Arrow files,
+            then copied in order: the same tables); with one, its frames read in parallel (pysteps importers,
+            see :func:`read_radar_archive`). Not part of the key.
         cache_events: also keep each decoded event (float32, as read) under ``cache_dir``, so tables with other
             window parameters skip the importers (worth it for slow ones such as ``bom_rf3``; costs 4 bytes a pixel
             a frame on disk).
@@ -246,20 +256,26 @@ def load_radar_windows(
         raise ValueError(
             f"validation_events / test_events name unknown events {unknown}; the sources are {names}"
         )
-    listings = [list_radar_files(source) for source in sources]
     params = {
         "version": _BUILD_VERSION,
         "config": config.to_dict(),
-        "sources": [
-            {"source": source.to_dict(), "files": [file_identity(path) for path in paths]}
-            for source, (paths, _) in zip(sources, listings)
-        ],
+        "sources": [{"source": source.to_dict(), **_files_identity(source)} for source in sources],
     }
     events_cache = _events_cache(cache_dir) if cache_events else None
     build = functools.partial(
         _build_windows, sources=sources, config=config, num_workers=num_workers, events_cache=events_cache
     )
     return numpy_format(cached_build("radar_windows", params, build, cache_dir))
+
+
+def _files_identity(source: RadarSource) -> dict:
+    """``{"files": count, "files_hash": ...}``: a hash of every file's identity (path, size, modification time),
+    so a long archive's cache key costs a few bytes, not a list of its files."""
+    paths, _ = list_radar_files(source)
+    digest = hashlib.sha256()
+    for path in paths:
+        digest.update(json.dumps(file_identity(path)).encode())
+    return {"files": len(paths), "files_hash": digest.hexdigest()}
 
 
 def _with_overrides(config: RadarWindowsConfig | None, overrides: Mapping) -> RadarWindowsConfig:
@@ -284,28 +300,21 @@ def _build_windows(
     events_cache: Path | None,
 ) -> datasets.DatasetDict:
     """Write every event's windows into one Arrow file per split under ``scratch``, and open them."""
-    for source in sources:  # every grid checked before any event is read in full
-        _check_tiles(config, source.name, radar_grid_shape(source, cache_dir=events_cache))
-    features = {
-        split: rain_window_features(
-            config.num_frames, *(config.tile_size if split == "train" else config.eval_tile_size)
-        )
-        for split in SPLITS
-    }
+    grids = {}
+    for source in sources:  # every grid checked before any event is read
+        grids[source.name] = radar_grid_shape(source, cache_dir=events_cache)
+        _check_tiles(config, source.name, grids[source.name])
+    features = _split_features(config)
     info = {"config": config.to_dict(), "events": {}}
-    with contextlib.ExitStack() as stack:
-        writers = {
-            split: stack.enter_context(
-                ArrowWriter(features=features[split], path=str(scratch / f"{split}.arrow"))
+    with _split_writers(scratch, features) as writers:
+        if num_workers > 1 and len(sources) > 1:
+            info["events"] = _write_events_in_parallel(
+                sources, config, grids, writers, scratch, num_workers, events_cache
             )
-            for split in SPLITS
-        }
-        for source in sources:
-            sequence = read_radar_archive(source, num_workers=num_workers, cache_dir=events_cache)
-            info["events"][source.name] = _write_event(sequence, config, writers)
-            del sequence
-        for writer in writers.values():
-            writer.finalize()
+        else:
+            for source in sources:
+                frames = open_radar_frames(source, num_workers=num_workers, cache_dir=events_cache)
+                info["events"][source.name] = _write_event(frames, config, writers, grids[source.name])
     description = json.dumps(info)
     with quiet_progress_bars():
         return datasets.DatasetDict(
@@ -317,6 +326,70 @@ def _build_windows(
                 for split in SPLITS
             }
         )
+
+
+def _split_features(config: RadarWindowsConfig) -> dict[str, datasets.Features]:
+    return {
+        split: rain_window_features(
+            config.num_frames, *(config.tile_size if split == "train" else config.eval_tile_size)
+        )
+        for split in SPLITS
+    }
+
+
+@contextlib.contextmanager
+def _split_writers(folder: Path, features: dict) -> Iterator[dict[str, ArrowWriter]]:
+    """One Arrow writer per split, ``<folder>/<split>.arrow``, finalized when the block ends without error."""
+    with contextlib.ExitStack() as stack:
+        writers = {
+            split: stack.enter_context(
+                ArrowWriter(features=features[split], path=str(folder / f"{split}.arrow"))
+            )
+            for split in SPLITS
+        }
+        yield writers
+        for writer in writers.values():
+            writer.finalize()
+
+
+def _write_events_in_parallel(
+    sources: list[RadarSource],
+    config: RadarWindowsConfig,
+    grids: dict,
+    writers: dict[str, ArrowWriter],
+    scratch: Path,
+    num_workers: int,
+    events_cache: Path | None,
+) -> dict:
+    """Build each event in a worker process into its own split files, then copy them to ``writers`` in event
+    order (so the tables are those of a build in one process); re-raise the workers' warnings here."""
+    jobs = [
+        (source, config, grids[source.name], scratch / f"event-{index}", events_cache)
+        for index, source in enumerate(sources)
+    ]
+    events = {}
+    with concurrent.futures.ProcessPoolExecutor(min(num_workers, len(jobs))) as pool:
+        for (source, *_, folder, _), (event, caught) in zip(jobs, pool.map(_write_event_shard, jobs)):
+            for message, category in caught:
+                warnings.warn(message, category, stacklevel=5)  # the caller of load_radar_windows
+            with quiet_progress_bars():
+                for split, writer in writers.items():
+                    writer.write_table(datasets.Dataset.from_file(str(folder / f"{split}.arrow")).data.table)
+            events[source.name] = event
+    return events
+
+
+def _write_event_shard(job: tuple) -> tuple[dict, list[tuple[str, type]]]:
+    """One event's windows into ``<folder>/<split>.arrow`` (in a worker process): its description and warnings."""
+    source, config, grid, folder, events_cache = job
+    folder.mkdir()
+    with (
+        warnings.catch_warnings(record=True) as caught,
+        _split_writers(folder, _split_features(config)) as writers,
+    ):
+        warnings.simplefilter("always")
+        event = _write_event(open_radar_frames(source, cache_dir=events_cache), config, writers, grid)
+    return event, [(str(warning.message), warning.category) for warning in caught]
 
 
 def radar_windows_info(dataset: datasets.Dataset | datasets.DatasetDict) -> dict:
@@ -388,22 +461,27 @@ def _split_of_windows(
 
 
 def _write_event(
-    sequence: RadarSequence, config: RadarWindowsConfig, writers: dict[str, ArrowWriter]
+    frames: RadarFrames, config: RadarWindowsConfig, writers: dict[str, ArrowWriter], grid: tuple[int, int]
 ) -> dict:
-    """Cut one event into windows and tiles, write them to the split writers, and describe the event."""
-    rain = block_average(sequence.rain_rate, config.downsample)
-    timeline = build_timeline(sequence.timestamps, sequence.timestep, len(rain), config.timestep)
+    """Cut one event (native grid ``grid``) into windows and tiles as its frames are read, write them to the split
+    writers, and describe the event."""
+    timeline = build_timeline(frames.timestamps, frames.timestep, frames.num_frames, config.timestep)
     starts = window_starts(timeline.present, config.num_frames, config.stride)
-    splits = _split_of_windows(config, sequence.name, starts, len(timeline))
+    splits = _split_of_windows(config, frames.name, starts, len(timeline))
     # Seeded per event by name, so adding or reordering events leaves the others' crops unchanged.
-    rng = np.random.default_rng([config.seed, zlib.crc32(sequence.name.encode())])
+    rng = np.random.default_rng([config.seed, zlib.crc32(frames.name.encode())])
+    chunks = (block_average(chunk, config.downsample) for chunk in frames.chunks)
+    rain = FrameBuffer(chunks, frames.num_frames, tuple(side // config.downsample for side in grid))
     tiling = _eval_tiling(config, rain.shape[1:])
-    rows = _EventRows(writers, sequence.name, timeline)
+    rows = _EventRows(writers, frames.name, timeline)
     windows = dict.fromkeys(SPLITS, 0)
     for start, split in zip(starts, splits):
         if split is None:
             continue
         windows[split] += 1
+        stop = start + config.num_frames
+        rain.keep_from(timeline.left[start])  # native frames only move forward with the windows
+        rain.read_through(timeline.right[start:stop].max())
         if split == "train":
             tiles = _train_crops(rain, timeline, start, config, rng)
         else:
@@ -411,7 +489,9 @@ def _write_event(
         for tile, y, x in tiles:
             rows.emit(split, start, tile, y, x)
     rows.flush()
-    return _event_info(sequence.metadata, timeline, config, rain.shape[1:], windows, rows.counts)
+    rain.keep_from(len(rain))
+    rain.read_through(len(rain) - 1)  # every frame is read, as a whole read would: its errors, its metadata
+    return _event_info(frames.metadata, timeline, config, rain.shape[1:], windows, rows.counts)
 
 
 def _eval_tiling(config: RadarWindowsConfig, grid: tuple[int, int]) -> list[tuple[int, int]]:
