@@ -261,3 +261,107 @@ def test_model_adds_the_weighted_fss_term_to_the_weighted_loss():
     )
     assert term.item() > 0
     assert math.isclose(out.loss.item(), base.loss.item() + 0.7 * term.item(), rel_tol=1e-5)
+
+
+# --- the almost fair CRPS of ensembles ----------------------------------------------------------------------------
+
+
+def reference_almost_fair_crps(members, target, mask=None, alpha=0.95) -> float:
+    """float64, element by element, the pair sum written the plain O(M**2) way (Lang et al. 2024, eq. for afCRPS)."""
+    members = np.asarray(members, dtype=np.float64)
+    count = members.shape[1]
+    members = np.moveaxis(members, 1, -1).reshape(-1, count)
+    target = np.asarray(target, dtype=np.float64)
+    keep = np.ones(target.size, bool) if mask is None else np.broadcast_to(mask, target.shape).ravel()
+    target = target.ravel()
+    epsilon = (1 - alpha) / count
+    scores = []
+    for x, y, counted in zip(members, target, keep):
+        if not counted:
+            continue
+        pairs = sum(abs(x[j] - x[k]) for j in range(count) for k in range(count) if j != k)
+        scores.append(np.mean(np.abs(x - y)) - (1 - epsilon) * pairs / (2 * count * (count - 1)))
+    return float(np.mean(scores))
+
+
+@pytest.mark.parametrize("alpha", [1.0, 0.95, 0.5])
+def test_almost_fair_crps_matches_a_float64_reference(alpha):
+    from bidirectional_conv_lstm.models.convlstm.losses_convlstm import almost_fair_crps
+
+    generator = torch.Generator().manual_seed(0)
+    members = torch.randn(3, 5, 2, 1, 4, 6, generator=generator)
+    members[:, 1] = members[:, 0]  # tied members
+    target = torch.randn(3, 2, 1, 4, 6, generator=generator)
+    value = almost_fair_crps(members, target, alpha=alpha)
+    assert value.dtype == torch.float32 and value.shape == ()
+    assert value.item() == pytest.approx(reference_almost_fair_crps(members, target, alpha=alpha), rel=1e-5)
+    double = almost_fair_crps(members.double(), target.double(), alpha=alpha)
+    assert double.dtype == torch.float64
+    assert double.item() == pytest.approx(reference_almost_fair_crps(members, target, alpha=alpha), rel=1e-12)
+
+
+def test_almost_fair_crps_masks_and_ignores_nan_under_the_mask():
+    from bidirectional_conv_lstm.models.convlstm.losses_convlstm import almost_fair_crps
+
+    generator = torch.Generator().manual_seed(1)
+    members = torch.randn(2, 4, 3, 5, 5, generator=generator, dtype=torch.float64, requires_grad=True)
+    target = torch.randn(2, 3, 5, 5, generator=generator, dtype=torch.float64)
+    mask = torch.rand(2, 3, 5, 5, generator=generator) < 0.6
+    target[~mask] = math.nan  # no-data under the mask
+    value = almost_fair_crps(members, target, mask=mask)
+    expected = reference_almost_fair_crps(members.detach(), target, mask.numpy())
+    assert value.item() == pytest.approx(expected, rel=1e-12)
+    value.backward()
+    gradient = members.grad.movedim(1, -1)
+    assert torch.isfinite(gradient).all()
+    assert (gradient[~mask] == 0).all() and (gradient[mask] != 0).any()
+    nothing = almost_fair_crps(members, target, mask=torch.zeros(2, 3, 5, 5, dtype=torch.bool))
+    assert nothing.item() == 0.0
+    broadcast = almost_fair_crps(members, torch.nan_to_num(target), mask=torch.ones(5, 5, dtype=torch.bool))
+    assert broadcast.item() == pytest.approx(almost_fair_crps(members, torch.nan_to_num(target)).item())
+
+
+def test_almost_fair_crps_gradient_is_exact():
+    from bidirectional_conv_lstm.models.convlstm.losses_convlstm import almost_fair_crps
+
+    generator = torch.Generator().manual_seed(2)
+    members = torch.randn(2, 4, 3, 3, generator=generator, dtype=torch.float64, requires_grad=True)
+    target = torch.randn(2, 3, 3, generator=generator, dtype=torch.float64)
+    mask = torch.rand(2, 3, 3, generator=generator) < 0.7
+    assert torch.autograd.gradcheck(lambda x: almost_fair_crps(x, target, mask=mask, alpha=0.9), (members,))
+
+
+def test_fair_crps_is_unbiased_for_any_ensemble_size():
+    """Members drawn from the observation's distribution N(0, 1): the fair CRPS averages to that distribution's CRPS,
+    1 / sqrt(pi), for 2 members as for 8; the plain ensemble CRPS (1/(2 M**2) on the pairs) does not; a shifted or
+    too narrow ensemble scores worse."""
+    from bidirectional_conv_lstm.models.convlstm.losses_convlstm import almost_fair_crps
+
+    generator = torch.Generator().manual_seed(3)
+    samples = 200_000
+    target = torch.randn(samples, generator=generator, dtype=torch.float64)
+    crps_of_the_distribution = 1.0 / math.sqrt(math.pi)
+    for count in (2, 8):
+        members = torch.randn(samples, count, generator=generator, dtype=torch.float64)
+        fair = almost_fair_crps(members, target, alpha=1.0).item()
+        assert fair == pytest.approx(crps_of_the_distribution, abs=0.005)  # standard error ~0.001
+        plain = almost_fair_crps(members, target, alpha=0.0).item()  # 1/(2 M**2) on the pair term
+        assert plain > crps_of_the_distribution + 0.9 * (1 / math.sqrt(math.pi)) / count  # E|X-X'| / 2M
+        shifted = almost_fair_crps(members + 0.5, target, alpha=1.0).item()
+        narrow = almost_fair_crps(members * 0.5, target, alpha=1.0).item()
+        assert shifted > fair + 0.05 and narrow > fair + 0.03
+        almost = almost_fair_crps(members, target, alpha=0.95).item()
+        assert fair < almost < fair + 0.05 / count  # (1 - alpha) / M of the pair term added back
+
+
+def test_almost_fair_crps_refuses_bad_arguments():
+    from bidirectional_conv_lstm.models.convlstm.losses_convlstm import almost_fair_crps
+
+    members, target = torch.zeros(2, 3, 4), torch.zeros(2, 4)
+    with pytest.raises(ValueError, match=r"members must hold M >= 2 .* got shape \(2, 1, 4\)"):
+        almost_fair_crps(members[:, :1], target)
+    with pytest.raises(ValueError, match=r"target must be .*\(2, 4\), got \(2, 3\)"):
+        almost_fair_crps(members, target[:, :3])
+    for alpha in (-0.1, 1.5, True, "0.9"):
+        with pytest.raises(ValueError, match="alpha must be a number in"):
+            almost_fair_crps(members, target, alpha=alpha)

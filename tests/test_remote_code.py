@@ -94,7 +94,13 @@ CHILD = textwrap.dedent(
 
 def test_code_files_import_only_torch_numpy_transformers_and_each_other():
     # huggingface_hub and safetensors come with transformers
-    allowed = set(sys.stdlib_module_names) | {"torch", "numpy", "transformers", "safetensors", "huggingface_hub"}
+    allowed = set(sys.stdlib_module_names) | {
+        "torch",
+        "numpy",
+        "transformers",
+        "safetensors",
+        "huggingface_hub",
+    }
     for name in CODE_FILES:
         imports = set(get_imports(PACKAGE_DIR / name))
         assert imports <= allowed, f"{name} imports {sorted(imports - allowed)}"
