@@ -387,6 +387,23 @@ COMMANDS = {
     ".venv/bin/python scripts/push_dataset.py --repo_id you/moving-mnist --dry_run": Run(
         TINY_PUSH, check_card
     ),
+    # Training at scale (docs/training-at-scale.md)
+    ".venv/bin/python scripts/push_dataset.py --repo_id you/radar-windows --config radar_windows.yaml "
+    "--license cc-by-4.0 --max-shard-size 200MB --num-shards train=64": Covered(
+        "tests/test_hub_datasets.py::test_radar_windows_pushed_as_shards_stream_back_row_for_row",
+        ("push_dataset", "--license", "--max-shard-size", "--num-shards", "streaming=True"),
+        "the same options on small generated radar stacks, pushed to the local stand-in for the Hub and streamed back",
+    ),
+    ".venv/bin/hf download you/radar-windows --repo-type dataset --local-dir /scratch/radar-windows": Exempt(
+        "needs the Hub and a pushed dataset"
+    ),
+    ".venv/bin/accelerate launch --multi_gpu --num_processes 8 scripts/train.py --config radar_hub.yaml": Exempt(
+        "needs 8 GPUs and the pushed dataset on the Hub"
+    ),
+    ".venv/bin/accelerate launch --multi_gpu --num_machines 2 --machine_rank 0 --main_process_ip 10.0.0.1 "
+    "--main_process_port 29500 --num_processes 16 scripts/train.py --config radar_hub.yaml": Exempt(
+        "needs two machines of GPUs and the pushed dataset on the Hub"
+    ),
     # Benchmarks (docs/benchmarks.md, docs/hardware.md)
     "python scripts/benchmark.py --output BENCHMARKS-run.md --output-json run.json": Covered(
         "tests/test_benchmark.py::test_quick_run_reports_every_variant",
