@@ -195,9 +195,12 @@ def test_a_radar_run_records_its_windows_pixel_size_and_time_step():
     config = ConvLSTMConfig()
     task.describe_data(config)
     assert (config.pixel_size, config.time_step) == (1000.0, 5.0)
-    task.splits["info"]["events"]["b"].update(
-        pixel_size=[2.0, 2.0], timestep_minutes=10.0
-    )  # two of each: unknown
+    # FMI's 4 km windows are 3998.7 m, KNMI's and BoM's 4000 m: one grid, its median size
+    task.splits["info"]["events"]["c"] = dict(events, pixel_size=[0.9996, 0.9996])
+    config = ConvLSTMConfig()
+    task.describe_data(config)
+    assert config.pixel_size == 1000.0
+    task.splits["info"]["events"]["b"].update(pixel_size=[2.0, 2.0], timestep_minutes=10.0)  # unknown
     config = ConvLSTMConfig()
     task.describe_data(config)
     assert (config.pixel_size, config.time_step) == (None, None)

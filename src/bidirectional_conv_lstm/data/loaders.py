@@ -18,7 +18,13 @@ from PIL import Image
 
 from .cache import cached_build, numpy_format, write_arrow
 
-__all__ = ["load_frames_dataset", "load_frames_folder", "load_moving_mnist_test_file"]
+__all__ = [
+    "is_saved_dataset",
+    "is_sequence_folder",
+    "load_frames_dataset",
+    "load_frames_folder",
+    "load_moving_mnist_test_file",
+]
 
 _ARRAY_SUFFIXES = (".npy", ".npz")
 _FRAME_SUFFIX = ".png"
@@ -292,8 +298,25 @@ def load_frames_folder(
     return numpy_format(cached_build("frames_folder", params, build, cache_dir))
 
 
-def _is_saved_dataset(path: Path) -> bool:
+# Files of a folder that datasets.load_dataset reads with its packaged builders.
+_DATA_FILE_SUFFIXES = frozenset((".parquet", ".arrow", ".jsonl", ".csv"))
+
+
+def is_saved_dataset(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a folder written by ``save_to_disk`` (a ``Dataset`` or a ``DatasetDict``)."""
+    path = Path(path).expanduser()
     return path.is_dir() and ((path / "dataset_dict.json").is_file() or (path / "state.json").is_file())
+
+
+def is_sequence_folder(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a folder of sequences (``.npy`` / ``.npz`` files or PNG folders, read by
+    :func:`load_frames_folder`) rather than a ``datasets`` folder: ``save_to_disk``, or data files that
+    ``datasets.load_dataset`` reads (Parquet, Arrow, JSON Lines, CSV; in subfolders too, as ``push_to_hub``'s
+    ``data/`` lays them out)."""
+    path = Path(path).expanduser()
+    if not path.is_dir() or is_saved_dataset(path):
+        return False
+    return not any(file.suffix in _DATA_FILE_SUFFIXES for file in path.rglob("*"))
 
 
 def load_frames_dataset(
@@ -329,7 +352,7 @@ def load_frames_dataset(
         TypeError: the frames column is not an array of numbers.
     """
     local = Path(name_or_path).expanduser() if isinstance(name_or_path, (str, os.PathLike)) else None
-    if local is not None and _is_saved_dataset(local):
+    if local is not None and is_saved_dataset(local):
         saved = datasets.load_from_disk(str(local))
         if isinstance(saved, datasets.DatasetDict):
             if split not in saved:

@@ -104,9 +104,10 @@ class RainRateTask:
         """Record the radar windows' pixel size (metres) and time step (minutes) in the model's config, so that
         ``forecast_rain_rate`` checks frames with coordinates against them; synthetic fields have neither."""
         events = (self.splits.get("info") or {}).get("events") or {}
-        sizes = {_metres(event) for event in events.values()}
-        if len(sizes) == 1 and None not in sizes:
-            config.pixel_size = sizes.pop()
+        sizes = [_metres(event) for event in events.values()]
+        # One grid, give or take a service's rounding (FMI's 1 km pixels are 999.674 m): the median size.
+        if sizes and None not in sizes and max(sizes) - min(sizes) <= 1e-3 * max(sizes):
+            config.pixel_size = float(np.median(sizes))
         steps = {event.get("timestep_minutes") for event in events.values()}
         if len(steps) == 1 and None not in steps:
             config.time_step = float(steps.pop())

@@ -16,6 +16,8 @@ from typing import Any
 import yaml
 
 from ..data import MovingMNISTConfig
+from ..data.loaders import is_sequence_folder
+from ..models.convlstm.argument_checks import check_int
 from ..models.convlstm.configuration_convlstm import ConvLSTMConfig, check_config
 from .kinds import DatasetKind, dataset_kind
 
@@ -81,7 +83,18 @@ _NON_NEGATIVE = (
 )
 # The ``data`` options of frames read from a folder, a ``datasets`` folder or a Hub dataset (the loop's own kind
 # besides Moving MNIST, whose options are MovingMNISTConfig's fields and ``cache_dir``).
-_FRAMES_OPTIONS = ("frames_column", "train_split", "validation_split", "test_split", "cache_dir", "streaming")
+# ``streaming``, ``shuffle_buffer`` and ``num_train_windows``: training on a streamed split (training.streaming).
+_FRAMES_OPTIONS = (
+    "frames_column",
+    "train_split",
+    "validation_split",
+    "test_split",
+    "cache_dir",
+    "streaming",
+    "shuffle_buffer",
+    "num_train_windows",
+)
+_STREAMING_COUNTS = ("shuffle_buffer", "num_train_windows")
 _MOVING_MNIST_FIELDS = tuple(field.name for field in dataclasses.fields(MovingMNISTConfig))
 
 
@@ -101,7 +114,9 @@ class TrainingArguments:
             (windows of real radar archives), trained in rain rate (see :mod:`.nowcast_training`).
         data (`dict`): options of the data source: for Moving MNIST the fields of
             :class:`~bidirectional_conv_lstm.data.MovingMNISTConfig` plus ``cache_dir``; for other sources
-            ``frames_column``, ``train_split``, ``validation_split``, ``test_split``; for the rain-rate sources
+            ``frames_column``, ``train_split``, ``validation_split``, ``test_split``, and for a Hub id or a folder of
+            Parquet shards ``streaming`` (read the training split as a stream, each process its own shards),
+            ``shuffle_buffer`` and ``num_train_windows`` (see :mod:`.streaming`); for the rain-rate sources
             see :func:`bidirectional_conv_lstm.nowcasting.task.check_rain_data`.
         model (`dict`): fields of :class:`~bidirectional_conv_lstm.ConvLSTMConfig` for a new model; with
             ``model_name_or_path``, only the settings of :data:`FINE_TUNING_FIELDS` (the loss and its options,
@@ -322,7 +337,41 @@ class TrainingArguments:
         kind = self.kind
         return dict(BEST_MODEL_METRICS if kind is None else kind.best_model_metrics)
 
+    def _check_streaming(self) -> None:
+        """``data.streaming`` (a bool) and its counts, and a source that can stream: one read with
+        ``datasets.load_dataset`` (a Hub id, a folder of Parquet shards), not generated or built by a kind."""
+        streaming = self.data.get("streaming", False)
+        if not isinstance(streaming, bool):
+            raise TypeError(f"data.streaming must be true or false, got {streaming!r}")
+        for name in _STREAMING_COUNTS:
+            if name in self.data and not streaming:
+                raise ValueError(
+                    f"data.{name}={self.data[name]!r} applies only to a streamed training split; set "
+                    "data.streaming: true, or drop it"
+                )
+            if name in self.data:
+                check_int(f"data.{name}", self.data[name])
+        if not streaming:
+            return
+        remedy = (
+            "push it as Parquet shards (scripts/push_dataset.py) and name that, or set data.streaming: false"
+        )
+        if self.kind is not None:
+            source = "is built by its own dataset kind, which reads no stream"
+            remedy = "set data.streaming: false"
+        elif self.dataset == "moving_mnist":
+            source = "is generated in memory"
+        elif is_sequence_folder(self.dataset):
+            source = "is a folder of .npy/.npz/PNG sequences"
+        else:
+            return
+        raise ValueError(
+            "data.streaming=true needs a dataset read with datasets.load_dataset (a Hub dataset id, or a folder "
+            f"of Parquet shards), but dataset={self.dataset!r} {source}; {remedy}"
+        )
+
     def _check_data(self) -> None:
+        self._check_streaming()
         kind = self.kind
         if kind is not None:
             kind.check(self)

@@ -43,6 +43,7 @@ from .arguments import TrainingArguments
 from .checkpoints import restored_state, save_checkpoint
 from .data_sources import load_datasets
 from .schedules import RunProgress, learning_rate_factor
+from .streaming import process_stream, streamed_batches, streamed_train_batches
 from .tasks import make_task, subset
 
 __all__ = ["build_model", "train"]
@@ -80,16 +81,25 @@ def _make_accelerator(args: TrainingArguments) -> tuple[Accelerator, TrainingArg
 
 
 def _data_loaders(args: TrainingArguments, accelerator: Accelerator, splits: dict, task) -> tuple:
-    """The training and validation DataLoaders, after checking that both splits can feed the loop."""
-    for name in ("train", "validation"):
+    """The training and validation DataLoaders, after checking that both splits can feed the loop. A streamed
+    training split (``data.streaming``) is this process's share (:func:`process_stream`), its loader not
+    prepared by accelerate (which would shard it again)."""
+    streaming = args.data.get("streaming", False)
+    for name in ("validation",) if streaming else ("train", "validation"):
         if len(splits[name]) == 0:
             raise ValueError(f"the {name} split of dataset={args.dataset!r} is empty; check the data options")
     needed = args.per_device_train_batch_size * accelerator.num_processes
-    if len(splits["train"]) < needed:  # drop_last would leave no batch at all, and the loop would never end
+    # drop_last would leave no batch at all, and the loop would never end (a stream checks it per epoch)
+    if not streaming and len(splits["train"]) < needed:
         raise ValueError(
             f"the training split has {len(splits['train'])} samples, fewer than one batch "
             f"(per_device_train_batch_size={args.per_device_train_batch_size} x {accelerator.num_processes} "
             "processes); use more data or a smaller batch"
+        )
+    train = splits["train"]
+    if streaming:
+        train = process_stream(
+            train, args, rank=accelerator.process_index, world_size=accelerator.num_processes
         )
     # On a GPU, batches go from pinned memory without blocking; workers live across epochs and evaluations.
     persistent = args.dataloader_num_workers > 0
@@ -100,9 +110,9 @@ def _data_loaders(args: TrainingArguments, accelerator: Accelerator, splits: dic
     )
     train_collate = getattr(task, "train_collator", task.collator)  # a task may augment its training batches
     train_loader = DataLoader(
-        splits["train"],
+        train,
         batch_size=args.per_device_train_batch_size,
-        shuffle=True,
+        shuffle=not streaming,  # a stream shuffles itself (process_stream)
         drop_last=True,
         collate_fn=train_collate,
         # A collator told the epoch (set_epoch) needs workers made afresh each epoch to see it.
@@ -187,6 +197,11 @@ class _Run:
         return Path(self.args.output_dir)
 
     @property
+    def streaming(self) -> bool:
+        """Whether the training split is streamed (``data.streaming``; see :mod:`.streaming`)."""
+        return self.args.data.get("streaming", False)
+
+    @property
     def evaluated_model(self) -> torch.nn.Module:
         """What is validated, kept as the best model and tested: the weights, or their moving average."""
         return self.unwrapped_model if self.averaged is None else self.averaged.module
@@ -222,17 +237,27 @@ def _set_up(args: TrainingArguments) -> _Run:
     """The run's accelerator, data, task, loaders, model, optimizer and learning-rate schedule, prepared by
     accelerate, with its state (fresh, or restored from a checkpoint)."""
     accelerator, args = _set_up_process(args)
+    streaming = args.data.get("streaming", False)
+    # A stream has no len(): an epoch's batches come from its metadata, checked before any window is read.
+    train_batches = streamed_train_batches(args, accelerator.num_processes) if streaming else None
     with accelerator.main_process_first():
-        splits = load_datasets(args)
+        splits = load_datasets(args, stream_train=streaming)
     task = make_task(args, splits)
     train_loader, eval_loader = _data_loaders(args, accelerator, splits, task)
     model = _new_model(args)
     task.describe_data(model.config)  # e.g. a radar run's pixel size and time step, saved with the model
     optimizer = _optimizer(args, model)
-    max_steps, run_progress, scheduler = _schedules(args, accelerator, optimizer, len(train_loader))
-    model, optimizer, train_loader, eval_loader, scheduler = accelerator.prepare(
-        model, optimizer, train_loader, eval_loader, scheduler
-    )
+    if not streaming:
+        train_batches = len(train_loader)
+    max_steps, run_progress, scheduler = _schedules(args, accelerator, optimizer, train_batches)
+    if streaming:  # each process already reads its own shards (training.streaming)
+        model, optimizer, eval_loader, scheduler = accelerator.prepare(
+            model, optimizer, eval_loader, scheduler
+        )
+    else:
+        model, optimizer, train_loader, eval_loader, scheduler = accelerator.prepare(
+            model, optimizer, train_loader, eval_loader, scheduler
+        )
     unwrapped_model = accelerator.unwrap_model(model)
     averaged = _weight_average(args, accelerator, unwrapped_model)
     if accelerator.is_main_process and args.report_to != "none":
@@ -290,13 +315,19 @@ def _new_model(args: TrainingArguments) -> ConvLSTMForFramePrediction:
 
 
 def _schedules(
-    args: TrainingArguments, accelerator: Accelerator, optimizer: torch.optim.Optimizer, train_batches: int
+    args: TrainingArguments,
+    accelerator: Accelerator,
+    optimizer: torch.optim.Optimizer,
+    train_batches: int | None,
 ) -> tuple[int, RunProgress, torch.optim.lr_scheduler.LambdaLR]:
     """The run's length in optimizer steps, its position on the schedules (steps or the time budget) and the
-    learning-rate scheduler that follows that position; ``train_batches`` is the training loader's length."""
-    steps_per_epoch = math.ceil(train_batches / accelerator.num_processes / args.gradient_accumulation_steps)
+    learning-rate scheduler that follows that position; ``train_batches`` is the training loader's length (over
+    all processes; None for a stream without ``num_train_epochs``, see :func:`streamed_train_batches`)."""
     max_steps = args.max_train_steps
     if args.num_train_epochs is not None:
+        steps_per_epoch = math.ceil(
+            train_batches / accelerator.num_processes / args.gradient_accumulation_steps
+        )
         max_steps = min(max_steps, args.num_train_epochs * steps_per_epoch)
     run_progress = RunProgress(
         max_steps,
@@ -336,20 +367,30 @@ def _start_training(run: _Run) -> None:
 def _train_epoch(run: _Run) -> bool:
     """One pass over the training data (what is left of it, for a run resumed within an epoch); returns whether
     the run stopped before the epoch's end."""
-    state, train_loader = run.state, run.train_loader
-    train_loader.set_epoch(state["epoch"])
-    if hasattr(train_loader.collate_fn, "set_epoch"):  # e.g. augmentation drawn per epoch
-        train_loader.collate_fn.set_epoch(state["epoch"])
+    state = run.state
     run.model.train()
-    loader = train_loader
-    if state["batches_in_epoch"]:
-        loader = run.accelerator.skip_first_batches(train_loader, state["batches_in_epoch"])
-    for batch in loader:
+    for batch in _epoch_batches(run):
         if _train_on_batch(run, batch) and _end_of_step(run):
             return True
     state["epoch"] += 1
     state["batches_in_epoch"] = 0
     return False
+
+
+def _epoch_batches(run: _Run):
+    """The training batches of epoch ``state["epoch"]`` in its order (the sampler's, or the stream's), after the
+    ``state["batches_in_epoch"]`` a resumed run had trained on."""
+    state, train_loader = run.state, run.train_loader
+    if hasattr(train_loader.collate_fn, "set_epoch"):  # e.g. augmentation drawn per epoch
+        train_loader.collate_fn.set_epoch(state["epoch"])
+    if run.streaming:
+        return streamed_batches(
+            train_loader, run.accelerator, epoch=state["epoch"], skip=state["batches_in_epoch"]
+        )
+    train_loader.set_epoch(state["epoch"])
+    if state["batches_in_epoch"]:
+        return run.accelerator.skip_first_batches(train_loader, state["batches_in_epoch"])
+    return train_loader
 
 
 def _train_on_batch(run: _Run, batch: dict) -> bool:
