@@ -281,10 +281,10 @@ register_dataset_kind(RAIN_RATE_KIND)
 
 
 def _metres(event: dict) -> float | None:
-    """An event's window pixel size in metres (from :func:`~bidirectional_conv_lstm.data.radar_windows_info`), or
-    None when it is unknown or not square."""
+    """An event's window pixel size in metres (from :func:`~bidirectional_conv_lstm.data.radar_windows_info`; the
+    mean of y and x, which differ by a rounding for FMI's grid), or None when it is unknown or not square."""
     scale = {"m": 1.0, "km": 1000.0}.get(event.get("cartesian_unit") or "m")
     sizes = event.get("pixel_size") or [None, None]
-    if scale is None or None in sizes or sizes[0] != sizes[1]:
+    if scale is None or None in sizes or abs(sizes[0] - sizes[1]) > 1e-3 * max(sizes):
         return None
-    return float(sizes[0]) * scale
+    return float(sizes[0] + sizes[1]) / 2 * scale
