@@ -195,8 +195,8 @@ def test_a_radar_run_records_its_windows_pixel_size_and_time_step():
     config = ConvLSTMConfig()
     task.describe_data(config)
     assert (config.pixel_size, config.time_step) == (1000.0, 5.0)
-    # FMI's 4 km windows are 3998.7 m, KNMI's and BoM's 4000 m: one grid, its median size
-    task.splits["info"]["events"]["c"] = dict(events, pixel_size=[0.999629, 0.999674])  # y and x rounded apart
+    # FMI's 4 km windows are 3998.7 m (y and x rounded apart), KNMI's and BoM's 4000 m: one grid, its median size
+    task.splits["info"]["events"]["c"] = dict(events, pixel_size=[0.999629, 0.999674])
     config = ConvLSTMConfig()
     task.describe_data(config)
     assert config.pixel_size == 1000.0
