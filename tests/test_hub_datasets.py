@@ -325,7 +325,13 @@ def test_radar_card_says_sources_attribution_window_config_and_shards(radar_stac
     )
     assert "https://github.com/pySTEPS/pysteps-data" in text and "`cc-by-4.0`, as the radar archives'" in text
     assert 'load_dataset("someone/radar", split="train", streaming=True)' in text
-    assert "dataset: someone/radar\ndata: {streaming: true}" in text
+    assert "dataset: radar\ndata: {windows: someone/radar, streaming: true}" in text
+    # What a run training on the windows (data.windows) reads back: the events' roles, steps and grids.
+    recorded = card.data.rain_windows["events"]
+    assert (
+        recorded["north"]["role"] == "train" and recorded["bom2_20180616"]["native_timestep_minutes"] == 6.0
+    )
+    assert str(radar_stacks) not in str(card) and str(tmp_path) not in str(card)
     assert str(radar_stacks) not in text and str(tmp_path) not in text  # no path of this machine
 
 

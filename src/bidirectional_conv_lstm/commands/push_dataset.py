@@ -12,8 +12,8 @@ The data is built (or read from the cache) exactly as scripts/train.py builds it
 `data:` settings (a training config, then --name value overrides). Train on the pushed data with
 `dataset: you/moving-mnist` in a run config. Radar windows and your own sequences need --license (the data
 providers' terms); generated data defaults to cc-by-sa-3.0 (Moving MNIST, made of MNIST digits) or apache-2.0.
-Radar windows are num_input_frames + num_output_frames long (the config's, or 10 + 10); a training config of rain
-windows on the Hub is not read back by scripts/train.py yet (it reads Hub datasets with a frames column).
+Radar windows are num_input_frames + num_output_frames long (the config's, or 10 + 10); a training config trains
+on pushed rain windows with `dataset: radar` (or synthetic_rain) and `data: {windows: you/radar-windows}`.
 
 The splits go up as Parquet shards: --max-shard-size (e.g. 50MB, in datasets' in-memory estimate; default 500MB)
 or --num-shards (16 for every split, or train=16,validation=2: the other splits by size). load_dataset(repo,

@@ -52,6 +52,18 @@ DATASET_CARD_TEMPLATE = "frame_dataset.md"
 # Licences of the data the library makes itself. MNIST is commonly stated to be CC BY-SA 3.0, and Moving MNIST
 # is made of its digits; synthetic rain comes from the library's code alone. Radar windows and the user's own
 # sequences carry their providers' terms, which the caller must give.
+# What the card's metadata records of each radar event (rain_windows), for a run that trains on the windows: its
+# model card and the model's pixel size and time step. No path of the machine that built them.
+RECORDED_EVENT_FIELDS = (
+    "role",
+    "timestep_minutes",
+    "native_timestep_minutes",
+    "resampled",
+    "grid",
+    "pixel_size",
+    "cartesian_unit",
+    "windows",
+)
 DEFAULT_DATASET_LICENSES = {"moving_mnist": "cc-by-sa-3.0", "synthetic_rain": "apache-2.0"}
 PRETTY_NAMES = {
     "moving_mnist": "Moving MNIST (generated from real MNIST digits)",
@@ -427,6 +439,15 @@ def _window_config(kind: str, parameters: Mapping) -> list[str]:
     return lines
 
 
+def _recorded_windows(info: Mapping) -> dict:
+    """The card metadata's ``rain_windows``: each event's :data:`RECORDED_EVENT_FIELDS` (plain YAML values)."""
+    events = {
+        name: {key: value for key, value in event.items() if key in RECORDED_EVENT_FIELDS}
+        for name, event in info["events"].items()
+    }
+    return {"events": _plain(events)}
+
+
 def _library_version() -> str:
     try:
         return metadata.version("bidirectional-conv-lstm")
@@ -456,7 +477,9 @@ def create_dataset_card(
         pretty_name: the card's title (defaults to the kind of data).
         template_path: another Jinja2 template; defaults to ``utils/card_templates/frame_dataset.md``.
         info: what the source says of itself (:func:`build_dataset_splits` with ``with_info=True``): for radar,
-            the events' importers, providers, time steps and grids, shown as the card's sources and attribution.
+            the events' importers, providers, time steps and grids, shown as the card's sources and attribution,
+            and recorded in its metadata (``rain_windows``), which a run training on the windows
+            (``data.windows``) reads back for its model card and the model's pixel size and time step.
         num_shards: split name -> Parquet shards (:func:`shard_counts`), shown beside the rows.
 
     Returns:
@@ -488,6 +511,8 @@ def create_dataset_card(
         tags=[*DATASET_TAGS, *KIND_TAGS.get(kind, ())],
         size_categories=[_size_category(sum(split_sizes.values()))],
     )
+    if rain and (info or {}).get("events"):  # read back by a run that trains on them (data.windows)
+        card_data.rain_windows = _recorded_windows(info)
     template = template_path if template_path is not None else card_template_path(DATASET_CARD_TEMPLATE)
     return DatasetCard.from_template(
         card_data,

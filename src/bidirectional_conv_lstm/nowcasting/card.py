@@ -108,6 +108,8 @@ def _training_data_text(data_info: Mapping, base_model: str | None) -> str:
             f"converted by pysteps' importers), block-averaged to {_resolution_text(data_info)}.{held_out} No "
             "window of a test event was seen in training or validation.\n\n" + "\n".join(rows)
         )
+    if isinstance(data_info.get("windows"), str):  # windows already cut (data.windows), not built by this run
+        lines.append(f"The windows were read as they were pushed, from `{data_info['windows']}`.")
     if (
         base_model and not Path(base_model).exists()
     ):  # a Hub id means something to a reader; a local path does not

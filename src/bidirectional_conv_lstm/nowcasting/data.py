@@ -6,6 +6,11 @@
   events, whole held-out events and per-event overrides (see :func:`load_rain_datasets`).
 
 Both take ``cache_dir`` and ``augment`` (read by :class:`~bidirectional_conv_lstm.nowcasting.task.RainRateTask`).
+
+Or both read windows already cut: ``windows`` names a Hub dataset id, a local folder of Parquet shards (as
+``convlstm-push-dataset`` pushes them) or a ``save_to_disk`` folder, whose train / validation / test splits are read
+instead of being built (:func:`load_rain_windows`); with ``streaming: true`` (and ``shuffle_buffer``,
+``num_train_windows``, see :mod:`bidirectional_conv_lstm.training.streaming`) the training split streams.
 """
 
 from __future__ import annotations
@@ -26,14 +31,20 @@ from ..data import (
     load_synthetic_rain,
     radar_windows_info,
 )
+from ..data.cache import numpy_format
+from ..data.loaders import is_saved_dataset
 from ..data.rain.storage import decode_windows
+from ..models.convlstm.argument_checks import check_int
 from ..training.arguments import TrainingArguments
+from ..training.data_sources import split_data_files
 from .baselines import lucas_kanade_motion
 
 __all__ = [
     "split_options",
     "RAIN_RATE_DATASETS",
     "add_lucas_kanade_motion",
+    "load_rain_windows",
+    "windows_source",
     "check_rain_data",
     "eval_context",
     "load_rain_datasets",
@@ -50,11 +61,16 @@ DATA_OPTIONS = ("cache_dir", "augment")
 # are read per event here, see load_rain_datasets).
 RADAR_OPTIONS = ("root", "sources", "events", "event_overrides", "cache_events", "train_motion")
 TRAIN_MOTIONS = (None, "lucas_kanade")
+# Options of a run that reads windows already cut (data.windows): the streamed training split's
+# (training.streaming), and eval_context, which says how the pushed validation / test tiles were cut (the scores
+# leave that border out). Every other option only makes sense when building the windows.
+WINDOWS_OPTIONS = ("windows", "streaming", "shuffle_buffer", "num_train_windows")
+WINDOWS_KEEPS = (*DATA_OPTIONS, *WINDOWS_OPTIONS, "eval_context")
 
 
 def split_options(args: TrainingArguments) -> tuple[dict, dict]:
     """``args.data`` as (the data source's own fields, the options of this module)."""
-    own = (*DATA_OPTIONS, *RADAR_OPTIONS) if args.dataset == "radar" else DATA_OPTIONS
+    own = (*DATA_OPTIONS, *WINDOWS_OPTIONS, *(RADAR_OPTIONS if args.dataset == "radar" else ()))
     options = {key: value for key, value in args.data.items() if key in own}
     fields = {key: value for key, value in args.data.items() if key not in own}
     return fields, options
@@ -67,7 +83,7 @@ def source_config(args: TrainingArguments):
     fields, _ = split_options(args)
     config_class = SyntheticRainConfig if args.dataset == "synthetic_rain" else RadarWindowsConfig
     known = {field.name for field in dataclasses.fields(config_class)}
-    own = DATA_OPTIONS + (RADAR_OPTIONS if args.dataset == "radar" else ())
+    own = (*DATA_OPTIONS, *WINDOWS_OPTIONS, *(RADAR_OPTIONS if args.dataset == "radar" else ()))
     unknown = sorted(set(fields) - known)
     if unknown:
         raise ValueError(
@@ -91,11 +107,36 @@ def _window_frames(config) -> int | None:
     return None
 
 
+def windows_source(args: TrainingArguments) -> str | None:
+    """``data.windows`` of a run that reads windows already cut (a Hub id, a folder), else None."""
+    source = args.data.get("windows")
+    return None if source is None else os.fspath(source)
+
+
+def _check_windows_options(args: TrainingArguments) -> None:
+    """``data.windows``: a Hub id or a folder, and no option that only makes sense when building the windows."""
+    source = args.data["windows"]
+    if not isinstance(source, (str, os.PathLike)) or not os.fspath(source):
+        raise ValueError(
+            f"data.windows must be a Hub dataset id or a folder of rain-rate windows, got {source!r}"
+        )
+    building = sorted(set(args.data) - set(WINDOWS_KEEPS))
+    if building:
+        raise ValueError(
+            f"data.windows={os.fspath(source)!r} reads windows already cut, and data.{building[0]} only applies "
+            "when building them; drop one"
+        )
+
+
 def _check_data_options(args: TrainingArguments, *, training: bool) -> None:
     """The data options, the window length and (radar) every source and event config, before any file is read."""
     _, options = split_options(args)
     if not isinstance(options.get("augment", True), bool):
         raise TypeError(f"data.augment must be true or false, got {options['augment']!r}")
+    if "windows" in args.data:
+        _check_windows_options(args)
+        check_int("data.eval_context", args.data.get("eval_context", 0), minimum=0)
+        return
     if options.get("train_motion") not in TRAIN_MOTIONS:
         raise ValueError(
             f"data.train_motion must be one of {list(TRAIN_MOTIONS)}, got {options['train_motion']!r}"
@@ -256,6 +297,8 @@ def load_rain_datasets(args: TrainingArguments, splits: Sequence[str] = SPLITS) 
     unknown = sorted(set(splits) - set(SPLITS))
     if unknown or not splits:
         raise ValueError(f"splits must name some of {list(SPLITS)}, got {list(splits)!r}")
+    if windows_source(args) is not None:
+        return load_rain_windows(args, splits)
     _, options = split_options(args)
     cache_dir = options.get("cache_dir")
     if args.dataset == "synthetic_rain":
@@ -294,6 +337,85 @@ def load_rain_datasets(args: TrainingArguments, splits: Sequence[str] = SPLITS) 
     return {**tables, "info": info}
 
 
+def load_rain_windows(args: TrainingArguments, splits: Sequence[str] = SPLITS) -> dict:
+    """The splits of a run that reads windows already cut (``data.windows``: a Hub dataset id, a local folder of
+    Parquet shards as ``convlstm-push-dataset`` pushes them, or a ``save_to_disk`` folder), numpy formatted as
+    built windows are; with ``data.streaming`` the training split is a ``datasets.IterableDataset`` (the others
+    are read from their own files only). ``"info"``: what the dataset says of itself (:func:`windows_info`).
+
+    Raises:
+        ValueError: a split is missing, the windows have no ``rain_rate`` column, or fewer frames than
+            ``num_input_frames + num_output_frames``.
+    """
+    source = windows_source(args)
+    streaming = bool(args.data.get("streaming", False))
+    tables = {}
+    for split in splits:
+        table = _read_windows(source, split, streaming=streaming, stream=streaming and split == "train")
+        _check_windows_table(args, source, split, table.features)
+        tables[split] = numpy_format(table)
+    return {**tables, "info": windows_info(args.dataset, source)}
+
+
+def _read_windows(source: str, split: str, *, streaming: bool, stream: bool):
+    """One split of ``data.windows``: streamed (``stream``), or map-style; a run that streams its training split
+    reads the other splits from their own files only."""
+    import datasets
+
+    if is_saved_dataset(source):
+        saved = datasets.load_from_disk(str(Path(source).expanduser()))
+        if isinstance(saved, datasets.DatasetDict):
+            if split not in saved:
+                raise ValueError(f"data.windows={source!r} has no {split!r} split; it has {list(saved)}")
+            saved = saved[split]
+        return saved.to_iterable_dataset() if stream else saved
+    files = split_data_files(source, split) if streaming and not stream else None
+    try:
+        return datasets.load_dataset(
+            source, split=split, streaming=stream, data_files=None if files is None else {split: files}
+        )
+    except ValueError as error:  # an unknown split: datasets names the ones there are
+        raise ValueError(f"data.windows={source!r}: {error}") from error
+
+
+def _check_windows_table(args: TrainingArguments, source: str, split: str, features) -> None:
+    """The rain-rate column and enough frames per window (a stream of unknown features is checked as read)."""
+    if features is None:
+        return
+    if "rain_rate" not in features:
+        raise ValueError(
+            f"the {split} split of data.windows={source!r} has no 'rain_rate' column (it has {list(features)}); "
+            "name rain-rate windows pushed with convlstm-push-dataset"
+        )
+    frames = features["rain_rate"].shape[0]
+    needed = args.num_input_frames + args.num_output_frames
+    if frames < needed:
+        raise ValueError(
+            f"data.windows={source!r} holds windows of {frames} frames, fewer than num_input_frames + "
+            f"num_output_frames = {needed}"
+        )
+
+
+def windows_info(dataset: str, source: str) -> dict:
+    """What windows already cut say of themselves, for the model card: the ``rain_windows`` entry of their dataset
+    card's metadata (what ``convlstm-push-dataset`` recorded: the events, their roles, time steps and pixel sizes),
+    else ``{"dataset", "windows"}``."""
+    from huggingface_hub import DatasetCard, hf_hub_download
+    from huggingface_hub.errors import HfHubHTTPError
+
+    local = Path(source).expanduser()
+    card_path = local / "README.md"
+    if not local.is_dir():
+        try:
+            card_path = Path(hf_hub_download(source, "README.md", repo_type="dataset"))
+        except (HfHubHTTPError, OSError, ValueError):  # no card: the id says what it is
+            card_path = None
+    recorded = {}
+    if card_path is not None and card_path.is_file():
+        recorded = DatasetCard.load(card_path).data.to_dict().get("rain_windows") or {}
+    return {**recorded, "dataset": dataset, "windows": source}
+
+
 def add_lucas_kanade_motion(windows, num_input_frames: int, *, batch_size: int = 64):
     """``windows`` (the rain-window schema) with a ``motion`` column: (2, H, W) float32, pysteps' dense
     Lucas-Kanade field of each window's first ``num_input_frames`` frames, pixels per frame step, x then y (the
@@ -321,10 +443,14 @@ def add_lucas_kanade_motion(windows, num_input_frames: int, *, batch_size: int =
     )
 
 
-def timestep_minutes(args: TrainingArguments) -> float | None:
-    """The minutes between frames of a radar run's windows (one step for every event), else None."""
+def timestep_minutes(args: TrainingArguments, info: Mapping | None = None) -> float | None:
+    """The minutes between frames of a radar run's windows (one step for every event), else None; for windows
+    already cut (``data.windows``), what their ``info`` (:func:`windows_info`) records."""
     if args.dataset != "radar":
         return None  # synthetic fields have no clock
+    if windows_source(args) is not None:
+        steps = {event.get("timestep_minutes") for event in ((info or {}).get("events") or {}).values()}
+        return float(steps.pop()) if len(steps) == 1 and None not in steps else None
     steps = {config.timestep for config in _event_configs(args, training=False).values()}
     return float(steps.pop()) if len(steps) == 1 and None not in steps else None
 
@@ -347,7 +473,11 @@ def scoring_arguments(dataset: str, data: Mapping, num_input_frames: int, num_ou
 def eval_context(args: TrainingArguments) -> int:
     """Pixels of surroundings around each validation / test tile of a radar run (``data.eval_context``, see
     :class:`~bidirectional_conv_lstm.data.RadarWindowsConfig`): forecasters see them, scores leave them out."""
-    return source_config(args).eval_context if args.dataset == "radar" else 0
+    if args.dataset != "radar":
+        return 0
+    if windows_source(args) is not None:  # how the windows were cut: the run says it
+        return int(args.data.get("eval_context", 0))
+    return source_config(args).eval_context
 
 
 def pretraining_info(args: TrainingArguments) -> dict:

@@ -326,15 +326,15 @@ def evaluate_rain_dataset(
         model = ConvLSTMForFramePrediction.from_pretrained(model_name_or_path).eval()
         methods = {"model": model_forecaster(model, autocast=accelerator.autocast), **methods}
     # Every check the options and the model's config allow is done: the windows (the slow part) come last.
-    windows = load_rain_datasets(args, splits=(split,))[split]
+    loaded = load_rain_datasets(args, splits=(split,))  # and "info" (windows already cut: their clock)
     if model is not None:
         model.to(accelerator.device)
     results = evaluate_nowcasts(
-        windows,
+        loaded[split],
         methods,
         num_input_frames=args.num_input_frames,
         num_output_frames=args.num_output_frames,
-        timestep_minutes=timestep_minutes(args),
+        timestep_minutes=timestep_minutes(args, loaded.get("info")),
         batch_size=batch_size,
         accelerator=accelerator,
         max_windows=max_samples,
@@ -344,7 +344,7 @@ def evaluate_rain_dataset(
     if model is not None and accelerator.is_main_process:
         motion = motion_check(
             model,
-            windows,
+            loaded[split],
             num_input_frames=args.num_input_frames,
             batch_size=batch_size,
             max_windows=max_samples,

@@ -47,6 +47,7 @@ from .data import (
     pretraining_info,
     split_options,
     timestep_minutes,
+    windows_source,
 )
 from .evaluation import evaluate_nowcasts, resolve_forecasters, write_nowcast_evaluation
 from .motion import motion_check
@@ -97,7 +98,7 @@ class RainRateTask:
             augment=self.augment,
             seed=args.seed,
         )
-        self.timestep_minutes = timestep_minutes(args)
+        self.timestep_minutes = timestep_minutes(args, splits.get("info"))
         self.eval_context = eval_context(args)
 
     def describe_data(self, config) -> None:
@@ -275,6 +276,7 @@ RAIN_RATE_KIND = DatasetKind(
     check=check_rain_data,
     load=load_rain_datasets,
     task=RainRateTask,
+    stream_source=windows_source,  # windows already cut (data.windows) stream; built ones do not
     best_model_metrics=RAIN_BEST_MODEL_METRICS,
 )
 register_dataset_kind(RAIN_RATE_KIND)

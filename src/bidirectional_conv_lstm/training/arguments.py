@@ -339,7 +339,8 @@ class TrainingArguments:
 
     def _check_streaming(self) -> None:
         """``data.streaming`` (a bool) and its counts, and a source that can stream: one read with
-        ``datasets.load_dataset`` (a Hub id, a folder of Parquet shards), not generated or built by a kind."""
+        ``datasets.load_dataset`` (a Hub id, a folder of Parquet shards), not generated, nor built by a kind (a
+        kind streams what its ``stream_source`` names)."""
         streaming = self.data.get("streaming", False)
         if not isinstance(streaming, bool):
             raise TypeError(f"data.streaming must be true or false, got {streaming!r}")
@@ -356,9 +357,12 @@ class TrainingArguments:
         remedy = (
             "push it as Parquet shards (scripts/push_dataset.py) and name that, or set data.streaming: false"
         )
-        if self.kind is not None:
+        kind = self.kind
+        if kind is not None:
+            if kind.stream_source is not None and kind.stream_source(self) is not None:
+                return  # the kind reads this run's data with datasets.load_dataset
             source = "is built by its own dataset kind, which reads no stream"
-            remedy = "set data.streaming: false"
+            remedy = "set data.streaming: false, or name data the kind streams (see its data options)"
         elif self.dataset == "moving_mnist":
             source = "is generated in memory"
         elif is_sequence_folder(self.dataset):

@@ -21,7 +21,9 @@ def load_datasets(args: TrainingArguments, *, stream_train: bool = False) -> dic
     With ``stream_train`` (the loop passes ``data.streaming``), the training split of a dataset read with
     ``datasets.load_dataset`` (a Hub id, a folder of Parquet shards) is a ``datasets.IterableDataset`` that reads
     its shards lazily, and the validation and test splits are map-style, built from their own data files only (not
-    the whole dataset's). :class:`TrainingArguments` has refused ``data.streaming`` for every other source.
+    the whole dataset's); a registered kind of data reads ``data.streaming`` itself, where its
+    ``stream_source`` names what it streams. :class:`TrainingArguments` has refused ``data.streaming`` for every
+    other source.
     """
     kind = args.kind
     if kind is not None:

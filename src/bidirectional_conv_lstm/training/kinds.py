@@ -49,6 +49,11 @@ class DatasetKind:
             :class:`~bidirectional_conv_lstm.training.tasks.FramePredictionTask` has.
         best_model_metrics (`Mapping[str, bool]`): validation metrics ``metric_for_best_model`` may name, each
             with whether more is better.
+        stream_source (`Callable[[TrainingArguments], str | None]`, *optional*): where a run of this kind can
+            stream its training split from (``data.streaming``, :mod:`.streaming`): a Hub dataset id or a folder
+            that ``datasets.load_dataset`` reads, or None when this run's data cannot stream (it is built, say).
+            ``load`` then returns the training split as a ``datasets.IterableDataset``. Without it the kind never
+            streams.
     """
 
     names: tuple[str, ...]
@@ -56,11 +61,14 @@ class DatasetKind:
     load: Callable[[Any], dict]
     task: Callable[[Any, dict], Any]
     best_model_metrics: Mapping[str, bool]
+    stream_source: Callable[[Any], str | None] | None = None
 
     def __post_init__(self) -> None:
         if not self.names or not all(isinstance(name, str) and name for name in self.names):
             raise ValueError(f"names must be non-empty strings, got {self.names!r}")
-        for field in ("check", "load", "task"):
+        for field in ("check", "load", "task", "stream_source"):
+            if field == "stream_source" and self.stream_source is None:
+                continue
             if not callable(getattr(self, field)):
                 raise TypeError(f"{field} must be callable, got {getattr(self, field)!r}")
         if not self.best_model_metrics:

@@ -31,10 +31,17 @@ from accelerate.utils import send_to_device
 from datasets.distributed import split_dataset_by_node
 from torch.utils.data import DataLoader
 
+from ..data.loaders import is_saved_dataset
 from .arguments import TrainingArguments
 from .data_sources import split_data_files
 
-__all__ = ["DEFAULT_SHUFFLE_BUFFER", "process_stream", "streamed_batches", "streamed_train_batches"]
+__all__ = [
+    "DEFAULT_SHUFFLE_BUFFER",
+    "process_stream",
+    "streamed_batches",
+    "stream_source",
+    "streamed_train_batches",
+]
 
 # Windows held in the shuffle buffer: ~1000 mixes windows from many shards and events (a shard holds one event's
 # neighbouring windows) at ~1000 x a window's size of memory per process (and per DataLoader worker).
@@ -65,7 +72,7 @@ def streamed_train_batches(args: TrainingArguments, world_size: int) -> int | No
         return None
     windows = args.data.get("num_train_windows")
     if windows is None:
-        windows = _split_rows(args.dataset, args.data.get("train_split", "train"))
+        windows = _split_rows(stream_source(args), args.data.get("train_split", "train"))
     if windows is None:
         raise ValueError(
             f"num_train_epochs={args.num_train_epochs} with data.streaming=true needs the training split's length, "
@@ -81,9 +88,20 @@ def streamed_train_batches(args: TrainingArguments, world_size: int) -> int | No
     return windows // args.per_device_train_batch_size
 
 
+def stream_source(args: TrainingArguments) -> str:
+    """What a streamed run reads: ``dataset`` (a Hub id, a folder), or what its kind of data names
+    (:attr:`~.kinds.DatasetKind.stream_source`)."""
+    kind = args.kind
+    return args.dataset if kind is None else kind.stream_source(args)
+
+
 def _split_rows(name_or_path: str, split: str) -> int | None:
     """The rows of one split, from the dataset's metadata: the split sizes a Hub dataset's card records, else
-    the footers of its Parquet files (read without their data); None when neither is there."""
+    the footers of its Parquet files (read without their data), or a ``save_to_disk`` folder's length; None when
+    none is there."""
+    if is_saved_dataset(name_or_path):
+        saved = datasets.load_from_disk(str(name_or_path))
+        return len(saved[split] if isinstance(saved, datasets.DatasetDict) else saved)
     builder = datasets.load_dataset_builder(name_or_path)
     known = builder.info.splits or {}
     if split in known and known[split].num_examples:
