@@ -417,6 +417,15 @@ COMMANDS = {
         "tests/test_benchmark.py::test_quick_run_reports_every_variant", ("--quick",)
     ),
     "python scripts/benchmark.py --device cuda": Exempt(GPU),
+    "python scripts/benchmark_loader.py": Covered(
+        "tests/test_benchmark_loader.py::test_quick_run_reports_loader_and_model",
+        ("benchmark_loader.py", "--quick"),
+        "the same script with --quick (192 windows, one timed step)",
+    ),
+    "python scripts/benchmark_loader.py --quick": Covered(
+        "tests/test_benchmark_loader.py::test_quick_run_reports_loader_and_model",
+        ("benchmark_loader.py", "--quick"),
+    ),
     "python scripts/benchmark.py --configs '' --under-load": Covered(
         "tests/test_benchmark.py::test_under_load_child_and_report",
         ("under_load.run_child",),
