@@ -34,6 +34,7 @@ from accelerate import Accelerator
 from ..data import RainRateCollator
 from ..data.rain.storage import crop_context, decode_windows
 from ..models.convlstm.configuration_convlstm import ConvLSTMConfig
+from ..models.convlstm.georeferencing_convlstm import METRES_PER
 from ..models.convlstm.rain_rate import RainRateTransform
 from ..training.arguments import TrainingArguments
 from ..training.kinds import DatasetKind, register_dataset_kind
@@ -285,7 +286,7 @@ register_dataset_kind(RAIN_RATE_KIND)
 def _metres(event: dict) -> float | None:
     """An event's window pixel size in metres (from :func:`~bidirectional_conv_lstm.data.radar_windows_info`; the
     mean of y and x, which differ by a rounding for FMI's grid), or None when it is unknown or not square."""
-    scale = {"m": 1.0, "km": 1000.0}.get(event.get("cartesian_unit") or "m")
+    scale = METRES_PER.get(event.get("cartesian_unit") or "m")
     sizes = event.get("pixel_size") or [None, None]
     if scale is None or None in sizes or abs(sizes[0] - sizes[1]) > 1e-3 * max(sizes):
         return None

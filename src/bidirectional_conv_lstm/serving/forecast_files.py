@@ -27,6 +27,8 @@ from pathlib import Path
 import numpy as np
 import xarray
 
+from ..models.convlstm.georeferencing_convlstm import METRES_PER, RAIN_RATE_UNITS
+
 __all__ = [
     "FORECAST_SUFFIXES",
     "FORECAST_VARIABLE",
@@ -42,8 +44,6 @@ FORECAST_SUFFIXES = (".nc", ".zarr")
 #: Written for no-data pixels (NaN in memory); rain rates are never negative.
 FILL_VALUE = np.float32(-9999.0)
 
-_RAIN_UNITS = ("mm h-1", "mm/h", "mm/hr", "mm hr-1", "kg m-2 h-1")
-_LENGTH_SCALE = {"m": 1.0, "metre": 1.0, "meter": 1.0, "metres": 1.0, "meters": 1.0, "km": 1000.0}
 _ENSEMBLE_DIMS = ("member", "realization")
 _TIME_UNITS_FORMAT = "minutes since %Y-%m-%d %H:%M:%S"
 # Attributes this module writes itself; the input's own copies are not carried over.
@@ -173,8 +173,10 @@ def _checked_forecast(forecast) -> xarray.DataArray:
     if not np.issubdtype(forecast.dtype, np.floating) and not np.issubdtype(forecast.dtype, np.integer):
         raise TypeError(f"forecast must hold numbers (mm/h), got dtype {forecast.dtype}")
     units = forecast.attrs.get("units")
-    if units is not None and str(units).strip() not in _RAIN_UNITS:
-        raise ValueError(f"forecast.attrs['units'] must be one of {_RAIN_UNITS} (rain rate), got {units!r}")
+    if units is not None and str(units).strip() not in RAIN_RATE_UNITS:
+        raise ValueError(
+            f"forecast.attrs['units'] must be one of {RAIN_RATE_UNITS} (rain rate), got {units!r}"
+        )
     for name in ("time", "x", "y"):
         if name not in forecast.coords or forecast[name].ndim != 1:
             raise ValueError(f"forecast needs a 1-D {name!r} coordinate, got coords {list(forecast.coords)}")
@@ -188,11 +190,11 @@ def _checked_forecast(forecast) -> xarray.DataArray:
 def _metres(forecast: xarray.DataArray, axis: str) -> np.ndarray:
     coord = forecast[axis]
     units = str(coord.attrs.get("units", "m")).strip().lower()
-    if units not in _LENGTH_SCALE:
+    if units not in METRES_PER:
         raise ValueError(f"forecast's {axis!r} coordinate has units {units!r}; expected metres ('m') or 'km'")
     if not np.issubdtype(coord.dtype, np.number):
         raise TypeError(f"forecast's {axis!r} coordinate must hold numbers, got dtype {coord.dtype}")
-    return coord.values.astype(np.float64) * _LENGTH_SCALE[units]
+    return coord.values.astype(np.float64) * METRES_PER[units]
 
 
 def _axis_attrs(axis: str, projection) -> dict:

@@ -13,6 +13,7 @@ import re
 import numpy as np
 import xarray
 
+from ...models.convlstm.georeferencing_convlstm import METRES_PER
 from .archive import RadarSequence
 
 __all__ = ["projection_in_metres", "radar_sequence_to_data_array"]
@@ -30,7 +31,6 @@ _CARRIED = (
     "zr_b",
     "importer",
 )
-_LENGTH_SCALE = {"m": 1.0, "km": 1000.0}
 
 
 def radar_sequence_to_data_array(sequence: RadarSequence) -> xarray.DataArray:
@@ -61,7 +61,7 @@ def radar_sequence_to_data_array(sequence: RadarSequence) -> xarray.DataArray:
         x, y = grid
         coords["x"] = ("x", x, {"units": "m", "standard_name": "projection_x_coordinate"})
         coords["y"] = ("y", y, {"units": "m", "standard_name": "projection_y_coordinate"})
-    scale = _LENGTH_SCALE.get(sequence.metadata.get("cartesian_unit", "m"), 1.0)
+    scale = METRES_PER.get(sequence.metadata.get("cartesian_unit", "m"), 1.0)
     attrs = {"units": "mm h-1", "long_name": "precipitation intensity", "event": sequence.name}
     for key in _CARRIED:
         value = sequence.metadata.get(key)
@@ -101,7 +101,7 @@ def _grid(metadata: dict, height: int, width: int, name: str) -> tuple[np.ndarra
                 f"RadarSequence {name!r}: its metadata's {axis} extent ({extent:g}) is not {count} pixels of "
                 f"{axis}pixelsize={size:g}, the frames' {'width' if axis == 'x' else 'height'}"
             )
-    scale = _LENGTH_SCALE.get(metadata.get("cartesian_unit", "m"))
+    scale = METRES_PER.get(metadata.get("cartesian_unit", "m"))
     if scale is None:
         raise ValueError(
             f"RadarSequence {name!r}: cartesian_unit {metadata.get('cartesian_unit')!r}; expected 'm' or 'km'"

@@ -27,8 +27,9 @@ __all__ = [
 
 OUTPUT_GRIDS = ("model", "input")
 DIMS = ("time", "y", "x")
-_RAIN_RATE_UNITS = ("mm/h", "mm h-1", "mm/hr", "mm hr-1", "kg m-2 h-1")
-_METRES_PER = {"m": 1.0, "metre": 1.0, "metres": 1.0, "meter": 1.0, "meters": 1.0, "km": 1000.0}
+#: Spellings of rain rate in mm/h (CF and common), and metres per length unit of projection coordinates.
+RAIN_RATE_UNITS = ("mm/h", "mm h-1", "mm/hr", "mm hr-1", "kg m-2 h-1")
+METRES_PER = {"m": 1.0, "metre": 1.0, "metres": 1.0, "meter": 1.0, "meters": 1.0, "km": 1000.0}
 _MINUTE = np.timedelta64(60, "s")
 # Pixel sizes and time steps that differ by less than this fraction are the same.
 _TOLERANCE = 1e-3
@@ -86,9 +87,9 @@ def frames_from_data_array(
         raise ValueError(f"rain_rate as a DataArray must have dims {DIMS}, got {tuple(data_array.dims)}")
     data_array = data_array.transpose(*DIMS)
     units = data_array.attrs.get("units")
-    if units is not None and units not in _RAIN_RATE_UNITS:
+    if units is not None and units not in RAIN_RATE_UNITS:
         raise ValueError(
-            f"rain_rate must be rain rate in mm/h (units one of {_RAIN_RATE_UNITS}), got units={units!r}"
+            f"rain_rate must be rain rate in mm/h (units one of {RAIN_RATE_UNITS}), got units={units!r}"
         )
     factor = _block_factor(_pixel_size(data_array), getattr(config, "pixel_size", None))
     last_time, step = _time_step(data_array, getattr(config, "time_step", None), check_time_step)
@@ -125,7 +126,7 @@ def _coordinate_spacing(data_array, axis: str) -> float | None:
     if axis not in data_array.coords or data_array.sizes[axis] < 2:
         return None
     coordinate = data_array.coords[axis]
-    scale = _METRES_PER.get(str(coordinate.attrs.get("units", "m")).strip().lower())
+    scale = METRES_PER.get(str(coordinate.attrs.get("units", "m")).strip().lower())
     values = np.asarray(coordinate.values, dtype=np.float64)
     if scale is None or not np.all(np.isfinite(values)):
         return None
