@@ -89,16 +89,29 @@ def test_quick_run_reports_every_variant(benchmark, tmp_path):
         "ours",
         "ours+bf16",
         "limit fp32",
+        "limit fp32 nchw",
         "limit bf16",
+        "limit bf16 nchw",
     }
-    # Every row's share of the limit of its own precision, measured in the same run.
+    # Every row's share of the faster limit (channels_last or contiguous) of its own precision, same run.
     for section in (results["layers"]["a"], results["model"]):
         rows = {row["variant"]: row for row in section["rows"]}
         for row in rows.values():
-            limit = rows[f"limit {row['precision']}"]
-            assert row["precision"] == ("bf16" if "bf16" in row["variant"] else "fp32")
-            assert row["train_limit_share"] == pytest.approx(row["train_gflops"] / limit["train_gflops"])
-        assert rows["limit fp32"]["train_limit_share"] == rows["limit bf16"]["infer_limit_share"] == 1.0
+            precision = row["precision"]
+            assert precision == ("bf16" if "bf16" in row["variant"] else "fp32")
+            for kind in ("train", "infer"):
+                limit = max(
+                    rows[f"limit {precision}"][f"{kind}_gflops"],
+                    rows[f"limit {precision} nchw"][f"{kind}_gflops"],
+                )
+                assert row[f"{kind}_limit_share"] == pytest.approx(row[f"{kind}_gflops"] / limit)
+        for precision in ("fp32", "bf16"):
+            shares = [rows[f"limit {precision}{layout}"]["train_limit_share"] for layout in ("", " nchw")]
+            assert max(shares) == 1.0 and min(shares) <= 1.0
+    # what memory_format="auto" measured and chose for the layer's training steps, named in the report
+    choices = results["memory_formats"]
+    assert choices and all(entry["choice"] in ("channels_last", "contiguous") for entry in choices)
+    assert any(entry["backward"] for entry in choices)
     machine = results["machine"]
     assert "AMX bf16:" in machine["isa"] and "avx512_bf16:" in machine["isa"]
     assert machine["auto_precision"][0] in ("no", "bf16")
@@ -106,6 +119,7 @@ def test_quick_run_reports_every_variant(benchmark, tmp_path):
     for name in expected:
         assert f"| {name} |" in text
     assert "train % limit" in text and f"CPU instruction sets: {machine['isa']}" in text
+    assert 'memory_format="auto"` chose' in text and f"**{choices[0]['choice']}**" in text
     assert json.loads(json_path.read_text())["machine"]["torch"] == torch.__version__
 
 

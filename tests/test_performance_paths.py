@@ -62,11 +62,13 @@ CASES = {
 }
 
 
+@pytest.mark.parametrize("memory_format", ["channels_last", "contiguous"])
 @pytest.mark.parametrize("with_state", [False, True], ids=["zero-state", "initial-state"])
 @pytest.mark.parametrize("case", list(CASES.values()), ids=list(CASES))
-def test_fused_equals_plain_outputs_and_gradients(case, with_state, monkeypatch):
+def test_fused_equals_plain_outputs_and_gradients(case, with_state, memory_format, monkeypatch):
     options = dict(in_channels=2, hidden_channels=3, kernel_size=3, padding=1) | case
     fused, plain = fused_and_plain(randomize(ConvLSTM(**options).double()))
+    fused.memory_format = memory_format
     x = torch.randn(4, 2, 2, 7, 6, dtype=torch.float64)
     state = None
     if with_state:
@@ -137,6 +139,75 @@ def test_fused_channels_last_matches_contiguous():
     torch.testing.assert_close(c_n, expected_c, rtol=1e-4, atol=1e-5)
     for name in grads:
         torch.testing.assert_close(grads[name], expected_grads[name], rtol=1e-4, atol=1e-4, msg=name)
+
+
+def test_memory_format_auto_takes_the_faster_layout_measured_once(monkeypatch):
+    """ "auto" times the recurrent convolution in both layouts once per shape and runs the faster; a contiguous
+    layout must win by the margin, else channels_last stays."""
+    monkeypatch.setattr(convlstm_fused, "MEMORY_FORMAT_CHOICES", {})
+    timings = {"channels_last": 1.0, "contiguous": 0.5}
+    calls = []
+
+    def fake_time(layout, shape, padding, dtype, device, backward):
+        name = "channels_last" if layout is torch.channels_last else "contiguous"
+        calls.append((name, shape, backward))
+        return timings[name]
+
+    monkeypatch.setattr(convlstm_fused, "_time_layout", fake_time)
+    module = randomize(ConvLSTM(2, 4, 3, 1))
+    x = torch.randn(3, 2, 2, 6, 6)
+    gate = module.cells[0].gate
+    hidden = torch.zeros(2, 4, 6, 6)
+    with torch.no_grad():  # inference: the forward alone is timed
+        assert convlstm_fused.resolve_memory_format("auto", gate, x, hidden) is torch.contiguous_format
+        assert len(calls) == 8 and {shape for _, shape, _ in calls} == {(2, 4, 16, 3, 3, 6, 6)}
+        assert convlstm_fused.resolve_memory_format("auto", gate, x, hidden) is torch.contiguous_format
+        assert len(calls) == 8  # measured once for this shape
+    ((key, (choice, last, contiguous)),) = convlstm_fused.MEMORY_FORMAT_CHOICES.items()
+    assert (
+        choice == "contiguous" and (last, contiguous) == (1.0, 0.5) and key[4] is False
+    )  # no gradients wanted
+    # the forward with gradients is another measurement; contiguous within the margin keeps channels_last
+    timings["contiguous"] = 0.99
+    output, *_ = run_with_grads(module, x)
+    assert len(convlstm_fused.MEMORY_FORMAT_CHOICES) == 2 and len(calls) == 16
+    assert [entry[0] for entry in convlstm_fused.MEMORY_FORMAT_CHOICES.values()] == [
+        "contiguous",
+        "channels_last",
+    ]
+    # forced layouts and devices other than the CPU measure nothing
+    for forced, layout in (("channels_last", torch.channels_last), ("contiguous", torch.contiguous_format)):
+        assert convlstm_fused.resolve_memory_format(forced, gate, x, hidden) is layout
+    meta = torch.empty(3, 2, 2, 6, 6, device="meta")
+    assert convlstm_fused.resolve_memory_format("auto", gate, meta, hidden) is torch.channels_last
+    assert len(calls) == 16
+
+
+def test_memory_format_bad_value_is_refused_before_running():
+    module = ConvLSTM(2, 4, 3, 1)
+    module.memory_format = "nhwc"
+    with pytest.raises(
+        ValueError,
+        match=r"memory_format must be one of \('auto', 'channels_last', 'contiguous'\), got 'nhwc'",
+    ):
+        module(torch.randn(3, 2, 2, 6, 6))
+
+
+def test_memory_format_auto_measures_for_real_and_agrees_with_both_layouts():
+    module = randomize(ConvLSTM(3, 8, 3, 1))
+    x = torch.randn(4, 2, 3, 10, 10)
+    results = {}
+    for memory_format in ("auto", "channels_last", "contiguous"):
+        module.memory_format = memory_format
+        results[memory_format] = run_with_grads(module, x)
+    for name in ("channels_last", "contiguous"):
+        torch.testing.assert_close(results["auto"][0], results[name][0], rtol=1e-4, atol=1e-5)
+        for key, grad in results["auto"][3].items():
+            torch.testing.assert_close(grad, results[name][3][key], rtol=1e-4, atol=1e-4, msg=key)
+    measured = [
+        v for k, v in convlstm_fused.MEMORY_FORMAT_CHOICES.items() if k[0] == (2, 8, 32, 3, 3, 10, 10)
+    ]
+    assert measured and all(seconds > 0 for entry in measured for seconds in entry[1:])
 
 
 def test_fused_bf16_autocast_matches_plain_and_keeps_float32_state():

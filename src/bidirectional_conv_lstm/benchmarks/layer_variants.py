@@ -2,16 +2,19 @@
 machine's convolution limit.
 
 Variants:
-  ours / ours+plain      our ConvLSTM, fused sequence path (default) / the plain per-step loop
+  ours / ours+plain      our ConvLSTM, fused sequence path (default, ``memory_format="auto"``: the faster layout
+                         measured once per process) / the plain per-step loop
   ours+bf16              our ConvLSTM under bf16 autocast (cell state float32)
-  ours+channels_last     ``module.to(memory_format=torch.channels_last)``
+  ours+channels_last     the fused path forced to channels_last (``module.memory_format = "channels_last"``)
+  ours+contiguous        the fused path forced to contiguous (NCHW) tensors
   ours+compile           ``torch.compile(module)`` (traces the plain loop; compile time reported)
   ours+checkpoint        ``gradient_checkpointing=True`` (memory lever)
   concat                 reference: conv over ``cat([x_t, h])``, one convolution per step
   concat+bf16            the same under bf16 autocast
   two-conv               reference: ``W_x * x_t + W_h * h`` per step, nothing hoisted
-  limit fp32/bf16        one large conv2d of the recurrent convolution's shape over all ``B*T`` frames
-                         (channels_last fp32, channels_last bf16)
+  limit fp32/bf16        one large conv2d of the recurrent convolution's shape over all ``B*T`` frames,
+                         channels_last; ``limit fp32 nchw`` / ``limit bf16 nchw`` the same in contiguous (NCHW)
+                         layout. Each row's ``% limit`` is against the faster limit of its precision.
 """
 
 from __future__ import annotations
@@ -33,18 +36,26 @@ ALL_VARIANTS = (
     "ours+plain",
     "ours+bf16",
     "ours+channels_last",
+    "ours+contiguous",
     "ours+checkpoint",
     "ours+compile",
     "concat",
     "concat+bf16",
     "two-conv",
     "limit fp32",
+    "limit fp32 nchw",
     "limit bf16",
+    "limit bf16 nchw",
 )
 # Run on configuration (a) only by default (targets and memory levers); their cost on (b) and (c)
 # would break the ~10 minute budget of a full run on a 2-core CPU. ``--variants`` forces them.
-EXTRA_VARIANTS = ("ours+plain", "ours+checkpoint", "ours+compile", "concat+bf16")
-LIMITS = ((torch.float32, "limit fp32"), (torch.bfloat16, "limit bf16"))
+EXTRA_VARIANTS = ("ours+plain", "ours+checkpoint", "ours+compile", "concat+bf16", "ours+contiguous")
+LIMITS = (
+    (torch.float32, "limit fp32", torch.channels_last),
+    (torch.float32, "limit fp32 nchw", torch.contiguous_format),
+    (torch.bfloat16, "limit bf16", torch.channels_last),
+    (torch.bfloat16, "limit bf16 nchw", torch.contiguous_format),
+)
 
 
 def _first(output):
@@ -83,18 +94,20 @@ def module_variant(
     return variant
 
 
-def limit_variant(name: str, config: LayerConfig, device: str, dtype: torch.dtype) -> Variant:
-    """One conv2d of the recurrent convolution's shape over all B*T frames, channels_last."""
+def limit_variant(
+    name: str, config: LayerConfig, device: str, dtype: torch.dtype, layout=torch.channels_last
+) -> Variant:
+    """One conv2d of the recurrent convolution's shape over all B*T frames, in memory format `layout`."""
     frames = config.batch * config.steps
     hidden = config.hidden
     x = torch.randn(frames, hidden, config.size, config.size, device=device, dtype=dtype)
-    x = x.contiguous(memory_format=torch.channels_last).requires_grad_(True)
+    x = x.contiguous(memory_format=layout).requires_grad_(True)
     weight = torch.randn(4 * hidden, hidden, config.kernel, config.kernel, device=device, dtype=dtype)
-    weight = (weight * 0.01).contiguous(memory_format=torch.channels_last).requires_grad_(True)
+    weight = (weight * 0.01).contiguous(memory_format=layout).requires_grad_(True)
     flops = 2 * frames * config.size**2 * config.kernel**2 * hidden * 4 * hidden
 
     gradient = torch.randn(frames, 4 * hidden, config.size, config.size, device=device, dtype=dtype)
-    gradient = gradient.contiguous(memory_format=torch.channels_last)
+    gradient = gradient.contiguous(memory_format=layout)
 
     def train():
         x.grad = weight.grad = None
@@ -104,7 +117,8 @@ def limit_variant(name: str, config: LayerConfig, device: str, dtype: torch.dtyp
         with torch.no_grad():
             F.conv2d(x, weight, padding=config.kernel // 2)
 
-    note = f"one conv2d {frames}x{hidden}->{4 * hidden}, channels_last {dtype}"
+    layout_name = "channels_last" if layout is torch.channels_last else "contiguous"
+    note = f"one conv2d {frames}x{hidden}->{4 * hidden}, {layout_name} {dtype}"
     return Variant(name, train, infer, flops, note, device=device)
 
 
@@ -143,14 +157,12 @@ def _module_choices(
     def two_conv():
         return TwoConvConvLSTM(*reference_args).to(device).load_from(ours)
 
-    def channels_last():
-        return copy.deepcopy(ours).to(memory_format=torch.channels_last)
-
     return {
-        "ours": (lambda: ours, None, "default: fused sequence path, fp32"),
+        "ours": (lambda: ours, None, "default: fused sequence path, fp32, memory_format auto"),
         "ours+plain": (lambda: changed(fused=False), None, "plain per-step loop (fused=False)"),
-        "ours+bf16": (lambda: ours, torch.bfloat16, "bf16 autocast"),
-        "ours+channels_last": (channels_last, None, "channels_last weights"),
+        "ours+bf16": (lambda: ours, torch.bfloat16, "bf16 autocast, memory_format auto"),
+        "ours+channels_last": (lambda: changed(memory_format="channels_last"), None, "fused, channels_last"),
+        "ours+contiguous": (lambda: changed(memory_format="contiguous"), None, "fused, contiguous"),
         "ours+checkpoint": (lambda: changed(gradient_checkpointing=True), None, "gradient_checkpointing"),
         "ours+compile": (lambda: torch.compile(copy.deepcopy(ours)), None, "torch.compile(module)"),
         "concat": (concat, None, "reference, cat([x, h]) conv"),
@@ -177,7 +189,7 @@ def build_layer_variants(
         if name == "ours+compile":
             variant.setup_s = timed(variant.train, device) + timed(variant.infer, device)  # compile time
         variants.append(variant)
-    for dtype, label in LIMITS:
+    for dtype, label, layout in LIMITS:
         if wanted(label, config, names, exclude):
-            variants.append(limit_variant(label, config, device, dtype))
+            variants.append(limit_variant(label, config, device, dtype, layout))
     return variants

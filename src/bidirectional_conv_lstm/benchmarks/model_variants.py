@@ -71,9 +71,9 @@ def build_model_variants(device: str, batch: int, quick: bool, names: set[str] |
     shape = LayerConfig(
         "e", "model limit", batch, sum(frames), widest, size // config.patch_size, widest, config.kernel_size
     )
-    for dtype, label in LIMITS:
+    for dtype, label, layout in LIMITS:
         if names is None or label in names:
-            variants.append(limit_variant(label, shape, device, dtype))
+            variants.append(limit_variant(label, shape, device, dtype, layout))
     return variants
 
 

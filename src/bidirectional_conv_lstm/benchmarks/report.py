@@ -2,7 +2,7 @@
 then one table per section ((a)-(c) layers, (d) streaming, (e) model), the loss check and the extra measurements.
 
 Every table row also gives its throughput as a share of the limit of its precision measured in the same run
-(``limit fp32`` for fp32 rows, ``limit bf16`` for bf16 rows); the header names the CPU's instruction sets (AMX,
+(the faster of ``limit fp32`` (channels_last) and ``limit fp32 nchw`` for fp32 rows, likewise for bf16); the header names the CPU's instruction sets (AMX,
 avx512_bf16, AVX-512, AVX2), what oneDNN reports it uses, and the precision ``mixed_precision: auto`` picks here.
 """
 
@@ -35,10 +35,26 @@ def header_lines(results: dict) -> list[str]:
         f"({machine['auto_precision'][1]}).",
         f"Command: `{results['command']}`",
         "",
-        "`% limit`: the row's GFLOP/s as a share of the `limit` row of its precision (fp32 rows against "
-        "`limit fp32`, bf16 rows against `limit bf16`), measured in the same run.",
+        "`% limit`: the row's GFLOP/s as a share of the faster `limit` row of its precision (fp32 rows against "
+        "the faster of `limit fp32` (channels_last) and `limit fp32 nchw` (contiguous), bf16 rows likewise), "
+        "measured in the same run.",
         "",
+        *memory_format_lines(results.get("memory_formats", [])),
     ]
+
+
+def memory_format_lines(choices: list[dict]) -> list[str]:
+    """What the layer's `memory_format="auto"` measured and chose, one line per convolution shape."""
+    if not choices:
+        return []
+    lines = ['`memory_format="auto"` chose, per recurrent convolution (measured once per process):', ""]
+    for entry in choices:
+        kind = "forward + backward" if entry["backward"] else "forward"
+        lines.append(
+            f"- {entry['shape']}, {entry['dtype']}, {kind}: **{entry['choice']}** (channels_last "
+            f"{entry['channels_last_ms']} ms, contiguous {entry['contiguous_ms']} ms)"
+        )
+    return [*lines, ""]
 
 
 def layer_lines(key: str, section: dict) -> list[str]:

@@ -11,6 +11,7 @@ from dataclasses import dataclass, replace
 
 import torch
 
+from ..models.convlstm.convlstm_fused import MEMORY_FORMAT_CHOICES
 from .cuda_graphs import measure as measure_cuda_graphs
 from .layer_variants import build_layer_variants
 from .loss_check import loss_check
@@ -123,8 +124,8 @@ def _extra_results(settings: BenchmarkSettings) -> dict:
 
 def run_benchmark(settings: BenchmarkSettings) -> dict:
     """Measure every section of ``settings`` in turn; returns the results dict (``machine``, ``command``,
-    ``repeats``, ``layers`` and, where run, ``streaming``, ``model``, ``loss_check``, ``under_load``,
-    ``cuda_graphs``), which :func:`~.report.markdown` turns into the report."""
+    ``repeats``, ``layers``, ``memory_formats`` (:func:`memory_format_choices`) and, where run, ``streaming``,
+    ``model``, ``loss_check``, ``under_load``, ``cuda_graphs``), which :func:`~.report.markdown` turns into the report."""
     torch.manual_seed(0)
     results = dict(
         machine=machine_description(settings.device, query_onednn=not settings.quick),
@@ -148,7 +149,28 @@ def run_benchmark(settings: BenchmarkSettings) -> dict:
         )
         print(f"(e) done in {time.perf_counter() - start:.0f} s", file=sys.stderr)
     results.update(_extra_results(settings))
+    results["memory_formats"] = memory_format_choices()
     return results
+
+
+def memory_format_choices() -> list[dict]:
+    """What the layer's ``memory_format="auto"`` chose in this process, one entry per convolution shape measured:
+    ``{"shape": "B x C_h -> 4C_h, k x k, H x W", "dtype", "backward", "choice", "channels_last_ms",
+    "contiguous_ms"}``."""
+    choices = []
+    for key, (choice, last, contiguous) in MEMORY_FORMAT_CHOICES.items():
+        (batch, channels, out_channels, kh, kw, height, width), _, dtype, _, backward, _ = key
+        choices.append(
+            dict(
+                shape=f"{batch} x {channels} -> {out_channels}, {kh} x {kw}, {height} x {width}",
+                dtype=str(dtype).removeprefix("torch."),
+                backward=backward,
+                choice=choice,
+                channels_last_ms=round(1e3 * last, 2),
+                contiguous_ms=round(1e3 * contiguous, 2),
+            )
+        )
+    return choices
 
 
 def write_report(

@@ -47,17 +47,20 @@ def summarize(variants: list[Variant], baseline: str = "concat") -> list[dict]:
 
 
 def add_limit_shares(rows: list[dict]) -> None:
-    """Each row's throughput as a share of the limit row of its precision (``limit fp32`` / ``limit bf16``)
-    measured in the same run: ``train_limit_share``, ``infer_limit_share`` (None without such a row)."""
-    limits = {row["variant"].split()[-1]: row for row in rows if row["variant"].startswith("limit ")}
+    """Each row's throughput as a share of the faster limit row of its precision (``limit fp32`` channels_last or
+    ``limit fp32 nchw`` contiguous; likewise bf16), for training and inference apart, measured in the same run:
+    ``train_limit_share``, ``infer_limit_share`` (None without such a row)."""
     for row in rows:
         row["precision"] = "bf16" if "bf16" in row["variant"] else "fp32"
-        limit = limits.get(row["precision"])
-        for kind in ("train", "infer"):
-            share = None
-            if limit is not None and row[f"{kind}_gflops"] and limit[f"{kind}_gflops"]:
-                share = row[f"{kind}_gflops"] / limit[f"{kind}_gflops"]
-            row[f"{kind}_limit_share"] = share
+    for kind in ("train", "infer"):
+        best: dict[str, float] = {}
+        for row in rows:
+            if row["variant"].startswith("limit ") and row[f"{kind}_gflops"]:
+                best[row["precision"]] = max(best.get(row["precision"], 0.0), row[f"{kind}_gflops"])
+        for row in rows:
+            limit = best.get(row["precision"])
+            value = row[f"{kind}_gflops"]
+            row[f"{kind}_limit_share"] = value / limit if limit and value else None
 
 
 def add_sequence_rates(rows: list[dict], batch: int) -> None:

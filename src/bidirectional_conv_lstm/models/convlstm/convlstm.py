@@ -415,6 +415,10 @@ class ConvLSTM(nn.Module):
             saved activations, faster. It applies without ``norm``, peepholes, per-sample ``lengths``
             shorter than ``T`` or ``torch.compile``; those take the plain per-step loop, as does
             ``fused = False``.
+        memory_format: the memory format of the fused path's tensors: ``"auto"`` (default: on the CPU the
+            faster of channels_last and contiguous for the layer's recurrent convolution, measured once per
+            process and shape, see :func:`~.convlstm_fused.resolve_memory_format`; channels_last elsewhere),
+            ``"channels_last"`` or ``"contiguous"``. Results agree to rounding whichever it is.
 
     Example::
 
@@ -425,6 +429,7 @@ class ConvLSTM(nn.Module):
     """
 
     fused: bool = True
+    memory_format: str = "auto"
 
     def __init__(
         self,
@@ -633,13 +638,14 @@ class ConvLSTM(nn.Module):
                     reverse,
                     zero_state and times is chunks[0],
                     self.fused,
+                    self.memory_format,
                     use_reentrant=False,
                 )
                 for offset, out in enumerate(chunk_out.unbind(0)):
                     outputs[start + offset] = out
             return torch.stack(outputs), (hidden, cell_state)
         output, hidden, cell_state = _run_chunk(
-            cell, x, state[0], state[1], valid, reverse, zero_state, self.fused
+            cell, x, state[0], state[1], valid, reverse, zero_state, self.fused, self.memory_format
         )
         return output, (hidden, cell_state)
 
@@ -673,17 +679,18 @@ def _run_chunk(
     reverse: bool,
     zero_state: bool = False,
     fused: bool = True,
+    memory_format: str = "auto",
 ):
     """Steps over the (T, B, ...) frames ``x`` in time order (reversed when ``reverse``).
 
     The input convolution runs once over all ``T * B`` frames. Where ``valid`` is False the state
     is carried unchanged and the output is zero. ``zero_state`` says ``(hidden, cell_state)`` are
     zeros. With ``fused`` (and where it applies, see :func:`~.convlstm_fused.fused_applies`) the whole
-    chunk runs as one fused autograd ``Function`` (:mod:`.convlstm_fused`). Returns
+    chunk runs as one fused autograd ``Function`` (:mod:`.convlstm_fused`) in ``memory_format``. Returns
     ``(outputs (T, B, C_h, H', W'), h, c)``.
     """
     if fused and fused_applies(cell.gate, valid):
-        return run_fused(cell.gate, x, hidden, cell_state, reverse, zero_state)
+        return run_fused(cell.gate, x, hidden, cell_state, reverse, zero_state, memory_format)
     steps, batch = x.shape[:2]
     input_gates = cell.gate.input_gates(x.flatten(0, 1)).unflatten(0, (steps, batch)).unbind(0)
     step_valid = None if valid is None else valid.unbind(0)

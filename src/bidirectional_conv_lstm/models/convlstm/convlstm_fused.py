@@ -8,11 +8,14 @@ Like :mod:`.convlstm` it imports nothing but torch, so it travels with ``push_to
 
 from __future__ import annotations
 
+import statistics
+import time
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["fused_applies", "run_fused"]
+__all__ = ["MEMORY_FORMATS", "MEMORY_FORMAT_CHOICES", "fused_applies", "resolve_memory_format", "run_fused"]
 
 
 def fused_applies(gate: nn.Module, valid) -> bool:
@@ -63,17 +66,17 @@ class _FusedConvLSTMSequence(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, input_weight, input_bias, hidden_weight, hidden, cell_state, zero_state, options):
-        stride, padding, dilation, hidden_padding, reverse = options
+        stride, padding, dilation, hidden_padding, reverse, layout = options
         steps, batch = x.shape[:2]
         dtype = _compute_dtype(x)
         state_dtype = cell_state.dtype
         with torch.autocast(x.device.type, enabled=False):
-            # Every convolution runs channels_last: oneDNN computes in that layout whatever it is
-            # given, so contiguous tensors would cost a reorder copy of each input, output and
-            # gradient (for the input convolution a second (T * B, 4C) buffer: the layer's peak).
-            frames = _channels_last(x.flatten(0, 1).to(dtype))
-            input_weight_c = _channels_last(input_weight.to(dtype))
-            hidden_weight_c = _channels_last(hidden_weight.to(dtype))
+            # Every tensor of the layer is in one memory format, `layout` (see
+            # `resolve_memory_format`): mixed layouts would cost oneDNN a reorder copy of each input,
+            # output and gradient (for the input convolution a second (T * B, 4C) buffer).
+            frames = _to_layout(x.flatten(0, 1).to(dtype), layout)
+            input_weight_c = _to_layout(input_weight.to(dtype), layout)
+            hidden_weight_c = _to_layout(hidden_weight.to(dtype), layout)
             bias_c = None if input_bias is None else input_bias.to(dtype)
             gates = F.conv2d(frames, input_weight_c, bias_c, stride, padding, dilation)
             size = gates.shape[-2:]
@@ -82,7 +85,7 @@ class _FusedConvLSTMSequence(torch.autograd.Function):
                 (steps * batch, channels, *size),
                 dtype=state_dtype,
                 device=x.device,
-                memory_format=torch.channels_last,
+                memory_format=layout,
             ).unflatten(0, (steps, batch))
             cells = torch.empty_like(output)
             gates = gates.unflatten(0, (steps, batch))
@@ -92,7 +95,7 @@ class _FusedConvLSTMSequence(torch.autograd.Function):
                 gate = gates[t]
                 if index > 0 or not zero_state:
                     gate += F.conv2d(
-                        _channels_last(h_prev.to(dtype)),
+                        _to_layout(h_prev.to(dtype), layout),
                         hidden_weight_c,
                         None,
                         1,
@@ -126,14 +129,13 @@ class _FusedConvLSTMSequence(torch.autograd.Function):
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_output, grad_hidden, grad_cell):
         x, input_weight, hidden_weight, hidden, cell_state, gates, cells, output = ctx.saved_tensors
-        stride, padding, dilation, hidden_padding, reverse = ctx.options
+        stride, padding, dilation, hidden_padding, reverse, layout = ctx.options
         dtype = ctx.dtype
-        # Weights in their own layout: a channels_last copy would be held through the whole loop.
-        input_weight_c = _channels_last(input_weight.to(dtype))
-        hidden_weight_c = _channels_last(hidden_weight.to(dtype))
+        input_weight_c = _to_layout(input_weight.to(dtype), layout)
+        hidden_weight_c = _to_layout(hidden_weight.to(dtype), layout)
         x_dtype, has_bias, input_weight_dtype, weight_dtype = ctx.meta
         bias_sizes = [input_weight_c.shape[0]] if has_bias else None
-        input_conv = (input_weight_c, bias_sizes, list(stride), list(padding), list(dilation))
+        input_conv = (input_weight_c, bias_sizes, list(stride), list(padding), list(dilation), layout)
         hidden_conv = (hidden_weight_c, list(hidden_padding))
         steps = x.shape[0]
         state_dtype = cells.dtype
@@ -147,7 +149,7 @@ class _FusedConvLSTMSequence(torch.autograd.Function):
             if grad_output is not None:
                 grad_h.add_(grad_output[t])
             c_prev = cell_state if index == 0 else cells[order[index - 1]]
-            grad_gates = _gate_gradients(gates[t], cells[t], c_prev, grad_h, grad_c).to(dtype)
+            grad_gates = _gate_gradients(gates[t], cells[t], c_prev, grad_h, grad_c, layout).to(dtype)
             grad_frame, grad_weight, grad_b = _input_conv_backward(
                 grad_gates, x[t].to(dtype), input_conv, input_mask
             )
@@ -161,7 +163,7 @@ class _FusedConvLSTMSequence(torch.autograd.Function):
             if first and ctx.zero_state:
                 grad_h = None
                 continue
-            h_prev = _channels_last((hidden if first else output[order[index - 1]]).to(dtype))
+            h_prev = _to_layout((hidden if first else output[order[index - 1]]).to(dtype), layout)
             # Weight and input gradients in two calls: each holds its own weight-sized reorder
             # buffers, and one call would hold both sets at once (the backward's peak).
             grad_weight = _hidden_conv_backward(grad_gates, h_prev, hidden_conv, weight=True)
@@ -191,18 +193,18 @@ def _writable(gradient, like: torch.Tensor) -> torch.Tensor:
     return torch.zeros_like(like) if gradient is None else gradient.to(like.dtype, copy=True)
 
 
-def _gate_gradients(gate, cell, c_prev, grad_h, grad_c) -> torch.Tensor:
+def _gate_gradients(gate, cell, c_prev, grad_h, grad_c, layout) -> torch.Tensor:
     """One step of the pointwise backward: the gradients of the four gate pre-activations, ``(B, 4 C_h, H', W')``
-    channels_last in ``grad_c``'s dtype, from the saved activations `gate` (``sigmoid(i), sigmoid(f), tanh(g),
+    in ``grad_c``'s dtype, from the saved activations `gate` (``sigmoid(i), sigmoid(f), tanh(g),
     sigmoid(o)``), the step's cell state `cell`, the previous one `c_prev` (None: a zero initial state) and the
     gradients of the step's outputs `grad_h` and `grad_c`. `grad_c` is updated in place to the gradient of
-    ``c_prev``; `grad_h` is read only.
+    ``c_prev``; `grad_h` is read only. The result is in memory format `layout`.
 
     Preallocated buffers: two temporaries of ``C_h`` per step, no more.
     """
     act = gate if gate.dtype == grad_c.dtype else gate.to(grad_c.dtype)
     i, f, g, o = act.chunk(4, dim=1)
-    grad_gates = torch.empty(act.shape, dtype=act.dtype, device=act.device, memory_format=torch.channels_last)
+    grad_gates = torch.empty(act.shape, dtype=act.dtype, device=act.device, memory_format=layout)
     grad_i, grad_f, grad_g, grad_o = grad_gates.chunk(4, dim=1)
     scratch = torch.tanh(cell)
     torch.mul(grad_h, scratch, out=grad_o)  # d o = dh * tanh(c)
@@ -225,22 +227,22 @@ def _gate_gradients(gate, cell, c_prev, grad_h, grad_c) -> torch.Tensor:
 
 def _input_conv_backward(grad_gates, frame, input_conv, output_mask):
     """``(grad_frame, grad_weight, grad_bias)`` of one step's input convolution (None where `output_mask` says
-    not needed); `input_conv` is ``(channels_last weight, bias sizes or None, stride, padding, dilation)``.
+    not needed); `input_conv` is ``(weight in `layout`, bias sizes or None, stride, padding, dilation, layout)``.
 
     It runs per step: batching it over all frames would need a (T, B, 4C) gradient buffer, the largest tensor of
     the layer, and overwriting the saved activations instead would make backward single-use (no retain_graph,
     gradcheck).
     """
-    weight, bias_sizes, stride, padding, dilation = input_conv
+    weight, bias_sizes, stride, padding, dilation, layout = input_conv
     return torch.ops.aten.convolution_backward(
-        grad_gates, _channels_last(frame), weight, bias_sizes, stride, padding, dilation,
+        grad_gates, _to_layout(frame, layout), weight, bias_sizes, stride, padding, dilation,
         False, [0, 0], 1, output_mask,
     )  # fmt: skip
 
 
 def _hidden_conv_backward(grad_gates, h_prev, hidden_conv, *, weight: bool) -> torch.Tensor:
     """The recurrent convolution's weight gradient (`weight`) or its input gradient (the gradient of ``h_prev``);
-    `hidden_conv` is ``(channels_last weight, padding)``."""
+    `hidden_conv` is ``(weight in the layer's layout, padding)``."""
     hidden_weight, padding = hidden_conv
     mask = [not weight, weight, False]
     grads = torch.ops.aten.convolution_backward(
@@ -269,10 +271,90 @@ def _channels_last(tensor: torch.Tensor) -> torch.Tensor:
     ).copy_(tensor)
 
 
-def run_fused(gate: nn.Module, x, hidden, cell_state, reverse: bool, zero_state: bool):
+def _to_layout(tensor: torch.Tensor, layout: torch.memory_format) -> torch.Tensor:
+    """``tensor`` in memory format `layout` (``torch.channels_last`` or ``torch.contiguous_format``)."""
+    return _channels_last(tensor) if layout is torch.channels_last else tensor.contiguous()
+
+
+# What `memory_format="auto"` chose, per convolution shape: {key: (layout name, channels_last s, contiguous s)}.
+MEMORY_FORMAT_CHOICES: dict[tuple, tuple[str, float, float]] = {}
+MEMORY_FORMATS = ("auto", "channels_last", "contiguous")
+# contiguous is chosen only when measured at least this much faster: channels_last is the layout that needs no
+# reorder on most oneDNN kernels, and one short measurement on a busy machine is noisy.
+_CONTIGUOUS_MIN_GAIN = 1.03
+
+
+def _time_layout(layout, shape, padding, dtype, device, backward: bool) -> float:
+    """Seconds of one recurrent convolution of `shape` ``(B, C_h, 4 C_h, kh, kw, H', W')`` in `layout` (forward,
+    and with `backward` both gradients)."""
+    batch, channels, out_channels, kh, kw, height, width = shape
+    generator = torch.Generator(device=device).manual_seed(0)
+    h = torch.randn(batch, channels, height, width, generator=generator, device=device).to(dtype)
+    w = (torch.randn(out_channels, channels, kh, kw, generator=generator, device=device) * 0.01).to(dtype)
+    h, w = _to_layout(h, layout), _to_layout(w, layout)
+    started = time.perf_counter()
+    out = F.conv2d(h, w, None, 1, padding)
+    if backward:
+        mask = [True, True, False]
+        torch.ops.aten.convolution_backward(out, h, w, None, [1, 1], padding, [1, 1], False, [0, 0], 1, mask)
+    return time.perf_counter() - started
+
+
+def _measured_layout(key: tuple) -> torch.memory_format:
+    """The faster layout for the recurrent convolution `key` describes, timed once per process: 1 warm-up and 3
+    passes of each layout, alternating, medians compared (about 8 convolutions; recorded in
+    :data:`MEMORY_FORMAT_CHOICES`)."""
+    if key not in MEMORY_FORMAT_CHOICES:
+        shape, padding, dtype, device, backward, _threads = key
+        layouts = {"channels_last": torch.channels_last, "contiguous": torch.contiguous_format}
+        times: dict[str, list[float]] = {name: [] for name in layouts}
+        with torch.no_grad(), torch.autocast(device.type, enabled=False):
+            for round_index in range(4):
+                for name, layout in layouts.items():
+                    seconds = _time_layout(layout, shape, list(padding), dtype, device, backward)
+                    if round_index:  # the first pass warms oneDNN's kernel cache up
+                        times[name].append(seconds)
+        last, contiguous = (statistics.median(times[name]) for name in layouts)
+        choice = "contiguous" if last > _CONTIGUOUS_MIN_GAIN * contiguous else "channels_last"
+        MEMORY_FORMAT_CHOICES[key] = (choice, last, contiguous)
+    choice = MEMORY_FORMAT_CHOICES[key][0]
+    return torch.channels_last if choice == "channels_last" else torch.contiguous_format
+
+
+def resolve_memory_format(memory_format: str, gate: nn.Module, x: torch.Tensor, hidden: torch.Tensor):
+    """The memory format the fused sequence of `gate` runs `x` (T, B, C, H, W) in: ``torch.channels_last`` or
+    ``torch.contiguous_format``.
+
+    ``"channels_last"`` / ``"contiguous"`` force one. ``"auto"``: channels_last off the CPU (cuDNN's tensor-core
+    kernels want it); on the CPU the faster of the two for this layer's recurrent convolution, measured once per
+    process for each shape, dtype, thread count and whether gradients are wanted (:func:`_measured_layout`).
+    Which is faster depends on the CPU and the shape: on an Intel Xeon with AMX, channels_last is 1.2-2.6x
+    faster in bf16, and in fp32 it is 1.1-1.5x faster for 3 x 3 kernels but 7-11 % slower for 5 x 5 kernels
+    over 128 channels (docs/benchmarks.md).
+    """
+    if memory_format == "channels_last" or (memory_format == "auto" and x.device.type != "cpu"):
+        return torch.channels_last
+    if memory_format == "contiguous":
+        return torch.contiguous_format
+    if memory_format != "auto":
+        raise ValueError(f"memory_format must be one of {MEMORY_FORMATS}, got {memory_format!r}")
+    weight = gate.hidden_conv.weight
+    height, width = hidden.shape[-2:]
+    backward = torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad)
+    shape = (x.shape[1], weight.shape[1], weight.shape[0], *weight.shape[-2:], height, width)
+    padding = tuple(gate.hidden_conv.padding)
+    key = (shape, padding, _compute_dtype(x), x.device, backward, torch.get_num_threads())
+    return _measured_layout(key)
+
+
+def run_fused(
+    gate: nn.Module, x, hidden, cell_state, reverse: bool, zero_state: bool, memory_format: str = "auto"
+):
     """The chunk ``x`` (T, B, C, H, W) through the cell whose :class:`~.convlstm.ConvGate` is `gate`, as
-    :func:`~.convlstm._run_chunk` computes it: ``(outputs (T, B, C_h, H', W'), h, c)``."""
-    options = (gate.stride, gate.padding, gate.dilation, gate.hidden_conv.padding, reverse)
+    :func:`~.convlstm._run_chunk` computes it: ``(outputs (T, B, C_h, H', W'), h, c)``, every tensor in the
+    memory format :func:`resolve_memory_format` gives for `memory_format`."""
+    layout = resolve_memory_format(memory_format, gate, x, hidden)
+    options = (gate.stride, gate.padding, gate.dilation, gate.hidden_conv.padding, reverse, layout)
     return _FusedConvLSTMSequence.apply(
         x,
         gate.input_conv.weight,
