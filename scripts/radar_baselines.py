@@ -13,8 +13,11 @@ scores against lead time). Needs the nowcasting extra (pip install -e ".[nowcast
 import argparse
 
 from bidirectional_conv_lstm.data import example_radar_sources
-from bidirectional_conv_lstm.nowcasting.baselines import BASELINE_NAMES
-from bidirectional_conv_lstm.nowcasting.radar_baselines import baselines_report, run_radar_baselines
+from bidirectional_conv_lstm.nowcasting.radar_baselines import (
+    DEFAULT_METHODS,
+    baselines_report,
+    run_radar_baselines,
+)
 
 
 def main() -> None:
@@ -23,7 +26,12 @@ def main() -> None:
     )
     parser.add_argument("root", nargs="?", default="../shared/radar", help="the pysteps-data radar folder")
     parser.add_argument("--events", nargs="+", help="event names (default: all five sample events)")
-    parser.add_argument("--methods", nargs="+", default=list(BASELINE_NAMES), help="baseline names")
+    parser.add_argument(
+        "--methods",
+        nargs="+",
+        default=list(DEFAULT_METHODS),
+        help=f"baseline names (default: {' '.join(DEFAULT_METHODS)}; the ensemble 'steps' and 'anvil' are slower)",
+    )
     parser.add_argument("--output_dir", default="outputs/radar_baselines")
     parser.add_argument("--num_input_frames", type=int, default=4)
     parser.add_argument("--num_output_frames", type=int, default=12)

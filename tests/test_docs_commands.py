@@ -417,6 +417,24 @@ COMMANDS = {
         "tests/test_benchmark.py::test_quick_run_reports_every_variant", ("--quick",)
     ),
     "python scripts/benchmark.py --device cuda": Exempt(GPU),
+    "python scripts/benchmark_ensemble.py": Covered(
+        "tests/test_benchmark_ensemble.py::test_quick_run_times_model_members_beside_steps",
+        ("benchmark_ensemble.py", "--quick"),
+        "the same script on a small domain; the full run takes minutes",
+    ),
+    "python scripts/benchmark_ensemble.py --quick": Covered(
+        "tests/test_benchmark_ensemble.py::test_quick_run_times_model_members_beside_steps",
+        ("benchmark_ensemble.py", "--quick"),
+    ),
+    # Ensembles (docs/nowcasting/ensembles.md)
+    ".venv/bin/convlstm-train --config configs/nowcasting_radar.yaml --model_name_or_path outputs/nowcasting "
+    "--output_dir outputs/nowcasting_ensemble --model.ensemble_noise_channels 8 --model.ensemble_train_members 4 "
+    "--learning_rate 3e-4 --noise_learning_rate 2e-3": Covered(
+        "tests/test_ensemble_training.py::test_fine_tuning_a_deterministic_model_into_an_ensemble_adds_the_noise_injection",
+        ("model_name_or_path", "ensemble_noise_channels", "ensemble_train_members"),
+        "the same fine-tuning fields on a small saved model (the recipe's model and radar data take minutes); "
+        "noise_learning_rate in test_noise_learning_rate_puts_the_noise_injection_in_groups_of_its_own",
+    ),
     "python scripts/benchmark_loader.py": Covered(
         "tests/test_benchmark_loader.py::test_quick_run_reports_loader_and_model",
         ("benchmark_loader.py", "--quick"),

@@ -30,6 +30,7 @@ CODE_FILES = (
     "argument_checks.py",
     "georeferencing_convlstm.py",
     "loading_convlstm.py",
+    "ensemble_convlstm.py",
 )
 
 # Runs in a Python that cannot import bidirectional_conv_lstm: a meta-path finder refuses it (the editable install

@@ -18,7 +18,7 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from ..data import SPLITS
 from ..models.convlstm.configuration_convlstm import ConvLSTMConfig
 from ..utils.cards import TASK_TYPE, as_config, card_template_path, model_card_values
-from .tables import format_scores_table, motion_report
+from .tables import ensemble_methods, format_ensemble_table, format_scores_table, motion_report
 
 __all__ = ["NOWCASTING_CARD_TEMPLATE", "create_nowcasting_model_card", "save_nowcasting_card"]
 
@@ -39,6 +39,8 @@ METHOD_NAMES = {
     "persistence": "persistence",
     "extrapolation": "Lucas-Kanade extrapolation",
     "sprog": "S-PROG",
+    "steps": "STEPS (pysteps)",
+    "anvil": "ANVIL",
 }
 
 
@@ -119,6 +121,13 @@ def _training_data_text(data_info: Mapping, base_model: str | None) -> str:
 
 def _scores_table(results: Mapping, lead_time: int | None = None) -> str:
     table = format_scores_table(results, lead_time=lead_time, fss_windows=(1, 4, 16))
+    for key, title in METHOD_NAMES.items():
+        table = table.replace(f"| {key} |", f"| {title} |")
+    return table
+
+
+def _ensemble_table(results: Mapping) -> str:
+    table = format_ensemble_table(results)
     for key, title in METHOD_NAMES.items():
         table = table.replace(f"| {key} |", f"| {title} |")
     return table
@@ -248,6 +257,11 @@ def _nowcasting_values(config: ConvLSTMConfig, step: float | None, data_info: Ma
         horizon_minutes=f"{step * config.num_output_frames:g}" if step else None,
         resolution_text=_resolution_text(data_info),
         transform_text=_describe_transform(config.rain_rate_transform),
+        ensemble_noise_channels=getattr(config, "ensemble_noise_channels", 0),
+        ensemble_train_members=getattr(config, "ensemble_train_members", 1),
+        crps_alpha=getattr(config, "crps_alpha", None),
+        ensemble_members=getattr(config, "ensemble_members", None),
+        ensemble_product=getattr(config, "ensemble_product", None),
     )
 
 
@@ -255,7 +269,9 @@ def _results_values(results: Mapping | None, lead_times: Iterable[int], step: fl
     """The template values of the test results: what was scored, the overall table, one table per lead time and
     the motion report (all empty without results)."""
     if not results:
-        return dict(motion_text="", evaluation_text="", results_table="", lead_time_tables=[])
+        return dict(
+            motion_text="", evaluation_text="", results_table="", lead_time_tables=[], ensemble_table=""
+        )
     per_lead = []
     for lead in lead_times:
         if lead <= results["num_output_frames"]:
@@ -277,6 +293,7 @@ def _results_values(results: Mapping | None, lead_times: Iterable[int], step: fl
         evaluation_text=evaluation_text,
         results_table=_scores_table(results),
         lead_time_tables=per_lead,
+        ensemble_table=_ensemble_table(results) if ensemble_methods(results) else "",
     )
 
 

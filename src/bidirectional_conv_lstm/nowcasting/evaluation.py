@@ -7,15 +7,25 @@ of :mod:`bidirectional_conv_lstm.nowcasting.baselines`; a model is wrapped in a 
 its own :class:`~.verification.NowcastVerifier` with the future's no-data mask. Scores are therefore pooled
 over the same windows and the same valid pixels for every method.
 
+An **ensemble** forecaster (one with a ``num_members`` attribute, N >= 2, e.g.
+:func:`~.baselines.steps_forecast`) returns its members (B, N, T_out, H, W): they go to an
+:class:`~.ensemble_verification.EnsembleVerifier` (CRPS, rank histogram, Brier / reliability, ROC, spread / skill)
+and its deterministic product (:func:`deterministic_forecast`: the members' mean, or what the forecaster's
+``deterministic(members)`` returns) to the usual ``NowcastVerifier`` under the same name, so the deterministic
+tables compare every method (:class:`EnsembleNowcastVerifier` holds the pair).
+
 Results are a plain dict (written as ``metrics.json``)::
 
     {"num_windows": N, "num_input_frames": 4, "num_output_frames": 12, "timestep_minutes": 5 | None,
      "thresholds": [...], "fss_windows": [...], "context": pixels seen around each tile, not scored (if any),
      "methods": {name: {"overall": {"csi@1": ..., "fss@1/16": ..., "mae": ...},
-                        "per_lead_time": {...}, "seconds_per_window": ...}}}
+                        "per_lead_time": {...}, "seconds_per_window": ...}},
+     an ensemble method's entry also: "num_members": N, "probabilistic": {"overall": {"crps": ..., "bss@1": ...},
+         "per_lead_time": {...}, "curves": {"overall": {"rank_histogram": [...], ...}, "per_lead_time": ...},
+         "num_samples": ...}; then the results have "probability_thresholds": [...] too}
 
 and as Markdown tables (:mod:`bidirectional_conv_lstm.nowcasting.tables`: methods as rows; CSI at each threshold, CSI-M, FSS at 1 mm/h
-per window, MAE, MSE; overall or at one lead time).
+per window, MAE, MSE; overall or at one lead time; a second table for the ensemble methods).
 """
 
 from __future__ import annotations
@@ -37,12 +47,17 @@ from ..models.convlstm.modeling_convlstm import ConvLSTMForFramePrediction
 from ..utils.hardware import make_accelerator
 from .baselines import get_baselines, min_input_frames, model_forecaster
 from .data import RAIN_RATE_DATASETS, eval_context, load_rain_datasets, scoring_arguments, timestep_minutes
+from .ensemble_pictures import plot_rank_histograms, plot_reliability_diagram
+from .ensemble_verification import DEFAULT_PROBABILITY_THRESHOLDS, EnsembleVerifier
 from .motion import motion_check
 from .pictures import plot_scores_by_lead_time
-from .tables import format_scores_table, nowcast_report, score_value
+from .tables import ensemble_methods, format_scores_table, nowcast_report, score_value
 from .verification import NowcastVerifier
 
 __all__ = [
+    "EnsembleNowcastVerifier",
+    "deterministic_forecast",
+    "ensemble_size",
     "evaluate_nowcasts",
     "evaluate_rain_dataset",
     "format_scores_table",
@@ -64,7 +79,8 @@ def resolve_forecasters(methods) -> dict[str, Forecaster]:
         methods: baseline names (``["persistence", "extrapolation", "sprog"]``), or a mapping from a name to a
             baseline name or to a callable ``forecaster(observed, valid=None, *, num_output_frames)`` returning
             mm/h (B, T_out, H, W) (numpy or torch), e.g. ``{"model": model_forecaster, "persistence":
-            "persistence"}``.
+            "persistence"}``; a callable with a ``num_members`` attribute N >= 2 returns (B, N, T_out, H, W)
+            members (:func:`ensemble_size`), as the ``"steps"`` baseline does.
     """
     if isinstance(methods, str):
         methods = [methods]
@@ -87,6 +103,92 @@ def resolve_forecasters(methods) -> dict[str, Forecaster]:
                 f"method {name!r} must be a baseline name or a callable, got {type(method).__name__}"
             )
     return forecasters
+
+
+def ensemble_size(name: str, forecaster: Forecaster) -> int | None:
+    """The members N of an ensemble forecaster (its ``num_members`` attribute), None for a deterministic one.
+
+    Raises:
+        ValueError: ``num_members`` is no int >= 2.
+    """
+    members = getattr(forecaster, "num_members", None)
+    if members is None:
+        return None
+    if isinstance(members, bool) or not isinstance(members, (int, np.integer)) or members < 2:
+        raise ValueError(
+            f"forecaster {name!r} has num_members={members!r}; expected an int >= 2 (an ensemble returning "
+            "(B, N, T, H, W) members) or no num_members attribute (a single forecast (B, T, H, W))"
+        )
+    return int(members)
+
+
+def deterministic_forecast(forecaster: Forecaster, members) -> torch.Tensor:
+    """The single forecast an ensemble stands for in the deterministic scores: ``forecaster.deterministic(members)``
+    when the forecaster offers one, else the members' mean.
+
+    Args:
+        forecaster: an ensemble forecaster (see :func:`ensemble_size`).
+        members: mm/h (B, N, T, H, W), numpy or torch.
+
+    Returns:
+        CPU float32 tensor (B, T, H, W) (its shape is the caller's to check).
+    """
+    members = torch.as_tensor(members.detach().cpu() if isinstance(members, torch.Tensor) else members)
+    product = getattr(forecaster, "deterministic", None)
+    if product is None:
+        return members.float().mean(1)
+    product = product(members)
+    return torch.as_tensor(product.detach().cpu() if isinstance(product, torch.Tensor) else product).float()
+
+
+class EnsembleNowcastVerifier:
+    """The two verifiers of one ensemble method: an :class:`EnsembleVerifier` for its members and a
+    :class:`NowcastVerifier` for its deterministic product (:func:`deterministic_forecast`), updated, merged and
+    computed together (so it pools over events as a ``NowcastVerifier`` does).
+
+    Args:
+        deterministic: the verifier of the deterministic product.
+        ensemble: the verifier of the members.
+    """
+
+    def __init__(self, deterministic: NowcastVerifier, ensemble: EnsembleVerifier):
+        self.deterministic, self.ensemble = deterministic, ensemble
+
+    def __repr__(self) -> str:
+        return f"EnsembleNowcastVerifier({self.deterministic!r}, {self.ensemble!r})"
+
+    def update(self, members, forecast, observed, valid=None) -> None:
+        """Add a batch: members (B, N, T, H, W), their deterministic product and the observation (B, T, H, W)."""
+        self.deterministic.update(forecast, observed, valid)
+        self.ensemble.update(members, observed, valid)
+
+    def merge(self, other: EnsembleNowcastVerifier) -> EnsembleNowcastVerifier:
+        """Add ``other``'s sums to this one's; returns self."""
+        if not isinstance(other, EnsembleNowcastVerifier):
+            raise TypeError(f"other must be an EnsembleNowcastVerifier, got {type(other).__name__}")
+        self.deterministic.merge(other.deterministic)
+        self.ensemble.merge(other.ensemble)
+        return self
+
+    def compute(self) -> dict:
+        """``NowcastVerifier.compute()``'s dict with ``"probabilistic"`` (``EnsembleVerifier.compute()`` without
+        its ``num_members``) and ``"num_members"``."""
+        probabilistic = self.ensemble.compute()
+        num_members = probabilistic.pop("num_members")
+        return {**self.deterministic.compute(), "probabilistic": probabilistic, "num_members": num_members}
+
+
+def _make_verifiers(sizes: Mapping[str, int | None], thresholds, fss_windows, probability_thresholds, gather):
+    """``{name: NowcastVerifier}``, an :class:`EnsembleNowcastVerifier` for the ensembles (``sizes`` not None)."""
+    verifiers = {}
+    for name, size in sizes.items():
+        deterministic = NowcastVerifier(thresholds=thresholds, fss_windows=fss_windows, gather=gather)
+        if size is None:
+            verifiers[name] = deterministic
+        else:
+            ensemble = EnsembleVerifier(thresholds=probability_thresholds, gather=gather)
+            verifiers[name] = EnsembleNowcastVerifier(deterministic, ensemble)
+    return verifiers
 
 
 def _check_input_frames(forecasters: Mapping[str, Forecaster], num_input_frames: int) -> None:
@@ -135,8 +237,10 @@ def score_nowcasts(
     max_windows: int | None = None,
     progress: bool = False,
     context: int = 0,
+    probability_thresholds: Iterable[float] = DEFAULT_PROBABILITY_THRESHOLDS,
 ) -> tuple[dict, dict[str, float], int]:
-    """Stream ``windows`` through every forecaster into one :class:`NowcastVerifier` per method.
+    """Stream ``windows`` through every forecaster into one :class:`NowcastVerifier` per method (an
+    :class:`EnsembleNowcastVerifier` per ensemble method).
 
     Args:
         windows: a map-style dataset of rows with ``rain_rate`` (T, 1, H, W) in the stored uint16 form (a
@@ -152,23 +256,23 @@ def score_nowcasts(
         context: pixels on every side of each window that the forecasters see but that are not scored (the
             surroundings of ``RadarWindowsConfig.eval_context``): forecasts and the future are cropped to the
             tile before verification.
+        probability_thresholds: rain rates (mm/h) of the ensembles' exceedance probabilities (Brier,
+            reliability, ROC); unused without an ensemble method.
 
     Returns:
-        ``({name: NowcastVerifier}, {name: seconds in the forecaster per window}, number of windows scored)``;
-        the seconds are this process's.
+        ``({name: NowcastVerifier or EnsembleNowcastVerifier}, {name: seconds in the forecaster per window},
+        number of windows scored)``; the seconds are this process's.
     """
     num_input_frames = _check_frames("num_input_frames", num_input_frames)
     num_output_frames = _check_frames("num_output_frames", num_output_frames)
     batch_size = _check_frames("batch_size", batch_size)
     forecasters = resolve_forecasters(methods)
     _check_input_frames(forecasters, num_input_frames)
+    sizes = {name: ensemble_size(name, forecaster) for name, forecaster in forecasters.items()}
     windows, context = _checked_windows(windows, num_input_frames, num_output_frames, context, max_windows)
-    verifiers = {
-        name: NowcastVerifier(
-            thresholds=tuple(thresholds), fss_windows=tuple(fss_windows), gather=accelerator
-        )
-        for name in forecasters
-    }
+    verifiers = _make_verifiers(
+        sizes, tuple(thresholds), tuple(fss_windows), tuple(probability_thresholds), accelerator
+    )
     seconds = dict.fromkeys(forecasters, 0.0)
     count = 0
     for stored in _window_batches(windows, batch_size, accelerator, progress):
@@ -182,8 +286,16 @@ def score_nowcasts(
             start = time.perf_counter()
             forecast = forecaster(observed, valid=observed_valid, num_output_frames=num_output_frames)
             seconds[name] += time.perf_counter() - start
-            forecast = _checked_forecast(name, forecast, expected)
-            verifiers[name].update(crop_context(forecast, context), future, future_valid)
+            if sizes[name] is None:
+                forecast = _checked_forecast(name, forecast, expected)
+                verifiers[name].update(crop_context(forecast, context), future, future_valid)
+                continue
+            members = _checked_forecast(name, forecast, (expected[0], sizes[name], *expected[1:]))
+            product = deterministic_forecast(forecaster, members)
+            product = _checked_forecast(f"{name}.deterministic", product, expected)
+            verifiers[name].update(
+                crop_context(members, context), crop_context(product, context), future, future_valid
+            )
     return verifiers, {name: value / max(count, 1) for name, value in seconds.items()}, len(windows)
 
 
@@ -219,9 +331,16 @@ def _window_batches(windows, batch_size: int, accelerator, progress: bool) -> It
 
 
 def _checked_forecast(name: str, forecast, expected: tuple[int, ...]) -> torch.Tensor:
-    """A forecaster's output (numpy or torch) as a CPU float32 tensor, once its shape is the future's."""
+    """A forecaster's output (numpy or torch) as a CPU float32 tensor, once its shape is the future's (B, T, H, W),
+    or (B, N, T, H, W) for an ensemble of N members."""
     if tuple(forecast.shape) != expected:
-        raise ValueError(f"forecaster {name!r} returned shape {tuple(forecast.shape)}, expected {expected}")
+        layout = "(B, N, T, H, W) members" if len(expected) == 5 else "(B, T, H, W)"
+        hint = ""
+        if len(expected) == 4 and len(forecast.shape) == 5:
+            hint = " (an ensemble forecaster says so in a num_members attribute, e.g. forecaster.num_members = N)"
+        raise ValueError(
+            f"forecaster {name!r} returned shape {tuple(forecast.shape)}, expected {layout} = {expected}{hint}"
+        )
     # One kind of array for the verifier: CPU float32 tensors, as the decoded future.
     forecast = torch.as_tensor(forecast.detach().cpu() if isinstance(forecast, torch.Tensor) else forecast)
     return forecast.float()
@@ -242,9 +361,10 @@ def evaluate_nowcasts(
     output_dir: str | os.PathLike | None = None,
     progress: bool = False,
     context: int = 0,
+    probability_thresholds: Iterable[float] = DEFAULT_PROBABILITY_THRESHOLDS,
 ) -> dict:
     """Score every method on ``windows`` (see :func:`score_nowcasts`) and, with ``output_dir``, write
-    metrics.json, metrics.md and scores_by_lead_time.png (main process).
+    metrics.json, metrics.md and the pictures of :func:`write_nowcast_evaluation` (main process).
 
     Returns:
         the results dict described in the module docstring.
@@ -262,6 +382,7 @@ def evaluate_nowcasts(
         max_windows=max_windows,
         progress=progress,
         context=context,
+        probability_thresholds=probability_thresholds,
     )
     results = results_from_verifiers(
         verifiers,
@@ -381,14 +502,19 @@ def results_from_verifiers(
     timestep_minutes: float | None = None,
     seconds_per_window: Mapping[str, float] | None = None,
 ) -> dict:
-    """The results dict (module docstring) from ``{name: NowcastVerifier}`` (e.g. merged over events)."""
-    methods = {}
+    """The results dict (module docstring) from ``{name: NowcastVerifier or EnsembleNowcastVerifier}`` (e.g.
+    merged over events)."""
+    methods, probability_thresholds = {}, None
     for name, verifier in verifiers.items():
         scores = verifier.compute()
         methods[name] = {"overall": scores["overall"], "per_lead_time": scores["per_lead_time"]}
+        if "probabilistic" in scores:
+            methods[name]["num_members"] = scores["num_members"]
+            methods[name]["probabilistic"] = scores["probabilistic"]
+            probability_thresholds = [float(t) for t in verifier.ensemble.thresholds]
         if seconds_per_window is not None and name in seconds_per_window:
             methods[name]["seconds_per_window"] = seconds_per_window[name]
-    return {
+    results = {
         "num_windows": num_windows,
         "num_input_frames": num_input_frames,
         "num_output_frames": num_output_frames,
@@ -397,12 +523,21 @@ def results_from_verifiers(
         "fss_windows": [int(w) for w in fss_windows],
         "methods": methods,
     }
+    if probability_thresholds is not None:
+        results["probability_thresholds"] = probability_thresholds
+    return results
 
 
 def write_nowcast_evaluation(
     results: Mapping, output_dir: str | os.PathLike, *, lead_times: Iterable[int] = ()
 ) -> dict[str, Path]:
-    """Write ``metrics.json``, ``metrics.md`` (:func:`nowcast_report`) and ``scores_by_lead_time.png``."""
+    """Write ``metrics.json``, ``metrics.md`` (:func:`nowcast_report`) and ``scores_by_lead_time.png``; with an
+    ensemble method also ``reliability.png`` (the reliability diagram at 1 mm/h, or the first probability
+    threshold without 1) and ``rank_histograms.png``.
+
+    Returns:
+        ``{"json", "table", "plot"}`` (and ``"reliability"``, ``"rank_histograms"``) -> the paths written.
+    """
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     paths = {
@@ -413,4 +548,10 @@ def write_nowcast_evaluation(
     paths["json"].write_text(json.dumps(results, indent=2, default=float))
     paths["table"].write_text(nowcast_report(results, lead_times=lead_times) + "\n")
     plot_scores_by_lead_time(results, paths["plot"])
+    ensembles = ensemble_methods(results)
+    if ensembles:
+        thresholds = results.get("probability_thresholds") or [1.0]
+        threshold = 1.0 if any(np.isclose(t, 1.0) for t in thresholds) else thresholds[0]
+        paths["reliability"] = plot_reliability_diagram(ensembles, threshold, output_dir / "reliability.png")
+        paths["rank_histograms"] = plot_rank_histograms(ensembles, output_dir / "rank_histograms.png")
     return paths

@@ -1,4 +1,5 @@
-"""The published baseline figures: persistence, Lucas-Kanade extrapolation and S-PROG on whole radar events.
+"""The published baseline figures: persistence, Lucas-Kanade extrapolation, S-PROG, ANVIL and the STEPS ensemble
+on whole radar events.
 
 For each event (a :class:`~.data.radar_sources.RadarSource`, by default the five sample events of pysteps'
 example data): read it as mm/h (:func:`~.data.radar.read_radar_archive`), block-average it to ``pixel_km``
@@ -9,10 +10,18 @@ context) with forecast origins every ``origin_every_minutes`` at the event's **n
 interpolating 10-minute frames to 5 minutes would invent frames), and score every method with
 :func:`~bidirectional_conv_lstm.nowcasting.evaluation.score_nowcasts`. Events with the same time step are then pooled (contingency counts
 summed over windows and pixels) and reported at one lead time (``+60 min``) and over all lead times.
+
+An ensemble method (STEPS) is scored twice, as :func:`~.evaluation.score_nowcasts` does: its members' mean in the
+deterministic tables beside the others, its members in an ensemble table (CRPS, Brier skill, ROC area,
+spread / skill, rank histogram); it is run with each event's pixel size and time step (its motion perturbations
+and rain mask depend on them), and its pictures add a strip of members, exceedance-probability maps, the
+reliability diagram at 1 mm/h and the rank histograms.
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
 import json
 import os
 import time
@@ -25,13 +34,17 @@ import torch
 from ..data import read_radar_archive
 from ..data.radar.timeline import block_average, build_timeline, window_starts
 from ..data.rain.storage import decode_rain_rate, encode_rain_rate
+from .ensemble_pictures import plot_rank_histograms, plot_reliability_diagram, save_ensemble_pictures
 from .evaluation import (
+    deterministic_forecast,
+    ensemble_size,
     format_scores_table,
     resolve_forecasters,
     results_from_verifiers,
     score_nowcasts,
 )
 from .pictures import plot_scores_by_lead_time, save_radar_gif, save_radar_strip, save_rain_rate_figure
+from .tables import RANK_DEVIATION_NOTE, ensemble_methods, format_ensemble_table
 
 __all__ = ["EventWindows", "baselines_report", "event_windows", "run_radar_baselines"]
 
@@ -105,23 +118,46 @@ def event_windows(
     return EventWindows(encode_rain_rate(rain), frames, origins), info
 
 
+def _on_event_grid(forecasters: Mapping, info: Mapping) -> dict:
+    """The forecasters, those taking ``kmperpixel`` and ``timestep_minutes`` (STEPS) given the event's."""
+    if not info.get("pixel_km"):
+        return dict(forecasters)
+    grid = {"kmperpixel": float(info["pixel_km"]), "timestep_minutes": float(info["timestep_minutes"])}
+    on_grid = {}
+    for name, forecaster in forecasters.items():
+        parameters = inspect.signature(forecaster).parameters
+        if all(key in parameters for key in grid):
+            # wraps keeps the attributes the evaluation reads (num_members, min_input_frames)
+            forecaster = functools.wraps(forecaster)(functools.partial(forecaster, **grid))
+        on_grid[name] = forecaster
+    return on_grid
+
+
 def _pictures(windows: EventWindows, forecasters, info, folder: Path, num_input_frames, num_output_frames):
-    """Strip, GIF and one frame with its colour bar, for the window with the most rain at its origin."""
+    """Strip, GIF and one frame with its colour bar, for the window with the most rain at its origin (and, per
+    ensemble method, its members and exceedance maps; its deterministic product in the strip and GIF)."""
     wet = [(decode_rain_rate(windows.stored[f[num_input_frames - 1]])[0] >= 1).sum() for f in windows.frames]
     index = int(np.argmax(wet))
     stored = windows[index]["rain_rate"][None]
     rain, valid = decode_rain_rate(stored[:, : num_input_frames + num_output_frames, 0])
     observed, observed_valid = rain[:, :num_input_frames], valid[:, :num_input_frames]
     truth, truth_valid = rain[0, num_input_frames:], valid[0, num_input_frames:]
-    forecasts = {
-        name: np.asarray(method(observed, valid=observed_valid, num_output_frames=num_output_frames))[0]
-        for name, method in forecasters.items()
-    }
     step = info["timestep_minutes"]
     every = max(1, round(15 / step))  # one frame every ~15 minutes in the strip
     lead_times = list(range(every, num_output_frames + 1, every))
     origin = windows.origins[index]
     kwargs = {"observed_valid": observed_valid[0], "truth_valid": truth_valid, "timestep_minutes": step}
+    forecasts = {}
+    for name, method in _on_event_grid(forecasters, info).items():
+        forecast = method(observed, valid=observed_valid, num_output_frames=num_output_frames)
+        if ensemble_size(name, method) is None:
+            forecasts[name] = np.asarray(forecast)[0]
+            continue
+        forecasts[name] = deterministic_forecast(method, forecast).numpy()[0]
+        members = np.asarray(forecast)[0]
+        save_ensemble_pictures(
+            name, members, observed[0], truth, folder, [t - 1 for t in lead_times], **kwargs
+        )
     save_radar_strip(
         observed[0], truth, forecasts, folder / "forecast_strip.png", lead_times=lead_times, **kwargs
     )
@@ -245,6 +281,7 @@ def _score_event(
     if len(windows) == 0:
         log(f"{name}: {len(sequence.rain_rate)} frames make no window of {num_frames} frames; skipped")
         return None
+    forecasters = _on_event_grid(forecasters, info)
     verifiers, seconds, count = score_nowcasts(
         windows, forecasters, batch_size=1, max_windows=max_windows, **common, **verify
     )
@@ -290,6 +327,9 @@ def _write_report(report: Mapping, output_dir: Path, *, pictures: bool) -> None:
             plot_scores_by_lead_time(
                 results, output_dir / f"{key}_scores.png", scores=("csi@0.5", "csi@2", "fss@1/16")
             )
+            if ensemble_methods(results):
+                plot_reliability_diagram(results, 1.0, output_dir / f"{key}_reliability.png")
+                plot_rank_histograms(results, output_dir / f"{key}_rank_histograms.png")
 
 
 def baselines_report(report: Mapping) -> str:
@@ -317,6 +357,14 @@ def baselines_report(report: Mapping) -> str:
         lines.append(f"\nAll {results['num_output_frames']} lead times (+{step:g} to "
                      f"+{results['num_output_frames'] * step:g} min) pooled:\n")  # fmt: skip
         lines.append(format_scores_table(results, **selection))
+        if ensemble_methods(results):
+            lines.append(
+                f"\nEnsembles (their members; the rows above score their mean), at +{lead * step:g} min:\n"
+            )
+            lines.append(format_ensemble_table(results, lead_time=lead))
+            lines.append("\nAll lead times pooled:\n")
+            lines.append(format_ensemble_table(results))
+            lines.append("\n" + RANK_DEVIATION_NOTE)
     if len(report["pooled"]) > 1:
         lines.append(
             "\nEvents with different time steps are pooled separately (lead times differ in minutes)."

@@ -2,6 +2,11 @@
 
 Scores are keyed as the verifier names them: ``csi@T`` (threshold ``T`` mm/h), ``fss@T/W`` (threshold, window in
 pixels), ``csi_m``, ``mae``, ``mse``; a method's ``per_lead_time`` holds the same keys per lead time.
+
+Ensemble methods (an entry with ``"probabilistic"``, the scores of
+:class:`~bidirectional_conv_lstm.nowcasting.ensemble_verification.EnsembleVerifier`) get a second table
+(:func:`format_ensemble_table`): CRPS, Brier skill scores, ROC area, spread / skill and the rank histogram's
+largest deviation from flat (:func:`rank_histogram_deviation`).
 """
 
 from __future__ import annotations
@@ -11,7 +16,20 @@ from collections.abc import Iterable, Mapping
 
 import numpy as np
 
-__all__ = ["format_scores_table", "nowcast_report", "score_keys", "score_value"]
+__all__ = [
+    "ensemble_methods",
+    "format_ensemble_table",
+    "format_scores_table",
+    "nowcast_report",
+    "rank_histogram_deviation",
+    "score_keys",
+    "score_value",
+]
+
+RANK_DEVIATION_NOTE = (
+    "RH max dev: the rank histogram's largest deviation from flat, max over its M + 1 bins of "
+    "|(M + 1) f - 1| (f: a bin's frequency): 0 for a flat histogram, M when every observation falls in one bin."
+)
 
 
 def score_value(scores: Mapping, key: str, lead_time: int | None = None) -> float:
@@ -87,6 +105,66 @@ def format_scores_table(
     return "\n".join(lines)
 
 
+def ensemble_methods(results: Mapping) -> dict[str, Mapping]:
+    """``{name: entry}`` of the methods of ``results`` scored as ensembles (with ``"probabilistic"``)."""
+    return {name: scores for name, scores in results["methods"].items() if "probabilistic" in scores}
+
+
+def rank_histogram_deviation(histogram: Iterable[float]) -> float:
+    """max_i |(M + 1) f_i - 1| of a normalized rank histogram f (M + 1 bins): 0 when flat, M at worst."""
+    histogram = np.asarray(histogram, dtype=np.float64)
+    if histogram.ndim != 1 or histogram.size < 2:
+        raise ValueError(f"histogram must hold M + 1 >= 2 frequencies, got shape {histogram.shape}")
+    return float(np.max(np.abs(histogram.size * histogram - 1.0)))
+
+
+def _ensemble_columns(probabilistic: Mapping) -> list[tuple[str, str]]:
+    """(title, key) of the ensemble table: CRPS, BSS at every threshold, ROC area at 1 mm/h (or the first
+    threshold), spread / skill."""
+    overall = probabilistic["overall"]
+    bss = sorted((float(key[4:]), key) for key in overall if key.startswith("bss@"))
+    auc = sorted((float(key[8:]), key) for key in overall if key.startswith("roc_auc@"))
+    auc = [item for item in auc if np.isclose(item[0], 1.0)] or auc[:1]
+    return (
+        [("CRPS", "crps")]
+        + [(f"BSS {t:g}", key) for t, key in bss]
+        + [(f"ROC area {t:g}", key) for t, key in auc]
+        + [("spread/skill", "spread_skill")]
+    )
+
+
+def format_ensemble_table(results: Mapping, *, lead_time: int | None = None) -> str:
+    """A Markdown table of the ensemble methods: members, CRPS (mm/h), Brier skill score at each probability
+    threshold (mm/h), ROC area, spread / skill and the rank histogram's largest deviation (``RH max dev``, see
+    :func:`rank_histogram_deviation`); overall or at ``lead_time`` (1-based frames).
+
+    Raises:
+        ValueError: ``results`` has no ensemble method.
+    """
+    methods = ensemble_methods(results)
+    if not methods:
+        raise ValueError("results has no ensemble method (an entry with 'probabilistic') to tabulate")
+    columns = _ensemble_columns(next(iter(methods.values()))["probabilistic"])
+    titles = ["members", *(title for title, _ in columns), "RH max dev"]
+    lines = ["| method | " + " | ".join(titles) + " |", "|---" * (len(titles) + 1) + "|"]
+    for name, scores in methods.items():
+        probabilistic = scores["probabilistic"]
+        cells = [str(scores.get("num_members", "?"))]
+        for _, key in columns:
+            value = score_value(probabilistic, key, lead_time)
+            cells.append("n/a" if not np.isfinite(value) else f"{value:.3f}")
+        curves = probabilistic["curves"]
+        histogram = (
+            curves["overall"]["rank_histogram"]
+            if lead_time is None
+            else curves["per_lead_time"]["rank_histogram"][lead_time - 1]
+        )
+        deviation = rank_histogram_deviation(histogram)
+        cells.append("n/a" if not np.isfinite(deviation) else f"{deviation:.2f}")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def _describe(results: Mapping, lead_time: int | None) -> str:
     step = results.get("timestep_minutes")
     if lead_time is None:
@@ -95,7 +173,8 @@ def _describe(results: Mapping, lead_time: int | None) -> str:
 
 
 def nowcast_report(results: Mapping, *, lead_times: Iterable[int] = ()) -> str:
-    """Markdown: the overall table, then one table per requested lead time (1-based frames)."""
+    """Markdown: the overall table, then one table per requested lead time (1-based frames); with an ensemble
+    method, the ensemble tables (:func:`format_ensemble_table`) after them."""
     step = results.get("timestep_minutes")
     text = [
         f"{results['num_windows']} windows, {results['num_input_frames']} observed -> "
@@ -111,6 +190,15 @@ def nowcast_report(results: Mapping, *, lead_times: Iterable[int] = ()) -> str:
     for lead_time in (None, *lead_times):
         text.append(f"\n**{_describe(results, lead_time)}**\n")
         text.append(format_scores_table(results, lead_time=lead_time))
+    if ensemble_methods(results):
+        text.append(
+            "\n**Ensembles**: the rows above score each ensemble's deterministic product (the members' mean "
+            "unless the method names another); here its members (probability thresholds in mm/h).\n\n"
+            + RANK_DEVIATION_NOTE
+        )
+        for lead_time in (None, *lead_times):
+            text.append(f"\n**Ensembles, {_describe(results, lead_time)}**\n")
+            text.append(format_ensemble_table(results, lead_time=lead_time))
     if results.get("motion"):
         text.append("\n" + motion_report(results["motion"]))
     return "\n".join(text)

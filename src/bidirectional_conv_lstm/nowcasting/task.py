@@ -38,7 +38,7 @@ from ..models.convlstm.georeferencing_convlstm import METRES_PER
 from ..models.convlstm.rain_rate import RainRateTransform
 from ..training.arguments import TrainingArguments
 from ..training.kinds import DatasetKind, register_dataset_kind
-from .baselines import model_forecaster
+from .baselines import model_forecaster, steps_forecaster
 from .card import save_nowcasting_card
 from .data import (
     RAIN_RATE_DATASETS,
@@ -50,7 +50,14 @@ from .data import (
     timestep_minutes,
     windows_source,
 )
-from .evaluation import evaluate_nowcasts, resolve_forecasters, write_nowcast_evaluation
+from .ensemble_pictures import save_ensemble_pictures
+from .evaluation import (
+    deterministic_forecast,
+    ensemble_size,
+    evaluate_nowcasts,
+    resolve_forecasters,
+    write_nowcast_evaluation,
+)
 from .motion import motion_check
 from .pictures import save_radar_gif, save_radar_strip
 from .verification import NowcastVerifier
@@ -162,16 +169,26 @@ class RainRateTask:
         return metrics
 
     def methods(self, model, accelerator: Accelerator | None = None) -> dict:
-        """The forecasters scored at the end: the model (under ``accelerator``'s autocast), persistence, and (with
-        pysteps) extrapolation, S-PROG."""
+        """The forecasters scored at the end: the model (under ``accelerator``'s autocast; an ensemble model's
+        ``config.ensemble_members`` members), persistence, and (with pysteps) extrapolation, S-PROG, and for an
+        ensemble model STEPS with as many members on the model's grid and time step."""
         import importlib.util
 
         autocast = accelerator.autocast if accelerator is not None else None
-        methods = {"model": model_forecaster(model, autocast=autocast), "persistence": "persistence"}
+        forecaster = model_forecaster(model, autocast=autocast)
+        methods = {"model": forecaster, "persistence": "persistence"}
         if importlib.util.find_spec("pysteps") is None:
             print('pysteps is not installed: scoring persistence only (pip install -e ".[nowcasting]")')
-        else:
-            methods.update(extrapolation="extrapolation", sprog="sprog")
+            return methods
+        methods.update(extrapolation="extrapolation", sprog="sprog")
+        members = getattr(forecaster, "num_members", None)
+        if members is not None:
+            pixel_size = model.config.pixel_size
+            methods["steps"] = steps_forecaster(
+                members,
+                kmperpixel=None if pixel_size is None else pixel_size / 1000.0,
+                timestep_minutes=model.config.time_step or self.timestep_minutes,
+            )
         return methods
 
     def test(self, model, accelerator: Accelerator, output_dir: Path) -> dict:
@@ -229,8 +246,9 @@ class RainRateTask:
         self, model, output_dir: Path, *, max_candidates: int = 64, accelerator: Accelerator | None = None
     ) -> dict[str, Path]:
         """``forecast.png`` (strip) and ``forecast.gif`` of the test window with the most rain (>= 1 mm/h) in its
-        future among the first `max_candidates`: observed, truth, and every method's forecast, on the scored tile
-        (the forecasters see its ``eval_context`` surroundings)."""
+        future among the first `max_candidates`: observed, truth, and every method's forecast (an ensemble's
+        deterministic product), on the scored tile (the forecasters see its ``eval_context`` surroundings); for each
+        ensemble method also ``<name>_members.png`` and ``<name>_exceedance.png``."""
 
         args, windows = self.args, self.splits["test"]
         count = min(len(windows), max_candidates)
@@ -240,17 +258,17 @@ class RainRateTask:
         )
         index = int(np.argmax(((future >= 1.0) & future_valid).sum(axis=(1, 2, 3))))
         pick = slice(index, index + 1)
-        forecasts = {
-            name: crop_context(
-                np.asarray(
-                    forecaster(
-                        observed[pick], valid=observed_valid[pick], num_output_frames=args.num_output_frames
-                    )
-                )[0],
-                self.eval_context,
+        forecasts, ensembles = {}, {}
+        for name, forecaster in resolve_forecasters(self.methods(model, accelerator)).items():
+            forecast = forecaster(
+                observed[pick], valid=observed_valid[pick], num_output_frames=args.num_output_frames
             )
-            for name, forecaster in resolve_forecasters(self.methods(model, accelerator)).items()
-        }
+            if (
+                ensemble_size(name, forecaster) is not None
+            ):  # members: their product in the strip, then pictures
+                ensembles[name] = crop_context(np.asarray(forecast)[0], self.eval_context)
+                forecast = deterministic_forecast(forecaster, forecast).numpy()
+            forecasts[name] = crop_context(np.asarray(forecast)[0], self.eval_context)
         observed, observed_valid, future, future_valid = (
             crop_context(frames, self.eval_context)
             for frames in (observed, observed_valid, future, future_valid)
@@ -260,7 +278,14 @@ class RainRateTask:
             truth_valid=future_valid[index],
             timestep_minutes=self.timestep_minutes,
         )
-        return {
+        pictures = {}
+        for name, members in ensembles.items():  # <name>_members.png, <name>_exceedance.png
+            leads = range(0, args.num_output_frames, max(1, args.num_output_frames // 4))
+            paths = save_ensemble_pictures(
+                name, members, observed[index], future[index], output_dir, leads, **options
+            )
+            pictures.update({f"{name}_{kind}": path for kind, path in paths.items()})
+        return pictures | {
             "strip": save_radar_strip(
                 observed[index], future[index], forecasts, output_dir / "forecast.png", scale=2, **options
             ),

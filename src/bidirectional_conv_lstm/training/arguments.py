@@ -24,6 +24,7 @@ from .kinds import DatasetKind, dataset_kind
 __all__ = [
     "BEST_MODEL_METRICS",
     "CHECKPOINT_STATE_FILE",
+    "ARCHITECTURE_FINE_TUNING_FIELDS",
     "FINE_TUNING_FIELDS",
     "TrainingArguments",
     "load_training_arguments",
@@ -55,7 +56,15 @@ FINE_TUNING_FIELDS = (
     "motion_loss_weight",
     "fss_loss_thresholds",
     "fss_loss_windows",
+    "ensemble_noise_channels",
+    "ensemble_train_members",
+    "crps_alpha",
+    "ensemble_members",
+    "ensemble_product",
 )
+# Fine-tuning fields that change the model's modules: given to from_pretrained, which builds the new modules and
+# initialises their weights (a noise injection added to a deterministic model).
+ARCHITECTURE_FINE_TUNING_FIELDS = ("ensemble_noise_channels",)
 _SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup")
 _TRACKERS = ("none", "tensorboard", "all")
 _POSITIVE = (
@@ -125,6 +134,9 @@ class TrainingArguments:
         num_input_frames, num_output_frames (`int`, defaults to 10): frames observed and predicted.
         per_device_train_batch_size, per_device_eval_batch_size (`int`): batch sizes per process.
         learning_rate (`float`), weight_decay (`float`), adam_beta1/adam_beta2 (`float`): AdamW.
+        noise_learning_rate (`float`, *optional*): the learning rate of an ensemble model's noise injection
+            (``forecaster.noise_injection``; default ``learning_rate``): fine-tuning a deterministic model into an
+            ensemble wants the new noise convolution to learn faster than the rest (e.g. 2e-3 against 3e-4).
         lr_scheduler_type (`str`, defaults to ``"cosine"``), warmup_steps (`int`): learning-rate schedule
             (transformers' ``get_scheduler``).
         max_train_steps (`int`): optimizer steps; ``num_train_epochs`` caps it too when set.
@@ -181,6 +193,7 @@ class TrainingArguments:
     per_device_train_batch_size: int = 16
     per_device_eval_batch_size: int = 32
     learning_rate: float = 1e-3
+    noise_learning_rate: float | None = None
     weight_decay: float = 0.0
     adam_beta1: float = 0.9
     adam_beta2: float = 0.999
@@ -247,6 +260,10 @@ class TrainingArguments:
             raise ValueError(f"ema_decay must be in (0, 1) or null, got {self.ema_decay!r}")
         if not 0 < self.learning_rate < 1:
             raise ValueError(f"learning_rate must be in (0, 1), got {self.learning_rate!r}")
+        if self.noise_learning_rate is not None and not 0 < self.noise_learning_rate < 1:
+            raise ValueError(
+                f"noise_learning_rate must be in (0, 1) or null, got {self.noise_learning_rate!r}"
+            )
         for name in ("adam_beta1", "adam_beta2", "teacher_forcing_start", "teacher_forcing_end"):
             value = getattr(self, name)
             if not 0 <= value <= 1 or (name.startswith("adam") and value == 1):

@@ -39,7 +39,7 @@ from ..utils.hub_upload import upload_model_folder
 from ..utils.loading import load_pretrained_model
 from ..utils.threads import ThreadTuner
 from ..utils.visualize import prediction_strip
-from .arguments import TrainingArguments
+from .arguments import ARCHITECTURE_FINE_TUNING_FIELDS, TrainingArguments
 from .checkpoints import restored_state, save_checkpoint
 from .data_sources import load_datasets
 from .schedules import RunProgress, learning_rate_factor
@@ -56,7 +56,9 @@ _clock = time.perf_counter
 def build_model(args: TrainingArguments):
     """A new :class:`ConvLSTMForFramePrediction` from ``args.model``, or a pretrained one to fine-tune."""
     if args.model_name_or_path is not None:
-        model = load_pretrained_model(args.model_name_or_path, argument="model_name_or_path")
+        # fields that add modules (a noise injection) are given to from_pretrained, which builds and initialises them
+        architecture = {key: args.model[key] for key in ARCHITECTURE_FINE_TUNING_FIELDS if key in args.model}
+        model = load_pretrained_model(args.model_name_or_path, argument="model_name_or_path", **architecture)
         if args.model:  # the fine-tuning settings (training_args.FINE_TUNING_FIELDS)
             args.fine_tuning_config(model.config)
         return model
@@ -128,11 +130,22 @@ def _data_loaders(args: TrainingArguments, accelerator: Accelerator, splits: dic
 
 
 def _optimizer(args: TrainingArguments, model) -> torch.optim.Optimizer:
-    """AdamW, without weight decay on biases and norms."""
-    no_decay = [p for n, p in model.named_parameters() if p.ndim <= 1 or "norm" in n]
-    decay = [p for n, p in model.named_parameters() if not (p.ndim <= 1 or "norm" in n)]
+    """AdamW, without weight decay on biases and norms; an ensemble model's noise injection at
+    ``noise_learning_rate`` (when set) in groups of its own."""
+    groups = {}
+    for name, parameter in model.named_parameters():
+        noise = args.noise_learning_rate is not None and ".noise_injection." in f".{name}"
+        plain = parameter.ndim <= 1 or "norm" in name
+        groups.setdefault((noise, plain), []).append(parameter)
     return torch.optim.AdamW(
-        [{"params": decay, "weight_decay": args.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        [
+            {
+                "params": parameters,
+                "weight_decay": 0.0 if plain else args.weight_decay,
+                "lr": args.noise_learning_rate if noise else args.learning_rate,
+            }
+            for (noise, plain), parameters in groups.items()
+        ],
         lr=args.learning_rate,
         betas=(args.adam_beta1, args.adam_beta2),
     )

@@ -18,6 +18,7 @@ NORMS = (None, "group", "layer")
 INIT_METHODS = ("pytorch", "xavier_uniform", "kaiming_normal")
 ADVECTION_WARPS = ("previous", "origin")
 ADVECTION_PADDINGS = ("zeros", "border", "persistence")  # advection_convlstm.PADDING_MODES
+ENSEMBLE_PRODUCTS = ("mean", "median", "probability_matched_mean")  # ensemble_convlstm.ensemble_product
 
 
 class ConvLSTMConfig(PreTrainedConfig):
@@ -167,6 +168,27 @@ class ConvLSTMConfig(PreTrainedConfig):
             For rain-rate models, the minutes between the frames the model was trained on (e.g. 5.0). Given frames
             with times, `forecast_rain_rate` refuses frames of another step (a 5-minute model run on 10-minute
             frames forecasts half the motion) unless told not to check. `None`: unknown, not checked.
+        ensemble_noise_channels (`int`, *optional*, defaults to 0):
+            Channels of the noise that makes the model an ensemble: at every forecast step a new standard-normal
+            tensor of this many channels on the forecaster's patch grid `(B, K, h, w)` goes through a 3x3
+            convolution (`forecaster.noise_injection`, initialised from normal(0, 0.02) with a zero bias) and is
+            added to the input gates of the first forecaster layer, so each draw of the noise is one member of an
+            ensemble. 0 (the default) is the deterministic model, with no such convolution.
+        ensemble_train_members (`int`, *optional*, defaults to 1):
+            Members drawn per window when `forward` gets `labels` (`M`): with `M >= 2` the encoder runs once, the
+            forecaster rolls `M` members with independent noise, and the loss is the almost fair CRPS of the
+            members (`losses_convlstm.almost_fair_crps`, `crps_alpha`) in the model's space, in place of
+            `loss`. Needs `ensemble_noise_channels > 0`.
+        crps_alpha (`float`, *optional*, defaults to 0.95):
+            The `alpha` of the almost fair CRPS, in `[0, 1]`: 1 is the fair CRPS, 0 the plain ensemble CRPS.
+        ensemble_members (`int`, *optional*, defaults to 20):
+            For ensemble models (`ensemble_noise_channels > 0`), how many members `forecast_rain_rate` and
+            `forecast_exceedance_probability` draw when not told.
+        ensemble_product (`str`, *optional*, defaults to `"mean"`):
+            The deterministic forecast `forecast_rain_rate` of an ensemble model returns without `num_members`,
+            from `ensemble_members` members: `"mean"`, `"median"` or `"probability_matched_mean"` (the members'
+            mean field's spatial pattern with the pooled members' values, per frame; Ebert 2001, see
+            `ensemble_convlstm.probability_matched_mean`).
 
     Example:
 
@@ -217,6 +239,11 @@ class ConvLSTMConfig(PreTrainedConfig):
     motion_loss_weight: float = 0.0
     pixel_size: float | None = None
     time_step: float | None = None
+    ensemble_noise_channels: int = 0
+    ensemble_train_members: int = 1
+    crps_alpha: float = 0.95
+    ensemble_members: int = 20
+    ensemble_product: str = "mean"
 
     def __post_init__(self, **kwargs):
         # transformers passes a config.json's `model_type` through here; refuse another model's config instead of
@@ -339,6 +366,23 @@ def check_config(config: ConvLSTMConfig) -> None:
     if isinstance(prior, bool) or not isinstance(prior, (int, float)) or not 0.0 < prior < 1.0:
         raise ValueError(f"prediction_prior must be a float in (0, 1), got {prior!r}")
     _check_rain_rate_options(config)
+    _check_ensemble_options(config)
+
+
+def _check_ensemble_options(config: ConvLSTMConfig) -> None:
+    """The ensemble fields: the noise, the members drawn in training and at inference, the CRPS and the product."""
+    noise = check_int("ensemble_noise_channels", config.ensemble_noise_channels, minimum=0)
+    train_members = check_int("ensemble_train_members", config.ensemble_train_members)
+    if train_members >= 2 and noise == 0:
+        raise ValueError(
+            f"ensemble_train_members={train_members} draws members that differ only by their noise, but "
+            "ensemble_noise_channels=0 (no noise); set ensemble_noise_channels > 0 or ensemble_train_members to 1"
+        )
+    alpha = config.crps_alpha
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"crps_alpha must be a float in [0, 1], got {alpha!r}")
+    check_int("ensemble_members", config.ensemble_members)
+    _choice(config, "ensemble_product", ENSEMBLE_PRODUCTS)
 
 
 def _check_rain_rate_options(config: ConvLSTMConfig) -> None:

@@ -179,13 +179,24 @@ def _time_step(data_array, model_step: float | None, check: bool) -> tuple[np.da
 
 
 def forecast_to_data_array(
-    forecast: np.ndarray, context: GridContext, *, output_grid: str, no_data_value: float
+    forecast: np.ndarray,
+    context: GridContext,
+    *,
+    output_grid: str,
+    no_data_value: float,
+    leading: tuple | None = None,
+    variable: tuple = ("precip_intensity", {"units": "mm h-1", "long_name": "precipitation intensity"}),
 ):
     """The forecast ``(T, H', W')`` (mm/h on the model's grid) as a DataArray named ``precip_intensity`` with
     ``(time, y, x)`` dims, valid times, ``forecast_reference_time``, ``forecast_period``, the input's 0-d
-    coordinates and attributes, on the model's grid or (``output_grid="input"``) the input's."""
+    coordinates and attributes, on the model's grid or (``output_grid="input"``) the input's.
+
+    With ``leading=(dim, values, attrs)`` the forecast is ``(K, T, H', W')`` and the DataArray ``(dim, time, y,
+    x)`` with ``values`` as the coordinate of ``dim`` (e.g. ``("member", np.arange(N), {})`` for ensemble members,
+    which the CF writer names ``realization``). ``variable=(name, attrs)`` names another quantity (its attributes
+    replace the units and long name of rain rate)."""
     source, factor = context.data_array, context.factor
-    periods = context.step * np.arange(1, forecast.shape[0] + 1)
+    periods = context.step * np.arange(1, forecast.shape[-3] + 1)
     coords = {
         "time": ("time", context.last_time + periods),
         "forecast_reference_time": context.last_time,
@@ -214,11 +225,17 @@ def forecast_to_data_array(
         for key, value in source.attrs.items()
         if key not in ("units", "long_name", "standard_name")
     }
-    attrs.update(units="mm h-1", long_name="precipitation intensity")
+    name, variable_attrs = variable
+    attrs.update(variable_attrs)
     for key in ("xpixelsize", "ypixelsize"):  # pysteps' metadata: the pixel size of the grid returned
         if output_grid == "model" and isinstance(attrs.get(key), (int, float, np.number)):
             attrs[key] = attrs[key] * factor
-    return type(source)(forecast, dims=DIMS, coords=coords, attrs=attrs, name="precip_intensity")
+    dims = DIMS
+    if leading is not None:
+        dim, values, leading_attrs = leading
+        coords[dim] = (dim, np.asarray(values), dict(leading_attrs))
+        dims = (dim, *DIMS)
+    return type(source)(forecast, dims=dims, coords=coords, attrs=attrs, name=name)
 
 
 def _to_input_grid(forecast: np.ndarray, factor: int, height: int, width: int, fill: float) -> np.ndarray:

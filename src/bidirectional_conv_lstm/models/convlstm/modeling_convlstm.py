@@ -10,8 +10,13 @@ Rain-rate models (``config.rain_rate_transform`` set) forecast in mm/h with
 :meth:`ConvLSTMForFramePrediction.forecast_rain_rate` (``forecasting_convlstm.py``); the losses, including the
 intensity-weighted ones of precipitation nowcasting, live in ``losses_convlstm.py``.
 
+Ensemble models (``config.ensemble_noise_channels > 0``) add new noise to the forecaster's first layer at every step
+(``ensemble_convlstm.py``): ``forward(..., num_members=N, generator=...)`` draws ``N`` members from one run of the
+encoder, and with ``config.ensemble_train_members >= 2`` training scores the members with the almost fair CRPS.
+
 This file travels with ``push_to_hub`` as remote code together with ``configuration_convlstm.py``,
-``convlstm.py``, ``losses_convlstm.py``, ``forecasting_convlstm.py`` and ``rain_rate.py``: it imports only torch,
+``convlstm.py``, ``losses_convlstm.py``, ``forecasting_convlstm.py``, ``ensemble_convlstm.py`` and
+``rain_rate.py`` (and the files they import): it imports only torch,
 numpy, transformers and those files (relatively), so ``AutoModel.from_pretrained(repo, trust_remote_code=True)``
 works where ``bidirectional_conv_lstm`` is not installed.
 """
@@ -33,9 +38,16 @@ from .advection_convlstm import AdvectionHead
 from .argument_checks import check_int
 from .configuration_convlstm import ConvLSTMConfig, check_config
 from .convlstm import ConvGate, ConvLSTM, ConvLSTMCell, State, state_dtype
-from .forecasting_convlstm import forecast_rain_rate
+from .ensemble_convlstm import NOISE_INIT_STD, NoiseInjection, repeat_members
+from .forecasting_convlstm import forecast_exceedance_probability, forecast_rain_rate
 from .loading_convlstm import load_clearly
-from .losses_convlstm import frame_prediction_loss, motion_loss, structural_similarity  # noqa: F401 (re-exported)
+from .losses_convlstm import (  # noqa: F401 (structural_similarity re-exported)
+    almost_fair_crps,
+    fractions_skill_loss,
+    frame_prediction_loss,
+    motion_loss,
+    structural_similarity,
+)
 from .rain_rate import RainRateTransform
 
 
@@ -86,6 +98,11 @@ class FramePredictionOutput(ModelOutput):
             Returned when `output_motion=True` or `target_motion` is given, for advection models. The advection
             head's motion field at each predicted frame, float32 pixels per step, x (columns) then y (rows):
             predicted frame `k` is frame `k - 1` sampled at `x - motion_k(x)` (before the gate's blend).
+        members (`torch.FloatTensor` of shape `(B, N, T_out, C, H, W)`, *optional*):
+            Returned when members are drawn (`num_members` given, or `labels` with
+            `config.ensemble_train_members >= 2`): every member's predicted frames; `predictions` is then their
+            mean. With members, `hidden_states` and `motion` hold every member on the batch axis, `B * N` entries,
+            sample `b`'s members at `b * N ... b * N + N - 1`.
     """
 
     loss: torch.FloatTensor | None = None
@@ -93,6 +110,7 @@ class FramePredictionOutput(ModelOutput):
     hidden_states: tuple[torch.FloatTensor, ...] | None = None
     encoder_hidden_states: tuple[torch.FloatTensor, ...] | None = None
     motion: torch.FloatTensor | None = None
+    members: torch.FloatTensor | None = None
 
 
 # --------------------------------------------------------------------------- input checks
@@ -180,7 +198,7 @@ class ConvLSTMPreTrainedModel(PreTrainedModel):
         # transformers skips custom-code modules without parameters of their own; a ConvGate has none, yet it
         # owns the forget-gate bias held by its convolution or norm (the forecaster: its head's bias), so they
         # must always be visited.
-        if isinstance(module, (ConvGate, ConvLSTMForecaster, AdvectionHead)):
+        if isinstance(module, (ConvGate, ConvLSTMForecaster, AdvectionHead, NoiseInjection)):
             is_custom_code = False
         super()._initialize_weights(module, is_custom_code)
 
@@ -190,7 +208,8 @@ class ConvLSTMPreTrainedModel(PreTrainedModel):
 
         Children are visited before their parents, so a ConvGate finds its convolutions initialised and only sets
         the gate bias (zero, `forget_bias` on the forget gate) and the peephole weights (zero); the forecaster sets
-        its head's bias to `logit(config.prediction_prior)`.
+        its head's bias to `logit(config.prediction_prior)`; the ensemble noise injection redraws its convolution
+        from normal(0, 0.02) with a zero bias (members start close together).
         """
         method = self.config.init_method
         if isinstance(module, nn.Conv2d):
@@ -218,6 +237,9 @@ class ConvLSTMPreTrainedModel(PreTrainedModel):
         elif isinstance(module, ConvLSTMForecaster):
             prior = float(self.config.prediction_prior)
             init.constant_(module.head.bias, math.log(prior / (1 - prior)))
+        elif isinstance(module, NoiseInjection):
+            init.normal_(module.conv.weight, std=NOISE_INIT_STD)
+            init.zeros_(module.conv.bias)
         elif isinstance(module, AdvectionHead):
             # No motion and a fixed gate until trained: the model starts close to persistence.
             init.zeros_(module.conv.weight)
@@ -334,8 +356,10 @@ class ConvLSTMForecaster(nn.Module):
     prediction, or the ground truth under teacher forcing), layer `l > 0` the new hidden state of layer `l - 1`, and
     the head (a 1x1 convolution over all layers' hidden states concatenated, as in Shi et al. 2015, then a sigmoid)
     predicts the next frame's patches. With `config.advection`, an [`AdvectionHead`] blends that frame with the
-    previous frame moved along a predicted motion field. Cells are stepped directly
-    (`cell.step(cell.gate.input_gates(x), state)`) because layers interleave within a time step.
+    previous frame moved along a predicted motion field. With `config.ensemble_noise_channels > 0`, a
+    [`NoiseInjection`] (`noise_injection`) adds a new draw of convolved noise to layer 0's input gates at every step:
+    each draw is one ensemble member. Cells are stepped directly (`cell.step(cell.gate.input_gates(x), state)`)
+    because layers interleave within a time step.
     """
 
     def __init__(self, config: ConvLSTMConfig):
@@ -363,6 +387,10 @@ class ConvLSTMForecaster(nn.Module):
             if config.advection
             else None
         )
+        noise_channels = config.ensemble_noise_channels
+        self.noise_injection = (
+            NoiseInjection(noise_channels, 4 * config.hidden_sizes[0]) if noise_channels else None
+        )
         self.gradient_checkpointing = False
 
     def initial_states(
@@ -386,20 +414,26 @@ class ConvLSTMForecaster(nn.Module):
         `h_0, c_0, h_1, c_1, ...`. Returns `(next frame's patch logits, h_0, c_0, h_1, c_1, ...)`; the sigmoid of the
         logits is the predicted frame. With an advection head, the outputs are `(the predicted frame itself, its
         motion (B, 2, H, W), h_0, c_0, ...)`; with `advection_warp="origin"`, `flat_states` and the outputs end with
-        the origin's patches and the summed displacement (see `advection_convlstm.py`).
+        the origin's patches and the summed displacement (see `advection_convlstm.py`). With a noise injection,
+        the last of `flat_states` is this step's noise `(B, K, h, w)` (an argument, so that a checkpointed step
+        recomputes with the same noise), which the outputs do not repeat.
 
         Hidden states are float32 when the weights are half precision (the cell keeps its state in float32), so
         they are cast to the weights' dtype before each convolution; a no-op for float32 weights and autocast.
         """
+        if self.noise_injection is not None:
+            *flat_states, noise = flat_states
         carried = flat_states[2 * len(self.cells) :]  # the origin and the displacement ("origin" warps)
         x, hiddens, new_states = frame, [], []
         for index, cell in enumerate(self.cells):
             if index > 0 and self.config.dropout and self.training:
                 x = F.dropout(x, self.config.dropout, training=True)
             dtype = cell.gate.hidden_conv.weight.dtype
+            input_gates = cell.gate.input_gates(x.to(dtype))
+            if index == 0 and self.noise_injection is not None:
+                input_gates = input_gates + self.noise_injection(noise).to(input_gates.dtype)
             hidden, cell_state = cell.step(
-                cell.gate.input_gates(x.to(dtype)),
-                (flat_states[2 * index].to(dtype), flat_states[2 * index + 1]),
+                input_gates, (flat_states[2 * index].to(dtype), flat_states[2 * index + 1])
             )
             hiddens.append(hidden)
             new_states += [hidden, cell_state]
@@ -458,6 +492,7 @@ class ConvLSTMForecaster(nn.Module):
         teacher_forcing_ratio: float = 0.0,
         output_hidden_states: bool = False,
         output_motion: bool = False,
+        generator: torch.Generator | None = None,
     ):
         """Roll `num_frames` steps from `last_frame` `(B, C*p*p, h, w)` and the per-layer `states`.
 
@@ -465,7 +500,9 @@ class ConvLSTMForecaster(nn.Module):
         probability `teacher_forcing_ratio`, drawn per sample and step. Returns `(predictions (T_out, B, C*p*p, h,
         w) in [0, 1], per-layer hidden states (T_out, B, C_l, h, w) or None, logits of the predictions, motion)`;
         the logits are None with an advection head (its predictions are not a sigmoid of anything); the motion is
-        the advection head's `(T_out, B, 2, H, W)` with `output_motion` (and an advection head), else None.
+        the advection head's `(T_out, B, 2, H, W)` with `output_motion` (and an advection head), else None. With
+        a noise injection, each step draws new noise for every batch entry from `generator` (see
+        `NoiseInjection.draw`).
         """
         flat_states = [tensor for state in states for tensor in state]
         step = self._step_function()
@@ -482,7 +519,11 @@ class ConvLSTMForecaster(nn.Module):
                 forced = truth is not None and teacher_forcing_ratio > 0
                 true_frame = truth[index - 1] if forced else None
                 frame = self._fed_back(predictions[-1], true_frame, teacher_forcing_ratio)
-            output, *flat_states = step(frame, *flat_states)
+            if self.noise_injection is None:
+                output, *flat_states = step(frame, *flat_states)
+            else:
+                noise = self.noise_injection.draw(frame.shape[0], *frame.shape[-2:], generator)
+                output, *flat_states = step(frame, *flat_states, noise)
             if self.advection is None:
                 logits.append(output)
                 output = torch.sigmoid(output)
@@ -534,11 +575,25 @@ class ConvLSTMForFramePrediction(ConvLSTMPreTrainedModel):
         output_motion (`bool`, *optional*, defaults to False): also return the advection head's motion fields.
         output_hidden_states (`bool`, *optional*): also return the forecaster's and the encoder's hidden states.
         return_dict (`bool`, *optional*): return a [`FramePredictionOutput`] (default) or a tuple.
+        num_members (`int`, *optional*): draw this many ensemble members (an ensemble model's, whose
+            `config.ensemble_noise_channels > 0`; a model without noise takes only 1): the output's `members` is
+            `(B, N, T_out, C, H, W)` and `predictions` their mean. The encoder runs once; the forecaster rolls all
+            `B * N` members at once. With `labels` and no `num_members`, `config.ensemble_train_members` members
+            are drawn when it is 2 or more.
+        generator (`torch.Generator`, *optional*): the source of the ensemble noise (all of it is drawn on the
+            generator's device and moved to the model's, so a CPU generator works with a model on a GPU); the
+            same seed gives the same members. Without it, torch's global generator.
 
     Returns: [`FramePredictionOutput`] with `loss` (when `labels` is given) and `predictions` `(B, T_out, C, H, W)`.
 
+    An ensemble model (`config.ensemble_noise_channels > 0`) called without `num_members` (and without labels, or
+    with `config.ensemble_train_members == 1`) returns one member, a new draw of the noise at each call. With
+    `labels` and `M >= 2` members, `loss` is the almost fair CRPS of the members (`config.crps_alpha`) on the
+    valid pixels in the model's space, in place of `config.loss`, plus the FSS term (`config.fss_loss_weight`) and
+    the motion term (with `target_motion`) averaged over the members (each member scored alone).
+
     A rain-rate model (`config.rain_rate_transform` set) works in the transform's space; `forecast_rain_rate` takes
-    and returns rain rate in mm/h.
+    and returns rain rate in mm/h, `forecast_exceedance_probability` probabilities from its members.
 
     Example:
 
@@ -587,6 +642,22 @@ class ConvLSTMForFramePrediction(ConvLSTMPreTrainedModel):
                 f"= {shapes[1]} (pixels per step, x then y), got {_described(target_motion)}"
             )
         return True
+
+    def _check_members(self, num_members, generator, labels) -> int | None:
+        """How many members to draw (None: a plain forward), after checking `num_members` and `generator`."""
+        if generator is not None and not isinstance(generator, torch.Generator):
+            raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
+        if num_members is None:
+            count = self.config.ensemble_train_members
+            return count if labels is not None and count >= 2 else None
+        count = check_int("num_members", num_members)
+        if count > 1 and not self.config.ensemble_noise_channels:
+            raise ValueError(
+                f"num_members={count} asks for ensemble members, but this model has no noise "
+                "(config.ensemble_noise_channels=0): every member would be the same forecast; pass num_members=1 "
+                "or None, or use an ensemble model"
+            )
+        return count
 
     def _check_inputs(
         self, pixel_values, labels, num_output_frames, teacher_forcing_ratio, loss_mask=None
@@ -690,6 +761,8 @@ class ConvLSTMForFramePrediction(ConvLSTMPreTrainedModel):
         probability_matching: str | None = "config",
         output_grid: str = "model",
         check_time_step: bool = True,
+        num_members: int | None = None,
+        seed: int | None = None,
     ):
         """Forecast rain rate in mm/h from observed rain rate in mm/h (needs `config.rain_rate_transform`): observed
         `(B, T_in, H, W)` or `(B, T_in, 1, H, W)` mm/h of any size, torch or numpy, NaN or `valid=False` = no data;
@@ -698,7 +771,10 @@ class ConvLSTMForFramePrediction(ConvLSTMPreTrainedModel):
         default) each forecast frame's wet pixels are scaled to the last observed frame's geometric mean rain
         rate. An `xarray.DataArray` `(time, y, x)` is checked against `config.time_step` (unless `check_time_step`
         is False), block-averaged to `config.pixel_size`, and the forecast comes back as a DataArray with valid
-        times and the input's projection, on the model's grid or (`output_grid="input"`) the input's. See
+        times and the input's projection, on the model's grid or (`output_grid="input"`) the input's. With
+        `num_members=N`, `N` members `(B, N, T_out, H, W)` (a DataArray with a leading `member` dimension),
+        reproducible by `seed`; an ensemble model (`config.ensemble_noise_channels > 0`) without `num_members`
+        returns `config.ensemble_product` of `config.ensemble_members` members. See
         `forecasting_convlstm.forecast_rain_rate`.
 
         Example: `model.forecast_rain_rate(torch.rand(1, 4, 100, 120) * 5, num_output_frames=12).shape` is
@@ -710,6 +786,39 @@ class ConvLSTMForFramePrediction(ConvLSTMPreTrainedModel):
             valid,
             num_output_frames=num_output_frames,
             no_data_value=no_data_value,
+            probability_matching=probability_matching,
+            output_grid=output_grid,
+            check_time_step=check_time_step,
+            num_members=num_members,
+            seed=seed,
+        )
+
+    def forecast_exceedance_probability(
+        self,
+        rain_rate,
+        thresholds=(0.5, 1.0, 2.0, 5.0),
+        valid=None,
+        *,
+        num_output_frames: int | None = None,
+        num_members: int | None = None,
+        seed: int | None = None,
+        probability_matching: str | None = "config",
+        output_grid: str = "model",
+        check_time_step: bool = True,
+    ):
+        """The probability that rain rate reaches each of `thresholds` (mm/h, increasing, > 0): the fraction of
+        `num_members` members (`config.ensemble_members` by default) at or above it, `(B, K, T_out, H, W)` float32 in
+        `[0, 1]` (NaN where the last observed frame has no data), non-increasing along `K`. Inputs as
+        :meth:`forecast_rain_rate`; a DataArray gives a DataArray `(threshold, time, y, x)`. See
+        `forecasting_convlstm.forecast_exceedance_probability`."""
+        return forecast_exceedance_probability(
+            self,
+            rain_rate,
+            thresholds,
+            valid,
+            num_output_frames=num_output_frames,
+            num_members=num_members,
+            seed=seed,
             probability_matching=probability_matching,
             output_grid=output_grid,
             check_time_step=check_time_step,
@@ -726,20 +835,36 @@ class ConvLSTMForFramePrediction(ConvLSTMPreTrainedModel):
         output_motion: bool | None = None,
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
+        num_members: int | None = None,
+        generator: torch.Generator | None = None,
     ) -> FramePredictionOutput | tuple:
         horizon, teacher_forcing_ratio = self._check_inputs(
             pixel_values, labels, num_output_frames, teacher_forcing_ratio, loss_mask
         )
+        count = self._check_members(num_members, generator, labels)
         output_motion = self._check_motion(target_motion, output_motion, labels)
         output_hidden_states = (
             self.config.output_hidden_states if output_hidden_states is None else output_hidden_states
         )
         return_dict = self.config.return_dict if return_dict is None else return_dict
         predictions, logits, motion, forecaster_states, encoder_states = self._predict(
-            pixel_values, labels, horizon, teacher_forcing_ratio, output_hidden_states, output_motion
+            pixel_values,
+            labels,
+            horizon,
+            teacher_forcing_ratio,
+            output_hidden_states,
+            output_motion,
+            members=count,
+            generator=generator,
         )
+        members = None
+        if count is not None:
+            members = predictions.unflatten(0, (pixel_values.shape[0], count))
+            predictions = self._threshold_output(members.mean(dim=1))
         loss = None
-        if labels is not None:
+        if labels is not None and count is not None and count >= 2:
+            loss = self._ensemble_loss(pixel_values, members, labels, loss_mask, motion, target_motion)
+        elif labels is not None:
             loss = self._loss(pixel_values, predictions, labels, logits, loss_mask, motion, target_motion)
         margin = self.config.boundary_padding // self.config.patch_size
 
@@ -754,15 +879,26 @@ class ConvLSTMForFramePrediction(ConvLSTMPreTrainedModel):
             hidden_states=batch_first(forecaster_states),
             encoder_hidden_states=batch_first(encoder_states),
             motion=motion,
+            members=members,
         )
         return output if return_dict else output.to_tuple()
 
     def _predict(
-        self, pixel_values, labels, horizon, teacher_forcing_ratio, output_hidden_states, output_motion
+        self,
+        pixel_values,
+        labels,
+        horizon,
+        teacher_forcing_ratio,
+        output_hidden_states,
+        output_motion,
+        members=None,
+        generator=None,
     ):
         """Encode the observed frames and roll the forecaster `horizon` steps. Returns `(predictions (B, T_out, C,
         H, W), their logits (T_out, B, C*p*p, h', w') or None, motion (B, T_out, 2, H, W) or None, forecaster and
-        encoder hidden states (time first, with the margin) or None)`."""
+        encoder hidden states (time first, with the margin) or None)`. With `members`, the encoder runs once and the
+        forecaster starts `members` copies of each sample (its states, last frame and true frames repeated member by
+        member, the noise drawn from `generator`): every `B` above is then `B * members`, except the encoder's."""
         patch, margin = self.config.patch_size, self.config.boundary_padding
         # (T_in, B, C*p*p, h, w), with the boundary margin (config.boundary_padding) around the frames
         patches = F.pixel_unshuffle(extend_frames(pixel_values, margin), patch).transpose(0, 1)
@@ -770,25 +906,35 @@ class ConvLSTMForFramePrediction(ConvLSTMPreTrainedModel):
         truth = None
         if labels is not None and teacher_forcing_ratio > 0:
             truth = F.pixel_unshuffle(extend_frames(labels, margin), patch).transpose(0, 1)
+        states, last_frame = self.forecaster.initial_states(final_h, final_c), patches[-1]
+        if members is not None:
+            states = [(repeat_members(h, members), repeat_members(c, members)) for h, c in states]
+            last_frame = repeat_members(last_frame, members)
+            truth = None if truth is None else repeat_members(truth, members, dim=1)
         predicted, forecaster_states, logits, motion = self.forecaster(
-            patches[-1],
-            self.forecaster.initial_states(final_h, final_c),
+            last_frame,
+            states,
             horizon,
             truth=truth,
             teacher_forcing_ratio=teacher_forcing_ratio,
             output_hidden_states=output_hidden_states,
             output_motion=output_motion,
+            generator=generator,
         )
         if motion is not None:
             motion = _crop_margin(motion.transpose(0, 1), margin)
         predictions = F.pixel_shuffle(predicted.transpose(0, 1), patch).to(pixel_values.dtype)
-        predictions = _crop_margin(predictions, margin)
+        predictions = self._threshold_output(_crop_margin(predictions, margin))
+        return predictions, logits, motion, forecaster_states, encoder_states
+
+    def _threshold_output(self, predictions: torch.Tensor) -> torch.Tensor:
+        """`config.output_threshold` applied at inference: values below it become exactly 0."""
         if self.config.output_threshold > 0 and not self.training:
             # At inference only, and not in what the forecaster is fed back, which stays the raw predictions it was
             # trained on. (Trained through, even with a straight-through gradient, the background below the
             # threshold gets no gradient that keeps it dark and drifts up to it.)
             predictions = predictions.masked_fill(predictions < self.config.output_threshold, 0.0)
-        return predictions, logits, motion, forecaster_states, encoder_states
+        return predictions
 
     def _loss(
         self, pixel_values, predictions, labels, logits, loss_mask, motion, target_motion
@@ -802,6 +948,27 @@ class ConvLSTMForFramePrediction(ConvLSTMPreTrainedModel):
         if target_motion is not None:
             moving = self._moving_pixels(pixel_values[:, -1:], labels, loss_mask)
             loss = loss + self.config.motion_loss_weight * motion_loss(motion, target_motion, moving)
+        return loss
+
+    def _ensemble_loss(self, pixel_values, members, labels, loss_mask, motion, target_motion) -> torch.Tensor:
+        """The almost fair CRPS of `members` `(B, M, T_out, C, H, W)` against `labels` on the valid pixels, in the
+        model's space, plus the FSS term and the motion term (each member scored alone, averaged over members)."""
+        config, count = self.config, members.shape[1]
+        loss = almost_fair_crps(members, labels, loss_mask, alpha=config.crps_alpha)
+        repeated_mask = None if loss_mask is None else repeat_members(loss_mask, count)
+        if config.fss_loss_weight:
+            inverse = self.rain_rate_transform.inverse
+            loss = loss + config.fss_loss_weight * fractions_skill_loss(
+                inverse(members.flatten(0, 1).float()),
+                inverse(repeat_members(labels, count).detach().float()),
+                thresholds=config.fss_loss_thresholds,
+                windows=config.fss_loss_windows,
+                valid=repeated_mask,
+            )
+        if target_motion is not None:
+            moving = repeat_members(self._moving_pixels(pixel_values[:, -1:], labels, loss_mask), count)
+            target = repeat_members(target_motion, count)
+            loss = loss + config.motion_loss_weight * motion_loss(motion, target, moving)
         return loss
 
 
