@@ -11,7 +11,7 @@ import torch
 
 from bidirectional_conv_lstm import ConvLSTMConfig, ConvLSTMForFramePrediction
 from bidirectional_conv_lstm.data import generate_synthetic_rain
-from bidirectional_conv_lstm.nowcasting.baselines import model_forecaster, steps_forecaster
+from bidirectional_conv_lstm.nowcasting.baselines import model_forecaster, steps_beside, steps_forecaster
 from bidirectional_conv_lstm.nowcasting.card import create_nowcasting_model_card
 from bidirectional_conv_lstm.training.arguments import TrainingArguments
 from bidirectional_conv_lstm.training.loop import _optimizer, build_model, train
@@ -90,6 +90,17 @@ def test_an_ensemble_model_is_an_ensemble_forecaster_with_its_product():
         steps_forecaster(1)
     steps = steps_forecaster(5, kmperpixel=4.0, timestep_minutes=5.0)
     assert steps.num_members == 5 and steps.keywords["kmperpixel"] == 4.0 and steps.min_input_frames == 3
+    # the STEPS a model is scored beside: its member count, its grid
+    beside = steps_beside(forecaster, model.config)
+    assert (
+        beside.num_members == 3
+        and "kmperpixel" not in beside.keywords
+        and "timestep_minutes" not in beside.keywords
+    )
+    config = ConvLSTMConfig(**RAIN_MODEL, pixel_size=4000.0, time_step=10.0)
+    beside = steps_beside(model_forecaster(rain_model()), config, timestep_minutes=5.0)
+    assert beside.num_members == 20 and beside.keywords["kmperpixel"] == 4.0
+    assert beside.keywords["timestep_minutes"] == 10.0  # the model's own, before the data's
 
 
 def test_the_card_of_an_ensemble_model_says_how_to_ask_for_members():

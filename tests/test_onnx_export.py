@@ -100,6 +100,14 @@ def test_bad_arguments_fail_before_exporting(exported, tmp_path):
     line = exit_info.value.code
     assert line.startswith("export_onnx.py: error: ") and "nowhere" in line and "\n" not in line
     assert not (tmp_path / "model.onnx").exists()
+    ensemble = ConvLSTMForFramePrediction(
+        ConvLSTMConfig(
+            hidden_sizes=[4], patch_size=2, rain_rate_transform={"kind": "log1p"}, ensemble_noise_channels=2
+        )
+    )
+    with pytest.raises(ValueError, match="ensemble model .*ensemble_noise_channels=2.* random draw"):
+        export_onnx(ensemble, tmp_path / "model.onnx")
+    assert not (tmp_path / "model.onnx").exists()
 
 
 @pytest.mark.parametrize("warp, padding", [("previous", "zeros"), ("origin", "persistence")])

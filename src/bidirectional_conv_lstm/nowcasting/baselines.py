@@ -66,6 +66,7 @@ __all__ = [
     "persistence_forecast",
     "sprog_forecast",
     "steps_forecast",
+    "steps_beside",
     "steps_forecaster",
 ]
 
@@ -436,6 +437,18 @@ def steps_forecaster(
     forecaster.num_members = num_members
     forecaster.min_input_frames = steps_forecast.min_input_frames
     return forecaster
+
+
+def steps_beside(model_forecaster_, config, timestep_minutes: float | None = None):
+    """The STEPS a model is scored beside (:func:`steps_forecaster`): as many members as the model's ensemble
+    forecaster (:func:`model_forecaster`; 20 for a single-forecast model), on the model's pixel size and time step
+    (``config.pixel_size``, ``config.time_step``; else ``timestep_minutes``; else STEPS' defaults)."""
+    pixel_size = getattr(config, "pixel_size", None)
+    return steps_forecaster(
+        getattr(model_forecaster_, "num_members", 20),
+        kmperpixel=None if pixel_size is None else pixel_size / 1000.0,
+        timestep_minutes=getattr(config, "time_step", None) or timestep_minutes,
+    )
 
 
 def _check_positive(**values: float) -> None:

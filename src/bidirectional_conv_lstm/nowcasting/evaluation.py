@@ -45,7 +45,7 @@ from ..models.convlstm.argument_checks import check_int
 from ..models.convlstm.configuration_convlstm import ConvLSTMConfig
 from ..models.convlstm.modeling_convlstm import ConvLSTMForFramePrediction
 from ..utils.hardware import make_accelerator
-from .baselines import get_baselines, min_input_frames, model_forecaster
+from .baselines import get_baselines, min_input_frames, model_forecaster, steps_beside
 from .data import RAIN_RATE_DATASETS, eval_context, load_rain_datasets, scoring_arguments, timestep_minutes
 from .ensemble_pictures import plot_rank_histograms, plot_reliability_diagram
 from .ensemble_verification import DEFAULT_PROBABILITY_THRESHOLDS, EnsembleVerifier
@@ -446,6 +446,8 @@ def evaluate_rain_dataset(
     if config is not None:
         model = ConvLSTMForFramePrediction.from_pretrained(model_name_or_path).eval()
         methods = {"model": model_forecaster(model, autocast=accelerator.autocast), **methods}
+        if "steps" in methods:  # STEPS with as many members as the model's ensemble, on the model's grid
+            methods["steps"] = steps_beside(methods["model"], config)
     # Every check the options and the model's config allow is done: the windows (the slow part) come last.
     loaded = load_rain_datasets(args, splits=(split,))  # and "info" (windows already cut: their clock)
     if model is not None:

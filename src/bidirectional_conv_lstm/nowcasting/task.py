@@ -38,7 +38,7 @@ from ..models.convlstm.georeferencing_convlstm import METRES_PER
 from ..models.convlstm.rain_rate import RainRateTransform
 from ..training.arguments import TrainingArguments
 from ..training.kinds import DatasetKind, register_dataset_kind
-from .baselines import model_forecaster, steps_forecaster
+from .baselines import model_forecaster, steps_beside
 from .card import save_nowcasting_card
 from .data import (
     RAIN_RATE_DATASETS,
@@ -181,14 +181,8 @@ class RainRateTask:
             print('pysteps is not installed: scoring persistence only (pip install -e ".[nowcasting]")')
             return methods
         methods.update(extrapolation="extrapolation", sprog="sprog")
-        members = getattr(forecaster, "num_members", None)
-        if members is not None:
-            pixel_size = model.config.pixel_size
-            methods["steps"] = steps_forecaster(
-                members,
-                kmperpixel=None if pixel_size is None else pixel_size / 1000.0,
-                timestep_minutes=model.config.time_step or self.timestep_minutes,
-            )
+        if getattr(forecaster, "num_members", None) is not None:
+            methods["steps"] = steps_beside(forecaster, model.config, self.timestep_minutes)
         return methods
 
     def test(self, model, accelerator: Accelerator, output_dir: Path) -> dict:

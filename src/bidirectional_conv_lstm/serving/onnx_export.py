@@ -100,12 +100,19 @@ def export_onnx(
         shape; empty without `check`).
 
     Raises:
-        ValueError / TypeError: bad arguments (before anything is exported); ImportError: onnxscript (or, with
+        ValueError / TypeError: bad arguments, an ensemble model (before anything is exported); ImportError: onnxscript (or, with
         `check`, onnxruntime) is missing; RuntimeError: ONNX Runtime disagrees with PyTorch by more than `atol`.
     """
     output_path = _checked_output_path(output_path, num_input_frames, num_output_frames)
     model = _load(model)
     config = model.config
+    if getattr(config, "ensemble_noise_channels", 0):
+        raise ValueError(
+            f"model is an ensemble model (config.ensemble_noise_channels={config.ensemble_noise_channels}): each "
+            "forecast is a random draw of its noise, which an exported graph would not reproduce; export a model "
+            "without noise (ensemble_noise_channels=0), or draw members in PyTorch "
+            "(forecast_rain_rate(num_members=N, seed=s))"
+        )
     num_input = _frame_count("num_input_frames", num_input_frames, config.num_input_frames)
     num_output = _frame_count("num_output_frames", num_output_frames, config.num_output_frames)
     # A float32 copy in eval mode on the CPU: the caller's model keeps its device, dtype and mode.
