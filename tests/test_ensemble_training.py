@@ -4,6 +4,7 @@ into an ensemble, the model as an ensemble forecaster beside STEPS, the card, an
 from __future__ import annotations
 
 import importlib.util
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -13,6 +14,7 @@ from bidirectional_conv_lstm import ConvLSTMConfig, ConvLSTMForFramePrediction
 from bidirectional_conv_lstm.data import generate_synthetic_rain
 from bidirectional_conv_lstm.nowcasting.baselines import model_forecaster, steps_beside, steps_forecaster
 from bidirectional_conv_lstm.nowcasting.card import create_nowcasting_model_card
+from bidirectional_conv_lstm.nowcasting.evaluation import _with_model
 from bidirectional_conv_lstm.training.arguments import TrainingArguments
 from bidirectional_conv_lstm.training.loop import _optimizer, build_model, train
 
@@ -159,3 +161,14 @@ def test_tiny_ensemble_run_trains_with_the_crps_and_scores_members_beside_steps(
     assert "An ensemble model" in card and "STEPS (pysteps)" in card
     reloaded = ConvLSTMForFramePrediction.from_pretrained(output)
     assert reloaded.config.ensemble_noise_channels == 2 and reloaded.forecaster.noise_injection is not None
+
+
+def test_an_evaluation_scores_the_model_first_and_steps_with_its_member_count():
+    model = rain_model(ensemble_noise_channels=2, ensemble_members=3)
+    methods = _with_model(
+        model, {"persistence": "persistence", "steps": "steps"}, SimpleNamespace(autocast=None)
+    )
+    assert list(methods) == ["model", "persistence", "steps"]
+    assert methods["model"].num_members == methods["steps"].num_members == 3
+    plain = _with_model(rain_model(), {"steps": "steps"}, SimpleNamespace(autocast=None))
+    assert plain["steps"].num_members == 20 and not hasattr(plain["model"], "num_members")

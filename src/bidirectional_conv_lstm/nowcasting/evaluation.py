@@ -445,9 +445,7 @@ def evaluate_rain_dataset(
     model = None
     if config is not None:
         model = ConvLSTMForFramePrediction.from_pretrained(model_name_or_path).eval()
-        methods = {"model": model_forecaster(model, autocast=accelerator.autocast), **methods}
-        if "steps" in methods:  # STEPS with as many members as the model's ensemble, on the model's grid
-            methods["steps"] = steps_beside(methods["model"], config)
+        methods = _with_model(model, methods, accelerator)
     # Every check the options and the model's config allow is done: the windows (the slow part) come last.
     loaded = load_rain_datasets(args, splits=(split,))  # and "info" (windows already cut: their clock)
     if model is not None:
@@ -479,6 +477,16 @@ def evaluate_rain_dataset(
     if output_dir is not None and accelerator.is_main_process:
         write_nowcast_evaluation(results, output_dir)
     return results
+
+
+def _with_model(model, methods: dict, accelerator) -> dict:
+    """The model's forecaster first, then the baselines; a ``"steps"`` among them becomes the STEPS the model is
+    scored beside (as many members as its ensemble, on its grid: :func:`~.baselines.steps_beside`)."""
+    forecaster = model_forecaster(model, autocast=accelerator.autocast)
+    methods = {"model": forecaster, **methods}
+    if "steps" in methods:
+        methods["steps"] = steps_beside(forecaster, model.config)
+    return methods
 
 
 def _check_rain_evaluation(dataset: str, split: str, model_name_or_path: str | None, baselines) -> None:
