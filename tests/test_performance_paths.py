@@ -145,6 +145,7 @@ def test_memory_format_auto_takes_the_faster_layout_measured_once(monkeypatch):
     """ "auto" times the recurrent convolution in both layouts once per shape and runs the faster; a contiguous
     layout must win by the margin, else channels_last stays."""
     monkeypatch.setattr(convlstm_fused, "MEMORY_FORMAT_CHOICES", {})
+    monkeypatch.setattr(convlstm_fused, "MEASURED_MIN_GFLOP", 0.0)  # measure even this small convolution
     timings = {"channels_last": 1.0, "contiguous": 0.5}
     calls = []
 
@@ -193,7 +194,24 @@ def test_memory_format_bad_value_is_refused_before_running():
         module(torch.randn(3, 2, 2, 6, 6))
 
 
-def test_memory_format_auto_measures_for_real_and_agrees_with_both_layouts():
+def test_memory_format_auto_leaves_small_convolutions_channels_last_unmeasured(monkeypatch):
+    """Below MEASURED_MIN_GFLOP per step the timings would be noise: channels_last, as before, the same in every
+    process."""
+    monkeypatch.setattr(convlstm_fused, "MEMORY_FORMAT_CHOICES", {})
+    module = randomize(ConvLSTM(8, 16, 3, 1))
+    x, hidden = torch.randn(3, 4, 8, 12, 12), torch.zeros(4, 16, 12, 12)
+    assert (
+        convlstm_fused.resolve_memory_format("auto", module.cells[0].gate, x, hidden) is torch.channels_last
+    )
+    assert convlstm_fused.MEMORY_FORMAT_CHOICES == {}
+    flops = 2 * 4 * 16 * 64 * 9 * 144  # B C 4C k k H W
+    monkeypatch.setattr(convlstm_fused, "MEASURED_MIN_GFLOP", flops / 1e9)  # at the threshold: measured
+    convlstm_fused.resolve_memory_format("auto", module.cells[0].gate, x, hidden)
+    assert len(convlstm_fused.MEMORY_FORMAT_CHOICES) == 1
+
+
+def test_memory_format_auto_measures_for_real_and_agrees_with_both_layouts(monkeypatch):
+    monkeypatch.setattr(convlstm_fused, "MEASURED_MIN_GFLOP", 0.0)
     module = randomize(ConvLSTM(3, 8, 3, 1))
     x = torch.randn(4, 2, 3, 10, 10)
     results = {}

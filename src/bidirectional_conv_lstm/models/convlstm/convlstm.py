@@ -417,8 +417,9 @@ class ConvLSTM(nn.Module):
             ``fused = False``.
         memory_format: the memory format of the fused path's tensors: ``"auto"`` (default: on the CPU the
             faster of channels_last and contiguous for the layer's recurrent convolution, measured once per
-            process and shape, see :func:`~.convlstm_fused.resolve_memory_format`; channels_last elsewhere),
-            ``"channels_last"`` or ``"contiguous"``. Results agree to rounding whichever it is.
+            process and shape, see :func:`~.convlstm_fused.resolve_memory_format`; channels_last elsewhere and
+            for small convolutions), ``"channels_last"`` or ``"contiguous"``. Results agree to rounding (about
+            1e-7 in fp32) whichever it is; force one for results identical across processes.
 
     Example::
 

@@ -8,6 +8,7 @@ Like :mod:`.convlstm` it imports nothing but torch, so it travels with ``push_to
 
 from __future__ import annotations
 
+import math
 import statistics
 import time
 
@@ -15,7 +16,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["MEMORY_FORMATS", "MEMORY_FORMAT_CHOICES", "fused_applies", "resolve_memory_format", "run_fused"]
+__all__ = [
+    "MEASURED_MIN_GFLOP",
+    "MEMORY_FORMATS",
+    "MEMORY_FORMAT_CHOICES",
+    "fused_applies",
+    "resolve_memory_format",
+    "run_fused",
+]
 
 
 def fused_applies(gate: nn.Module, valid) -> bool:
@@ -282,6 +290,10 @@ MEMORY_FORMATS = ("auto", "channels_last", "contiguous")
 # contiguous is chosen only when measured at least this much faster: channels_last is the layout that needs no
 # reorder on most oneDNN kernels, and one short measurement on a busy machine is noisy.
 _CONTIGUOUS_MIN_GAIN = 1.03
+# Recurrent convolutions of less work than this (GFLOP per step, forward) are not measured and run channels_last:
+# their timings are mostly noise, which would make the layout (and the last bits of the results) differ from one
+# process to the next, and their speed hardly matters.
+MEASURED_MIN_GFLOP = 1.0
 
 
 def _time_layout(layout, shape, padding, dtype, device, backward: bool) -> float:
@@ -327,7 +339,10 @@ def resolve_memory_format(memory_format: str, gate: nn.Module, x: torch.Tensor, 
 
     ``"channels_last"`` / ``"contiguous"`` force one. ``"auto"``: channels_last off the CPU (cuDNN's tensor-core
     kernels want it); on the CPU the faster of the two for this layer's recurrent convolution, measured once per
-    process for each shape, dtype, thread count and whether gradients are wanted (:func:`_measured_layout`).
+    process for each shape, dtype, thread count and whether gradients are wanted (:func:`_measured_layout`);
+    convolutions under :data:`MEASURED_MIN_GFLOP` per step run channels_last unmeasured. Where the two layouts
+    are within the measurement's noise, two processes may choose differently, and their results then differ in the
+    last bits (about 1e-7 in fp32): force a layout for results identical across processes.
     Which is faster depends on the CPU and the shape: on an Intel Xeon with AMX, channels_last is 1.2-2.6x
     faster in bf16, and in fp32 it is 1.1-1.5x faster for 3 x 3 kernels but 7-11 % slower for 5 x 5 kernels
     over 128 channels (docs/benchmarks.md).
@@ -342,6 +357,8 @@ def resolve_memory_format(memory_format: str, gate: nn.Module, x: torch.Tensor, 
     height, width = hidden.shape[-2:]
     backward = torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad)
     shape = (x.shape[1], weight.shape[1], weight.shape[0], *weight.shape[-2:], height, width)
+    if 2 * math.prod(shape) < MEASURED_MIN_GFLOP * 1e9:  # B H' W' kh kw C 4C multiply-adds
+        return torch.channels_last
     padding = tuple(gate.hidden_conv.padding)
     key = (shape, padding, _compute_dtype(x), x.device, backward, torch.get_num_threads())
     return _measured_layout(key)
