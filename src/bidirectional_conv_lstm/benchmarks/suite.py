@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from ..models.convlstm.convlstm_fused import MEMORY_FORMAT_CHOICES
+from ..models.convlstm import convlstm_fused
 from .cuda_graphs import measure as measure_cuda_graphs
 from .layer_variants import build_layer_variants
 from .loss_check import loss_check
@@ -158,7 +158,7 @@ def memory_format_choices() -> list[dict]:
     ``{"shape": "B x C_h -> 4C_h, k x k, H x W", "dtype", "backward", "choice", "channels_last_ms",
     "contiguous_ms"}``."""
     choices = []
-    for key, (choice, last, contiguous) in MEMORY_FORMAT_CHOICES.items():
+    for key, (choice, last, contiguous) in convlstm_fused.MEMORY_FORMAT_CHOICES.items():
         (batch, channels, out_channels, kh, kw, height, width), _, dtype, _, backward, _ = key
         choices.append(
             dict(
