@@ -39,6 +39,7 @@ import numpy as np
 import torch
 
 from ..models.convlstm.argument_checks import check_int
+from ..models.convlstm.ensemble_convlstm import member_fractions
 from ..training.metrics import gather_function
 from .ensemble_statistics import (
     STATISTICS,
@@ -78,11 +79,7 @@ def exceedance_probability(members, thresholds=DEFAULT_PROBABILITY_THRESHOLDS) -
             f"members must be real rain rates (..., M, T, H, W), got dtype {members.dtype}, shape "
             f"{tuple(members.shape)}"
         )
-    dtype = members.dtype if members.is_floating_point() else torch.float32
-    members = members.to(dtype)
-    levels = torch.tensor(thresholds, dtype=dtype, device=members.device).view(-1, 1, 1, 1)
-    exceeding = (members.unsqueeze(-4) >= levels).to(dtype)  # (..., M, K, T, H, W)
-    probability = exceeding.mean(-5)
+    probability = member_fractions(members, thresholds)  # (..., K, T, H, W), members' floating dtype
     finite = torch.isfinite(members).all(-4, keepdim=True)
     return probability if bool(finite.all()) else torch.where(finite, probability, math.nan)
 

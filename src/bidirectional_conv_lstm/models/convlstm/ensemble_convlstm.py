@@ -27,6 +27,7 @@ __all__ = [
     "check_thresholds",
     "ensemble_product",
     "exceedance_probability",
+    "member_fractions",
     "probability_matched_mean",
     "repeat_members",
 ]
@@ -151,10 +152,18 @@ def check_thresholds(thresholds) -> list[float]:
     return values
 
 
+def member_fractions(members: torch.Tensor, levels) -> torch.Tensor:
+    """The one count of members at or above levels: the fraction of the members (dim -4 of `members`, `(..., N, T,
+    H, W)`) at or above each of `levels` (checked floats), `(..., K, T, H, W)` in `members`' floating dtype
+    (float32 for others). NaN members count as below every level. One level at a time: no `(..., N, K, ...)`
+    buffer."""
+    dtype = members.dtype if members.is_floating_point() else torch.float32
+    fractions = [(members >= level).to(dtype).mean(dim=-4) for level in levels]
+    return torch.stack(fractions, dim=-4)
+
+
 def exceedance_probability(members: torch.Tensor, thresholds) -> torch.Tensor:
-    """The fraction of members at or above each threshold: `(B, N, T, H, W)` -> float32 `(B, K, T, H, W)` in
-    `[0, 1]`, non-increasing in the threshold (`thresholds`: see :func:`check_thresholds`). NaN members count as
-    below every threshold; masking no-data pixels is the caller's job."""
-    values = torch.tensor(check_thresholds(thresholds), dtype=members.dtype, device=members.device)
-    fractions = [(members >= value).float().mean(dim=1) for value in values]
-    return torch.stack(fractions, dim=1)
+    """The fraction of members at or above each threshold: `(B, N, T, H, W)` -> `(B, K, T, H, W)` in `[0, 1]`
+    (float32 members: float32), non-increasing in the threshold (`thresholds`: see :func:`check_thresholds`). NaN
+    members count as below every threshold; masking no-data pixels is the caller's job."""
+    return member_fractions(members, check_thresholds(thresholds))
