@@ -163,8 +163,12 @@ TINY_RADAR_STAGE = _options(
         "radar.data.downsample": 1,
         "radar.data.train_crops_per_window": 2,
         **{
-            f"radar.{name}": value for name, value in TINY_TRAINING.items() if name != "teacher_forcing_steps"
+            f"{stage}.{name}": value
+            for stage in ("radar", "ensemble")
+            for name, value in TINY_TRAINING.items()
+            if name != "teacher_forcing_steps"
         },
+        "ensemble.model.ensemble_members": 3,
     }
 )
 # evaluate.py's documented --data names the archive (root) and an event: here a generated stack of that name,
@@ -227,10 +231,16 @@ def check_nowcast(output: str, methods: set[str], *, radar: bool) -> Callable[[P
         assert set(_json(model / "eval" / "metrics.json")["methods"]) == methods
         run = yaml.safe_load((model / "training_config.yaml").read_text())
         assert run["dataset"] == ("radar" if radar else "synthetic_rain")
-        # With an archive, stage 1 (synthetic pretraining) is kept beside the final model, which it started.
-        assert (model / "synthetic" / "model.safetensors").is_file() == radar
+        # With an archive, stages 1 and 2 (synthetic pretraining, radar) are kept beside the final model, an
+        # ensemble fine-tuned from stage 2's, scored on the test events' whole domains beside STEPS.
+        for stage in ("synthetic", "radar"):
+            assert (model / stage / "model.safetensors").is_file() == radar
         if radar:
-            assert run["model_name_or_path"] == str(Path(output) / "synthetic")
+            assert run["model_name_or_path"] == str(Path(output) / "radar")
+            assert run["model"]["ensemble_noise_channels"] > 0 and (model / "model_members.png").is_file()
+            assert (
+                "Whole radar domains of 1 held-out events (east: 32 x 32" in (model / "README.md").read_text()
+            )
 
     return check
 
@@ -259,7 +269,8 @@ FIXED_STEPS = (
     ".venv/bin/python scripts/train_nowcasting.py --radar_root ../shared/radar --output_dir outputs/fixed "
     "--synthetic.max_train_minutes null --synthetic.max_train_steps 460 --synthetic.adapt_num_threads false "
     "--synthetic.num_threads 2 --radar.max_train_minutes null --radar.max_train_steps 670 "
-    "--radar.adapt_num_threads false --radar.num_threads 2"
+    "--radar.adapt_num_threads false --radar.num_threads 2 --ensemble.max_train_minutes null "
+    "--ensemble.max_train_steps 360 --ensemble.adapt_num_threads false --ensemble.num_threads 2"
 )
 RADAR_DATA = "'{root: ../shared/radar, events: [fmi_20170509], split: event, test_events: [fmi_20170509]}'"
 MOVING_MNIST_CPU = ".venv/bin/python scripts/train.py --config configs/moving_mnist_cpu.yaml"
@@ -318,7 +329,8 @@ COMMANDS = {
     # Nowcasting (docs/nowcasting/)
     FIXED_STEPS: Run(
         (*TINY_SYNTHETIC_STAGE, *TINY_RADAR_STAGE),
-        check_nowcast("outputs/fixed", {"model", "persistence", "extrapolation", "sprog"}, radar=True),
+        # (ANVIL too with the recipe's 4 observed frames; the tiny run observes 3)
+        check_nowcast("outputs/fixed", {"model", "persistence", "extrapolation", "sprog", "steps"}, radar=True),
         folder="radar",
         needs="pysteps",
     ),

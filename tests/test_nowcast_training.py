@@ -229,37 +229,59 @@ def test_a_resumed_radar_run_turns_its_windows_as_the_whole_run_did(radar_stacks
 
 
 @pytest.mark.skipif(not SHARED_RADAR.is_dir(), reason="the shared radar events are not here")
+def recipe_stages(tmp_path, **options) -> dict:
+    return nowcasting_stages(
+        ROOT / "configs" / "nowcasting_synthetic.yaml",
+        ROOT / "configs" / "nowcasting_radar.yaml",
+        output_dir=tmp_path,
+        radar_root=SHARED_RADAR,
+        ensemble_config=ROOT / "configs" / "nowcasting_ensemble.yaml",
+        **options,
+    )
+
+
 def test_the_recipe_configs_are_valid_and_hold_out_the_test_events(tmp_path):
-    first, second = nowcasting_stages(
-        ROOT / "configs" / "nowcasting_synthetic.yaml",
-        ROOT / "configs" / "nowcasting_radar.yaml",
-        output_dir=tmp_path,
-        radar_root=SHARED_RADAR,
+    stages = recipe_stages(tmp_path)
+    first, second, third = stages["synthetic"], stages["radar"], stages["ensemble"]
+    assert list(stages) == ["synthetic", "radar", "ensemble"]
+    assert (first.output_dir, second.output_dir, third.output_dir) == tuple(
+        str(folder) for folder in (tmp_path / "synthetic", tmp_path / "radar", tmp_path)
     )
-    assert first.output_dir == str(tmp_path / "synthetic") and second.output_dir == str(tmp_path)
+    # Only the last stage is tested: on the test events' whole domains, origins every 20 minutes.
+    assert (first.do_test, second.do_test, third.do_test) == (True, False, True)
+    assert third.data["whole_domain_test"] == {"stride": 4} and third.data["root"] == str(SHARED_RADAR)
     assert (first.num_input_frames, first.num_output_frames) == (second.num_input_frames, 12) == (4, 12)
-    assert {"fmi_20170509", "bom2_20180616"} <= set(second.data["test_events"])
+    for stage in (second, third):
+        assert {"fmi_20170509", "bom2_20180616"} <= set(stage.data["test_events"])
     assert first.model["rain_rate_transform"] and first.model["advection"]
+    # The ensemble stage: stage 2's data and model, its own fine-tuning settings over them.
+    assert second.model["motion_loss_weight"] == 5.0 and second.data["train_motion"] == "lucas_kanade"
+    assert third.model["motion_loss_weight"] == 0.0 and third.data["train_motion"] is None
+    assert (third.model["ensemble_noise_channels"], third.model["ensemble_members"]) == (8, 20)
+    assert third.model["advection_warp"] == second.model["advection_warp"] == "origin"
+    assert third.data["event_overrides"] == second.data["event_overrides"]
     # The radar stage fine-tunes stage 1's model: its own model settings are fine-tuning ones, over stage 1's.
-    _, changed = nowcasting_stages(
+    changed = recipe_stages(
+        tmp_path, radar_overrides={"model": {"fss_loss_weight": 0.25, "boundary_padding": 8}}
+    )
+    assert (changed["radar"].model["fss_loss_weight"], changed["radar"].model["boundary_padding"]) == (
+        0.25,
+        8,
+    )
+    assert changed["ensemble"].model["boundary_padding"] == 8  # stage 3 inherits stage 2's overrides
+    assert "boundary_padding" not in first.model
+    for key in ("radar_overrides", "ensemble_overrides"):
+        with pytest.raises(ValueError, match=r"may only change .*not \['hidden_sizes'\]"):
+            recipe_stages(tmp_path, **{key: {"model": {"hidden_sizes": [8]}}})
+    # Without an ensemble config the radar stage is the last, and tested; without an archive, stage 1 alone.
+    two = nowcasting_stages(
         ROOT / "configs" / "nowcasting_synthetic.yaml",
         ROOT / "configs" / "nowcasting_radar.yaml",
         output_dir=tmp_path,
         radar_root=SHARED_RADAR,
-        radar_overrides={"model": {"fss_loss_weight": 0.25, "boundary_padding": 8}},
     )
-    assert (changed.model["fss_loss_weight"], changed.model["boundary_padding"]) == (0.25, 8)
-    assert (
-        changed.model["hidden_sizes"] == first.model["hidden_sizes"] and "boundary_padding" not in first.model
-    )
-    with pytest.raises(ValueError, match=r"may only change .*not \['hidden_sizes'\]"):
-        nowcasting_stages(
-            ROOT / "configs" / "nowcasting_synthetic.yaml",
-            ROOT / "configs" / "nowcasting_radar.yaml",
-            output_dir=tmp_path,
-            radar_root=SHARED_RADAR,
-            radar_overrides={"model": {"hidden_sizes": [8]}},
-        )
+    assert list(two) == ["synthetic", "radar"] and two["radar"].do_test
+    assert two["radar"].output_dir == str(tmp_path)
 
 
 @pytest.mark.slow
@@ -294,7 +316,8 @@ def test_tiny_two_stage_run_scores_saves_reloads_and_forecasts_mm_h(radar_stacks
         output_dir=tmp_path / "synthetic",
         synthetic_overrides=tiny,
     )
-    assert results["radar"] is None and results["output_dir"] == str(tmp_path / "synthetic")
+    assert results["radar"] is None and results["ensemble"] is None
+    assert results["output_dir"] == str(tmp_path / "synthetic")
     # Stage 2: fine-tune the stage-1 model on radar windows (here: stacks with no data), score, save.
     # (with the fine-tuning settings of the radar recipe: a boundary margin and the FSS loss term)
     tuning = {"boundary_padding": 4, "fss_loss_weight": 0.5}
@@ -350,3 +373,55 @@ def test_tiny_two_stage_run_scores_saves_reloads_and_forecasts_mm_h(radar_stacks
     assert isinstance(forecast, np.ndarray) and forecast.shape == (1, 5, 32, 32)
     assert np.isnan(forecast[:, :, :3, :5]).all() and (forecast[:, :, 3:] >= 0).all()
     assert torch.isfinite(torch.from_numpy(forecast[:, :, 3:])).all()
+
+
+@pytest.mark.slow
+def test_a_whole_domain_test_scores_each_test_event_on_its_grid_and_reports_their_mean(tmp_path):
+    """data.whole_domain_test: each test event forecast on its whole grid (grids of two sizes here), its scores in
+    eval/<event>/, the run's figures the mean over the events; an ensemble model beside STEPS."""
+    sources = []
+    for name, size, seed in (("north", 32, 3), ("south", 32, 4), ("east", 32, 5), ("west", 24, 6)):
+        event = generate_synthetic_rain(1, num_frames=12, size=size, seed=seed, speed_range=(0.5, 1.5))[0]
+        event[:, :3, :5] = np.nan
+        np.save(tmp_path / f"{name}.npy", event)
+        sources.append({"name": name, "path": str(tmp_path / f"{name}.npy"), "timestep": 5})
+    values = radar_arguments(sources, tmp_path / "cache", output_dir=str(tmp_path / "run"))
+    values["data"].update(test_events=["east", "west"], whole_domain_test={"stride": 3})
+    values["model"].update(ensemble_noise_channels=2, ensemble_train_members=2, ensemble_members=3)
+    values.update(
+        per_device_train_batch_size=4, max_train_steps=2, eval_steps=2, eval_num_samples=4, num_threads=1
+    )
+    test = train(TrainingArguments(**values))["test"]
+
+    output = tmp_path / "run"
+    by_event = {e: json.loads((output / "eval" / e / "metrics.json").read_text()) for e in ("east", "west")}
+    # 12 frames, 6 per window, origins every 3 frames: 3 windows per event, each the whole grid.
+    assert test["events"] == {
+        "east": {"num_windows": 3, "grid": [32, 32]},
+        "west": {"num_windows": 3, "grid": [24, 24]},
+    }
+    assert test["num_windows"] == 6 and all(r["num_windows"] == 3 for r in by_event.values())
+    # (no ANVIL: it needs 4 observed frames, the run has 3)
+    methods = {"model", "persistence", *({"extrapolation", "sprog", "steps"} if HAS_PYSTEPS else ())}
+    assert set(test["methods"]) == methods
+    for name in methods:
+        events = [r["methods"][name] for r in by_event.values()]
+        for key in ("csi@0.5", "mae"):
+            assert test["methods"][name]["overall"][key] == pytest.approx(
+                np.mean([e["overall"][key] for e in events])
+            )
+        lead = [np.mean([e["per_lead_time"]["mae"][t] for e in events]) for t in range(3)]
+        assert test["methods"][name]["per_lead_time"]["mae"] == pytest.approx(lead)
+    crps = [r["methods"]["model"]["probabilistic"]["overall"]["crps"] for r in by_event.values()]
+    assert test["methods"]["model"]["probabilistic"]["overall"]["crps"] == pytest.approx(np.mean(crps))
+    assert crps[0] != crps[1]  # two events, two different figures: the mean is of both
+    report = (output / "eval" / "metrics.md").read_text()
+    assert (
+        "Whole radar domains of 2 held-out events (east: 32 x 32, 3 windows; west: 24 x 24, 3 windows)"
+        in report
+    )
+    assert "Whole radar domains of 2 held-out events" in (output / "README.md").read_text()
+    from PIL import Image
+
+    # The pictures show a whole domain: one of the two grids.
+    assert Image.open(output / "model_members.png").size[0] > 0 and (output / "forecast.gif").is_file()

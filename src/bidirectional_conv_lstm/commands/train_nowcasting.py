@@ -1,25 +1,32 @@
-"""Train a precipitation nowcasting model: synthetic pretraining, then (with an archive) the real radar events.
+"""Train a precipitation nowcasting model: synthetic pretraining, then (with an archive) the real radar events,
+then an ensemble of the radar model, scored on the held-out events' whole radar domains.
 
     python scripts/train_nowcasting.py --radar_root ../shared/radar --output_dir outputs/nowcasting
     python scripts/train_nowcasting.py --output_dir outputs/nowcasting_synthetic        # no archive: synthetic only
+    python scripts/train_nowcasting.py --radar_root ../shared/radar --ensemble_config none \\
+        --output_dir outputs/nowcasting_deterministic                                    # no ensemble stage
     python scripts/train_nowcasting.py --radar_root ../shared/radar --synthetic.max_train_minutes 0.5 \\
-        --radar.max_train_minutes 0.5 --output_dir outputs/nowcasting_smoke              # a quick end-to-end check
+        --radar.max_train_minutes 0.5 --ensemble.max_train_minutes 0.5 \\
+        --output_dir outputs/nowcasting_smoke                                             # a quick end-to-end check
 
 Options:
     --radar_root DIR          the radar archive (laid out as the pysteps-data example events); none: synthetic only
     --output_dir DIR          where the final model, its evaluation, pictures and card go (default outputs/nowcasting)
     --synthetic_config FILE   stage 1 config (default configs/nowcasting_synthetic.yaml)
     --radar_config FILE       stage 2 config (default configs/nowcasting_radar.yaml)
+    --ensemble_config FILE    stage 3 config, what changes over stage 2's (default configs/nowcasting_ensemble.yaml;
+                              none: stop after stage 2, whose model is then the one tested)
     --synthetic.NAME VALUE    override a stage-1 field (nested with dots: --synthetic.data.num_train 500)
-    --radar.NAME VALUE        override a stage-2 field (--radar.max_train_minutes 3)
+    --radar.NAME VALUE        override a stage-2 field (--radar.max_train_minutes 3); stage 3 inherits it
+    --ensemble.NAME VALUE     override a stage-3 field (--ensemble.model.ensemble_members 10)
 """
 
 import sys
 import time
 from pathlib import Path
 
-from ..nowcasting.recipe import run_nowcasting_recipe
-from ..nowcasting.tables import format_scores_table
+from ..nowcasting.recipe import STAGES, run_nowcasting_recipe
+from ..nowcasting.tables import ensemble_methods, format_ensemble_table, format_scores_table
 from ..training.arguments import parse_overrides
 from . import program_name
 
@@ -38,8 +45,9 @@ def parse(argv: list[str]) -> dict:
         "output_dir": "outputs/nowcasting",
         "synthetic_config": str(configs_folder() / "nowcasting_synthetic.yaml"),
         "radar_config": str(configs_folder() / "nowcasting_radar.yaml"),
+        "ensemble_config": str(configs_folder() / "nowcasting_ensemble.yaml"),
     }
-    stage_pairs = {"synthetic": [], "radar": []}
+    stage_pairs = {"synthetic": [], "radar": [], "ensemble": []}
     index = 0
     while index < len(argv):
         token = argv[index]
@@ -63,6 +71,9 @@ def parse(argv: list[str]) -> dict:
         index += 1
     options["synthetic_overrides"] = parse_overrides(stage_pairs["synthetic"])
     options["radar_overrides"] = parse_overrides(stage_pairs["radar"])
+    options["ensemble_overrides"] = parse_overrides(stage_pairs["ensemble"])
+    if str(options["ensemble_config"]).lower() in ("none", "null", ""):
+        options["ensemble_config"] = None
     return options
 
 
@@ -76,13 +87,15 @@ def main(argv: list[str] | None = None) -> None:
         results = run_nowcasting_recipe(synthetic_config, radar_config, **options)
     except (ValueError, TypeError, FileNotFoundError) as error:
         raise SystemExit(f"{program_name('train_nowcasting.py')}: error: {error}") from None
-    final = results["radar"] or results["synthetic"]
-    stages = [("synthetic", results["synthetic"]), ("radar", results["radar"])]
-    for name, stage in stages:
+    final = results["ensemble"] or results["radar"] or results["synthetic"]
+    for name in STAGES:
+        stage = results[name]
         if stage is not None:
             print(
                 f"{name}: {stage['global_step']} steps in {stage['train_minutes']:.1f} min -> {stage['output_dir']}"
             )
     print(f"\nTest scores ({final['output_dir']}/eval/metrics.md), all lead times pooled:\n")
     print(format_scores_table(final["test"]))
+    if ensemble_methods(final["test"]):
+        print("\n" + format_ensemble_table(final["test"]))
     print(f"\nwhole run: {(time.perf_counter() - started) / 60:.1f} min; model: {results['output_dir']}")

@@ -18,7 +18,13 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from ..data import SPLITS
 from ..models.convlstm.configuration_convlstm import ConvLSTMConfig
 from ..utils.cards import TASK_TYPE, as_config, card_template_path, model_card_values
-from .tables import ensemble_methods, format_ensemble_table, format_scores_table, motion_report
+from .tables import (
+    describe_scoring,
+    ensemble_methods,
+    format_ensemble_table,
+    format_scores_table,
+    motion_report,
+)
 
 __all__ = ["NOWCASTING_CARD_TEMPLATE", "create_nowcasting_model_card", "save_nowcasting_card"]
 
@@ -277,17 +283,22 @@ def _results_values(results: Mapping | None, lead_times: Iterable[int], step: fl
         if lead <= results["num_output_frames"]:
             title = f"+{lead * step:g} min" if step else f"lead time {lead} (frames)"
             per_lead.append((title, _scores_table(results, lead)))
-    evaluation_text = (
-        f"On {results['num_windows']} test windows ({results['num_input_frames']} observed -> "
-        f"{results['num_output_frames']} forecast frames), all lead times pooled, every method on the same "
-        "windows, grid and valid pixels"
-        + (
-            f"; every method saw {results['context']} pixels of surroundings around each tile (the radar "
-            "field beyond it, as when forecasting the whole domain) and was scored on the tile alone:"
-            if results.get("context")
-            else ":"
+    if results.get("events"):  # whole domains, the mean over events
+        evaluation_text = (
+            describe_scoring(results) + " Every method on the same windows, grid and valid pixels:"
         )
-    )
+    else:
+        evaluation_text = (
+            f"On {results['num_windows']} test windows ({results['num_input_frames']} observed -> "
+            f"{results['num_output_frames']} forecast frames), all lead times pooled, every method on the same "
+            "windows, grid and valid pixels"
+            + (
+                f"; every method saw {results['context']} pixels of surroundings around each tile (the radar "
+                "field beyond it, as when forecasting the whole domain) and was scored on the tile alone:"
+                if results.get("context")
+                else ":"
+            )
+        )
     return dict(
         motion_text=motion_report(results["motion"]) if results.get("motion") else "",
         evaluation_text=evaluation_text,

@@ -47,11 +47,14 @@ __all__ = [
     "windows_source",
     "check_rain_data",
     "eval_context",
+    "event_names",
     "load_rain_datasets",
     "pretraining_info",
+    "radar_sources",
     "scoring_arguments",
     "source_config",
     "timestep_minutes",
+    "whole_domain_test",
 ]
 
 # The run datasets (TrainingArguments.dataset) of rain-rate windows (the data.rain.storage schema).
@@ -59,7 +62,15 @@ RAIN_RATE_DATASETS = ("synthetic_rain", "radar")
 DATA_OPTIONS = ("cache_dir", "augment")
 # Radar options of this module, on top of RadarWindowsConfig's (whose split / validation_events / test_events
 # are read per event here, see load_rain_datasets).
-RADAR_OPTIONS = ("root", "sources", "events", "event_overrides", "cache_events", "train_motion")
+RADAR_OPTIONS = (
+    "root",
+    "sources",
+    "events",
+    "event_overrides",
+    "cache_events",
+    "train_motion",
+    "whole_domain_test",
+)
 TRAIN_MOTIONS = (None, "lucas_kanade")
 # Options of a run that reads windows already cut (data.windows): the streamed training split's
 # (training.streaming), and eval_context, which says how the pushed validation / test tiles were cut (the scores
@@ -151,6 +162,39 @@ def _check_data_options(args: TrainingArguments, *, training: bool) -> None:
         )
     if args.dataset == "radar":
         _event_configs(args, training=training)
+        whole_domain_test(args)
+
+
+# data.whole_domain_test: window fields it may set (the tile is the event's grid; the frame counts are the run's).
+WHOLE_DOMAIN_FIELDS = ("stride", "downsample", "timestep")
+
+
+def whole_domain_test(args: TrainingArguments) -> dict | None:
+    """``data.whole_domain_test`` of a radar run, checked, or None: a mapping of :data:`WHOLE_DOMAIN_FIELDS` (e.g.
+    ``{stride: 4}``) under which each test event is scored on its whole grid
+    (:mod:`~bidirectional_conv_lstm.nowcasting.whole_domains`).
+
+    Raises:
+        ValueError: not a mapping; another field (e.g. ``tile_size``: the tile is the grid); no ``test_events``.
+    """
+    value = args.data.get("whole_domain_test") if args.dataset == "radar" else None
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        raise ValueError(
+            f"data.whole_domain_test must be a mapping of window fields (e.g. {{stride: 4}}) or null, got {value!r}"
+        )
+    others = sorted(set(value) - set(WHOLE_DOMAIN_FIELDS))
+    if others:
+        raise ValueError(
+            f"data.whole_domain_test may set {list(WHOLE_DOMAIN_FIELDS)}, not {others} (the tile is each test "
+            "event's whole grid)"
+        )
+    if not event_names(args, "test_events"):
+        raise ValueError(
+            "data.whole_domain_test scores the test events on their whole grids: name them in data.test_events"
+        )
+    return dict(value)
 
 
 def check_rain_data(args: TrainingArguments) -> None:
@@ -168,7 +212,8 @@ def check_rain_data(args: TrainingArguments) -> None:
         )
 
 
-def _names(args: TrainingArguments, key: str) -> list[str]:
+def event_names(args: TrainingArguments, key: str) -> list[str]:
+    """The event names of ``data.<key>`` (``events``, ``test_events``, ``validation_events``); [] when unset."""
     value = args.data.get(key)
     if value is None:
         return []
@@ -181,7 +226,7 @@ def _names(args: TrainingArguments, key: str) -> list[str]:
     return list(value)
 
 
-def _radar_sources(args: TrainingArguments) -> dict:
+def radar_sources(args: TrainingArguments) -> dict:
     """``{event name: RadarSource}`` from ``data.root`` (the example events' layout) and ``data.sources``."""
     _, options = split_options(args)
     root, listed = options.get("root"), options.get("sources")
@@ -215,9 +260,9 @@ def _event_configs(args: TrainingArguments, *, training: bool = True) -> dict:
     """``{event name: RadarWindowsConfig}`` of a radar run (see :func:`load_rain_datasets`); ``training=False``
     (scoring only) allows every event to be held out."""
     _, options = split_options(args)
-    known = sorted(_radar_sources(args))
-    events = _names(args, "events") or known
-    test, validation = _names(args, "test_events"), _names(args, "validation_events")
+    known = sorted(radar_sources(args))
+    events = event_names(args, "events") or known
+    test, validation = event_names(args, "test_events"), event_names(args, "validation_events")
     overrides = options.get("event_overrides") or {}
     if not isinstance(overrides, dict) or not all(isinstance(v, dict) for v in overrides.values()):
         raise ValueError(f"data.event_overrides must map event names to option dicts, got {overrides!r}")
@@ -306,10 +351,10 @@ def load_rain_datasets(args: TrainingArguments, splits: Sequence[str] = SPLITS) 
         return {**{name: tables[name] for name in splits}, "info": {"dataset": "synthetic_rain"}}
     import datasets
 
-    sources = _radar_sources(args)
+    sources = radar_sources(args)
     parts = {name: [] for name in splits}
     info = {"dataset": "radar", "events": {}}
-    test, validation = _names(args, "test_events"), _names(args, "validation_events")
+    test, validation = event_names(args, "test_events"), event_names(args, "validation_events")
     for name, config in _event_configs(args, training="train" in splits).items():
         # Two reader processes: reading the archive (once, then cached) is a good share of a short run.
         workers = min(2, os.cpu_count() or 1)

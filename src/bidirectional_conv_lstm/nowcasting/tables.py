@@ -172,21 +172,40 @@ def _describe(results: Mapping, lead_time: int | None) -> str:
     return f"+{lead_time * step:g} min" if step else f"lead time {lead_time} (frames)"
 
 
-def nowcast_report(results: Mapping, *, lead_times: Iterable[int] = ()) -> str:
-    """Markdown: the overall table, then one table per requested lead time (1-based frames); with an ensemble
-    method, the ensemble tables (:func:`format_ensemble_table`) after them."""
+def describe_scoring(results: Mapping) -> str:
+    """One sentence on what `results` scored: the windows and frames, how counts were pooled; for results over
+    whole domains (:func:`~bidirectional_conv_lstm.nowcasting.whole_domains.mean_results`) the events, their grids
+    and window counts, and that each figure is the mean over events."""
     step = results.get("timestep_minutes")
-    text = [
-        f"{results['num_windows']} windows, {results['num_input_frames']} observed -> "
-        f"{results['num_output_frames']} forecast frames"
-        + (f" of {step:g} min" if step else "")
-        + "; thresholds in mm/h, FSS windows in pixels; contingency counts pooled over windows and pixels"
+    frames = f"{results['num_input_frames']} observed -> {results['num_output_frames']} forecast frames" + (
+        f" of {step:g} min" if step else ""
+    )
+    events = results.get("events")
+    if events:
+        listed = "; ".join(
+            f"{name}: {' x '.join(str(side) for side in event['grid'])}, {event['num_windows']} windows"
+            for name, event in events.items()
+        )
+        return (
+            f"Whole radar domains of {len(events)} held-out events ({listed}), {frames}; thresholds in mm/h, FSS "
+            "windows in pixels; each event's scores pooled over its windows and pixels, then every figure the mean "
+            "over the events."
+        )
+    return (
+        f"{results['num_windows']} windows, {frames}; thresholds in mm/h, FSS windows in pixels; contingency counts "
+        "pooled over windows and pixels"
         + (
             f"; every method saw {results['context']} px of surroundings around each tile, scored on the tile alone."
             if results.get("context")
             else "."
-        ),
-    ]
+        )
+    )
+
+
+def nowcast_report(results: Mapping, *, lead_times: Iterable[int] = ()) -> str:
+    """Markdown: the overall table, then one table per requested lead time (1-based frames); with an ensemble
+    method, the ensemble tables (:func:`format_ensemble_table`) after them."""
+    text = [describe_scoring(results)]
     for lead_time in (None, *lead_times):
         text.append(f"\n**{_describe(results, lead_time)}**\n")
         text.append(format_scores_table(results, lead_time=lead_time))

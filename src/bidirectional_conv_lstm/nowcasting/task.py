@@ -38,16 +38,18 @@ from ..models.convlstm.georeferencing_convlstm import METRES_PER
 from ..models.convlstm.rain_rate import RainRateTransform
 from ..training.arguments import TrainingArguments
 from ..training.kinds import DatasetKind, register_dataset_kind
-from .baselines import model_forecaster, steps_beside
+from .baselines import min_input_frames, model_forecaster, steps_beside
 from .card import save_nowcasting_card
 from .data import (
     RAIN_RATE_DATASETS,
     check_rain_data,
     eval_context,
+    event_names,
     load_rain_datasets,
     pretraining_info,
     split_options,
     timestep_minutes,
+    whole_domain_test,
     windows_source,
 )
 from .ensemble_pictures import save_ensemble_pictures
@@ -61,6 +63,7 @@ from .evaluation import (
 from .motion import motion_check
 from .pictures import save_radar_gif, save_radar_strip
 from .verification import NowcastVerifier
+from .whole_domains import mean_results, whole_domain_arguments
 
 __all__ = ["RAIN_BEST_MODEL_METRICS", "RAIN_RATE_KIND", "RainRateTask"]
 
@@ -170,8 +173,10 @@ class RainRateTask:
 
     def methods(self, model, accelerator: Accelerator | None = None) -> dict:
         """The forecasters scored at the end: the model (under ``accelerator``'s autocast; an ensemble model's
-        ``config.ensemble_members`` members), persistence, and (with pysteps) extrapolation, S-PROG, and for an
-        ensemble model STEPS with as many members on the model's grid and time step."""
+        ``config.ensemble_members`` members), persistence, and (with pysteps) extrapolation, S-PROG, ANVIL on whole
+        domains (``data.whole_domain_test``: few windows, and growth and decay wants the domain) where there are
+        the observed frames it needs, and for an ensemble model STEPS with as many members on the model's grid and
+        time step."""
         import importlib.util
 
         autocast = accelerator.autocast if accelerator is not None else None
@@ -181,36 +186,41 @@ class RainRateTask:
             print('pysteps is not installed: scoring persistence only (pip install -e ".[nowcasting]")')
             return methods
         methods.update(extrapolation="extrapolation", sprog="sprog")
+        anvil = resolve_forecasters(["anvil"])["anvil"]
+        if whole_domain_test(self.args) is not None and min_input_frames(anvil) <= self.args.num_input_frames:
+            methods["anvil"] = anvil
         if getattr(forecaster, "num_members", None) is not None:
             methods["steps"] = steps_beside(forecaster, model.config, self.timestep_minutes)
         return methods
 
     def test(self, model, accelerator: Accelerator, output_dir: Path) -> dict:
-        """Score ``model`` and the baselines on the test split (:func:`evaluate_nowcasts`); on the main process
-        write ``eval/``, ``forecast.png``, ``forecast.gif`` and the model card. Returns the results dict."""
-
+        """Score ``model`` and the baselines on the test split (:func:`evaluate_nowcasts`), or with
+        ``data.whole_domain_test`` on each test event's whole grid and then the mean over events
+        (:mod:`~bidirectional_conv_lstm.nowcasting.whole_domains`; each event's figures in ``eval/<event>/``); on
+        the main process write ``eval/``, ``forecast.png``, ``forecast.gif`` and the model card. Returns the
+        results dict."""
         args = self.args
         model.eval()
-        windows = self.splits["test"]
-        results = evaluate_nowcasts(
-            windows,
-            self.methods(model, accelerator),
-            num_input_frames=args.num_input_frames,
-            num_output_frames=args.num_output_frames,
-            timestep_minutes=self.timestep_minutes,
-            batch_size=args.per_device_eval_batch_size,
-            accelerator=accelerator,
-            max_windows=args.test_num_samples,
-            progress=True,
-            context=self.eval_context,
-        )
+        if whole_domain_test(args) is None:
+            tests = {"test": (self.splits["test"], self.eval_context)}
+            results = self.score(model, accelerator, *tests["test"])
+        else:
+            tests, by_event, grids = {}, {}, {}
+            for event in event_names(args, "test_events"):
+                event_args = whole_domain_arguments(args, event)
+                grids[event] = event_args.data["tile_size"]
+                tests[event] = (load_rain_datasets(event_args, splits=("test",))["test"], 0)
+                by_event[event] = self.score(model, accelerator, *tests[event])
+            results = mean_results(by_event, grids)
         if accelerator.is_main_process:
-            motion = self.motion_check(model, accelerator)
-            if motion is not None:
-                results["motion"] = motion
             lead_times = [t for t in REPORT_LEAD_TIMES if t <= args.num_output_frames]
+            if whole_domain_test(args) is not None:
+                for event, event_results in by_event.items():
+                    write_nowcast_evaluation(
+                        event_results, output_dir / "eval" / event, lead_times=lead_times
+                    )
             write_nowcast_evaluation(results, output_dir / "eval", lead_times=lead_times)
-            self.save_pictures(model, output_dir, accelerator=accelerator)
+            self.save_pictures(model, output_dir, accelerator=accelerator, tests=tests)
             save_nowcasting_card(
                 output_dir,
                 config=model.config,
@@ -222,71 +232,105 @@ class RainRateTask:
             )
         return results
 
-    def motion_check(self, model, accelerator: Accelerator | None = None) -> dict | None:
-        """The advection head's motion beside Lucas-Kanade's on the test windows
+    def score(self, model, accelerator: Accelerator, windows, context: int) -> dict:
+        """:func:`evaluate_nowcasts` of the model and the baselines on `windows` (with `context` pixels of
+        surroundings), and on the main process the model's motion beside Lucas-Kanade's (``"motion"``)."""
+        args = self.args
+        results = evaluate_nowcasts(
+            windows,
+            self.methods(model, accelerator),
+            num_input_frames=args.num_input_frames,
+            num_output_frames=args.num_output_frames,
+            timestep_minutes=self.timestep_minutes,
+            batch_size=args.per_device_eval_batch_size,
+            accelerator=accelerator,
+            max_windows=args.test_num_samples,
+            progress=True,
+            context=context,
+        )
+        if accelerator.is_main_process:
+            motion = self.motion_check(model, windows, context, accelerator)
+            if motion is not None:
+                results["motion"] = motion
+        return results
+
+    def motion_check(
+        self, model, windows, context: int, accelerator: Accelerator | None = None
+    ) -> dict | None:
+        """The advection head's motion beside Lucas-Kanade's on test `windows`
         (:func:`~bidirectional_conv_lstm.nowcasting.motion.motion_check`); None for a model without an advection head
         or without pysteps."""
         return motion_check(
             model,
-            self.splits["test"],
+            windows,
             num_input_frames=self.args.num_input_frames,
             batch_size=self.args.per_device_eval_batch_size,
             max_windows=self.args.test_num_samples,
-            context=self.eval_context,
+            context=context,
             autocast=accelerator.autocast if accelerator is not None else None,
         )
 
     def save_pictures(
-        self, model, output_dir: Path, *, max_candidates: int = 64, accelerator: Accelerator | None = None
+        self,
+        model,
+        output_dir: Path,
+        *,
+        max_candidates: int = 64,
+        accelerator: Accelerator | None = None,
+        tests: dict | None = None,
     ) -> dict[str, Path]:
         """``forecast.png`` (strip) and ``forecast.gif`` of the test window with the most rain (>= 1 mm/h) in its
-        future among the first `max_candidates`: observed, truth, and every method's forecast (an ensemble's
-        deterministic product), on the scored tile (the forecasters see its ``eval_context`` surroundings); for each
-        ensemble method also ``<name>_members.png`` and ``<name>_exceedance.png``."""
-
-        args, windows = self.args, self.splits["test"]
-        count = min(len(windows), max_candidates)
-        stored = np.asarray(windows.select(range(count)).with_format("numpy")["rain_rate"])
-        observed, observed_valid, future, future_valid = decode_windows(
-            stored, args.num_input_frames, args.num_output_frames
+        future among the first `max_candidates` of each of `tests` (``{name: (windows, context)}``, default the
+        test split): observed, truth, and every method's forecast (an ensemble's deterministic product), on the
+        scored tile (the forecasters see its context); for each ensemble method also ``<name>_members.png`` and
+        ``<name>_exceedance.png``."""
+        args = self.args
+        tests = tests or {"test": (self.splits["test"], self.eval_context)}
+        observed, observed_valid, future, future_valid, context = _rainiest_window(
+            tests, args.num_input_frames, args.num_output_frames, max_candidates
         )
-        index = int(np.argmax(((future >= 1.0) & future_valid).sum(axis=(1, 2, 3))))
-        pick = slice(index, index + 1)
         forecasts, ensembles = {}, {}
         for name, forecaster in resolve_forecasters(self.methods(model, accelerator)).items():
-            forecast = forecaster(
-                observed[pick], valid=observed_valid[pick], num_output_frames=args.num_output_frames
-            )
+            forecast = forecaster(observed, valid=observed_valid, num_output_frames=args.num_output_frames)
             if (
                 ensemble_size(name, forecaster) is not None
             ):  # members: their product in the strip, then pictures
-                ensembles[name] = crop_context(np.asarray(forecast)[0], self.eval_context)
+                ensembles[name] = crop_context(np.asarray(forecast)[0], context)
                 forecast = deterministic_forecast(forecaster, forecast).numpy()
-            forecasts[name] = crop_context(np.asarray(forecast)[0], self.eval_context)
+            forecasts[name] = crop_context(np.asarray(forecast)[0], context)
         observed, observed_valid, future, future_valid = (
-            crop_context(frames, self.eval_context)
-            for frames in (observed, observed_valid, future, future_valid)
+            crop_context(frames, context)[0] for frames in (observed, observed_valid, future, future_valid)
         )
         options = dict(
-            observed_valid=observed_valid[index],
-            truth_valid=future_valid[index],
-            timestep_minutes=self.timestep_minutes,
+            observed_valid=observed_valid, truth_valid=future_valid, timestep_minutes=self.timestep_minutes
         )
         pictures = {}
         for name, members in ensembles.items():  # <name>_members.png, <name>_exceedance.png
             leads = range(0, args.num_output_frames, max(1, args.num_output_frames // 4))
-            paths = save_ensemble_pictures(
-                name, members, observed[index], future[index], output_dir, leads, **options
-            )
+            paths = save_ensemble_pictures(name, members, observed, future, output_dir, leads, **options)
             pictures.update({f"{name}_{kind}": path for kind, path in paths.items()})
         return pictures | {
             "strip": save_radar_strip(
-                observed[index], future[index], forecasts, output_dir / "forecast.png", scale=2, **options
+                observed, future, forecasts, output_dir / "forecast.png", scale=2, **options
             ),
-            "gif": save_radar_gif(
-                observed[index], future[index], forecasts, output_dir / "forecast.gif", **options
-            ),
+            "gif": save_radar_gif(observed, future, forecasts, output_dir / "forecast.gif", **options),
         }
+
+
+def _rainiest_window(tests: dict, num_input_frames: int, num_output_frames: int, max_candidates: int):
+    """``(observed, observed_valid, future, future_valid, context)`` of the window with the most rain (>= 1 mm/h)
+    in its future among the first `max_candidates` of each ``(windows, context)`` of `tests`; arrays of one
+    window, ``(1, T, H, W)``."""
+    best = None
+    for windows, context in tests.values():
+        count = min(len(windows), max_candidates)
+        stored = np.asarray(windows.select(range(count)).with_format("numpy")["rain_rate"])
+        decoded = decode_windows(stored, num_input_frames, num_output_frames)
+        wet = ((decoded[2] >= 1.0) & decoded[3]).sum(axis=(1, 2, 3))
+        index = int(np.argmax(wet))
+        if best is None or wet[index] > best[0]:
+            best = (wet[index], [frames[index : index + 1] for frames in decoded], context)
+    return (*best[1], best[2])
 
 
 # What the training loop knows of rain-rate windows (training.kinds). pyproject.toml declares it as the entry point

@@ -28,6 +28,7 @@ __all__ = [
     "FINE_TUNING_FIELDS",
     "TrainingArguments",
     "load_training_arguments",
+    "merge_config",
     "parse_command_line",
     "parse_overrides",
 ]
@@ -174,6 +175,8 @@ class TrainingArguments:
             ``"mse"`` or ``"mae"`` (lower is better), ``"psnr"`` or ``"ssim"`` (higher is better); for rain rate
             ``"loss"``, ``"csi_m"`` (mean CSI over the thresholds, higher is better), ``"mse"`` or ``"mae"`` (mm/h).
         test_num_samples (`int`, *optional*): test sequences for the final evaluation (all when unset).
+        do_test (`bool`, defaults to true): run the final evaluation (and write the card); false for a stage
+            whose model a later stage fine-tunes and tests (the nowcasting recipe's radar stage).
         checkpointing_steps (`int`), checkpoints_total_limit (`int`): ``save_state`` every N steps, keep K.
         resume_from_checkpoint (`str`, *optional*): ``"latest"`` or a checkpoint folder.
         logging_steps (`int`), report_to (`str`): tracker for loss, metrics and pictures.
@@ -218,6 +221,7 @@ class TrainingArguments:
     eval_num_samples: int = 256
     metric_for_best_model: str = "mse"
     test_num_samples: int | None = None
+    do_test: bool = True
     checkpointing_steps: int = 250
     checkpoints_total_limit: int = 2
     resume_from_checkpoint: str | None = None
@@ -502,11 +506,12 @@ def parse_overrides(pairs: list[str]) -> dict:
     return overrides
 
 
-def _merge(base: dict, overrides: dict) -> dict:
+def merge_config(base: dict, overrides: dict) -> dict:
+    """`base` with `overrides` over it, nested mappings merged key by key (a run config and its overrides)."""
     merged = dict(base)
     for key, value in overrides.items():
         if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _merge(merged[key], value)
+            merged[key] = merge_config(merged[key], value)
         else:
             merged[key] = value
     return merged
@@ -529,7 +534,7 @@ def load_training_arguments(
     """
     overrides = overrides or {}
     from_file = _read_config_file(config_path) if config_path is not None else {}
-    values = _merge(from_file, overrides)
+    values = merge_config(from_file, overrides)
     for key in ("model", "data"):  # `--model null` / `--data null` drop the file's settings
         if key in values and values[key] is None:
             values[key] = {}

@@ -154,12 +154,14 @@ def _optimizer(args: TrainingArguments, model) -> torch.optim.Optimizer:
 def _test_best_model(
     args: TrainingArguments, accelerator: Accelerator, task, state: dict, train_minutes: float
 ):
-    """The best model (reloaded from ``output_dir``): its test evaluation, card and pictures (the task's), and the
-    run's results, written to ``eval/results.json``."""
+    """The best model (reloaded from ``output_dir``): its test evaluation, card and pictures (the task's; none
+    without ``args.do_test``), and the run's results, written to ``eval/results.json``."""
     output_dir = Path(args.output_dir)
     accelerator.wait_for_everyone()
-    best = ConvLSTMForFramePrediction.from_pretrained(output_dir).to(accelerator.device)
-    test_metrics = task.test(best, accelerator, output_dir)
+    test_metrics = {}
+    if args.do_test:
+        best = ConvLSTMForFramePrediction.from_pretrained(output_dir).to(accelerator.device)
+        test_metrics = task.test(best, accelerator, output_dir)
     results = {
         "global_step": state["global_step"],
         "metric_for_best_model": args.metric_for_best_model,
@@ -174,6 +176,7 @@ def _test_best_model(
             {f"test/{k}": v for k, v in test_metrics.items() if isinstance(v, float)},
             step=state["global_step"],
         )
+        (output_dir / "eval").mkdir(exist_ok=True)
         (output_dir / "eval" / "results.json").write_text(json.dumps(results, indent=2, default=float))
     return results
 
