@@ -31,8 +31,9 @@ train: setup
 	@cat $(RUN_DIR)/eval/metrics.md
 
 # Precipitation nowcasting (docs/nowcasting/index.md): synthetic pretraining, then the radar events of
-# RADAR_ROOT when that folder exists (else the synthetic data alone), evaluated beside persistence, Lucas-Kanade
-# extrapolation and S-PROG. About 11 minutes on 2 CPU cores (10.6 measured).
+# RADAR_ROOT when that folder exists (else the synthetic data alone), then an ensemble of the radar model, scored on
+# the held-out events' whole radar domains beside persistence, Lucas-Kanade extrapolation, S-PROG, ANVIL and STEPS.
+# Within 15 minutes on 2 CPU cores (see docs/nowcasting/index.md for the measured time).
 RADAR_ROOT ?= ../shared/radar
 NOWCAST_DIR ?= outputs/nowcasting
 nowcast: setup

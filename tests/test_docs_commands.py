@@ -439,7 +439,7 @@ COMMANDS = {
         ("benchmark_ensemble.py", "--quick"),
     ),
     # Ensembles (docs/nowcasting/ensembles.md)
-    ".venv/bin/convlstm-train --config configs/nowcasting_radar.yaml --model_name_or_path outputs/nowcasting "
+    ".venv/bin/convlstm-train --config configs/nowcasting_radar.yaml --model_name_or_path outputs/nowcasting/radar "
     "--output_dir outputs/nowcasting_ensemble --model.ensemble_noise_channels 8 --model.ensemble_train_members 4 "
     "--learning_rate 3e-4 --noise_learning_rate 2e-3": Covered(
         "tests/test_ensemble_training.py::test_fine_tuning_a_deterministic_model_into_an_ensemble_adds_the_noise_injection",

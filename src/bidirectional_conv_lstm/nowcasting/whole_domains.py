@@ -54,8 +54,10 @@ def _mean_leaf(values: list):
         if not all(isinstance(v, (list, tuple)) and len(v) == len(first) for v in values):
             return None
         return [_mean_leaf([v[i] for v in values]) for i in range(len(first))]
+    if all(type(v) is type(first) and v == first for v in values):
+        return first  # the same on every event (a frame count, a member count): kept as it is
     if isinstance(first, bool) or not isinstance(first, (int, float, np.number)) or first is None:
-        return first if all(v == first for v in values) else None
+        return None
     return float(np.mean([float(v) if v is not None else np.nan for v in values]))
 
 
