@@ -330,7 +330,9 @@ COMMANDS = {
     FIXED_STEPS: Run(
         (*TINY_SYNTHETIC_STAGE, *TINY_RADAR_STAGE),
         # (ANVIL too with the recipe's 4 observed frames; the tiny run observes 3)
-        check_nowcast("outputs/fixed", {"model", "persistence", "extrapolation", "sprog", "steps"}, radar=True),
+        check_nowcast(
+            "outputs/fixed", {"model", "persistence", "extrapolation", "sprog", "steps"}, radar=True
+        ),
         folder="radar",
         needs="pysteps",
     ),

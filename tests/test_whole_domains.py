@@ -42,7 +42,10 @@ def radar_run(tmp_path, **data) -> TrainingArguments:
     "value, message",
     [
         (4, r"whole_domain_test must be a mapping of window fields \(e.g. \{stride: 4\}\) or null, got 4"),
-        ({"tile_size": 16}, r"may set \['stride', 'downsample', 'timestep'\], not \['tile_size'\]"),
+        (
+            {"tile_size": 16},
+            r"may set \['stride', 'downsample', 'timestep', 'min_valid_fraction'\], not \['tile_size'\]",
+        ),
     ],
 )
 def test_the_option_is_checked_with_the_run(tmp_path, value, message):
@@ -64,6 +67,7 @@ def test_each_test_event_is_cut_into_windows_of_its_whole_grid(tmp_path):
     assert east.data["tile_size"] == [32, 32] and west.data["tile_size"] == [12, 12]  # 24 px downsampled 2x
     assert east.data["events"] == ["east"] and east.data["test_events"] == ["east"]
     assert "whole_domain_test" not in east.data and east.data["stride"] == 3
+    assert east.data["min_valid_fraction"] == 0.0  # a whole grid may be mostly outside the radars' range
     windows = load_rain_datasets(west, splits=("test",))["test"]
     # 12 frames, 6 a window, an origin every 3 frames: 3 windows, each the whole 12 x 12 grid
     assert len(windows) == 3 and np.asarray(windows[0]["rain_rate"]).shape == (6, 1, 12, 12)

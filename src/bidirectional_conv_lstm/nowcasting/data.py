@@ -166,7 +166,7 @@ def _check_data_options(args: TrainingArguments, *, training: bool) -> None:
 
 
 # data.whole_domain_test: window fields it may set (the tile is the event's grid; the frame counts are the run's).
-WHOLE_DOMAIN_FIELDS = ("stride", "downsample", "timestep")
+WHOLE_DOMAIN_FIELDS = ("stride", "downsample", "timestep", "min_valid_fraction")
 
 
 def whole_domain_test(args: TrainingArguments) -> dict | None:

@@ -28,8 +28,10 @@ def whole_domain_arguments(args, event: str):
     :func:`~.data.load_rain_datasets`, split ``"test"``): the run's data options
     with ``events: [event]`` held out, the event's overrides and ``data.whole_domain_test`` applied, and
     ``tile_size`` the event's grid at its downsampling (read from the archive: one frame's header); no surroundings
-    (``eval_context: 0``, there is nothing beyond the grid)."""
-    whole = whole_domain_test(args) or {}
+    (``eval_context: 0``, there is nothing beyond the grid); every window kept whatever its share of pixels with
+    data (``min_valid_fraction: 0`` unless ``data.whole_domain_test`` says otherwise: a composite's grid may be
+    mostly outside the radars' range, and the scores count only pixels with data)."""
+    whole = {"min_valid_fraction": 0.0, **(whole_domain_test(args) or {})}
     _, options = split_options(args)
     overrides = (options.get("event_overrides") or {}).get(event, {})
     config = dataclasses.replace(source_config(args), **{**overrides, **whole})
