@@ -248,6 +248,26 @@ def test_fused_bf16_autocast_matches_plain_and_keeps_float32_state():
         torch.testing.assert_close(grads[name] / scale, reference_grads[name] / scale, rtol=0.05, atol=0.05)
 
 
+@pytest.mark.parametrize("with_state", [False, True])
+def test_fused_bf16_gradients_match_float64_with_and_without_an_initial_state(with_state):
+    """Under autocast the fused backward's gradients (weights, input frames, initial state) are the float64 plain
+    path's to bf16 precision, with and without an initial state (the recurrent weight gradient of the first step
+    is taken against it), in both directions."""
+    module = randomize(ConvLSTM(2, 4, 3, 1, bidirectional=True, num_layers=2))
+    fused, plain = fused_and_plain(module)
+    x = torch.randn(5, 2, 2, 6, 6)
+    state = None
+    if with_state:  # an initial state: (num_layers * directions, B, C, H, W)
+        state = (torch.randn(4, 2, 4, 6, 6) * 0.5, torch.randn(4, 2, 4, 6, 6) * 0.5)
+    reference = run_with_grads(plain.double(), x.double(), state and tuple(s.double() for s in state))[3]
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        grads = run_with_grads(fused, x, state)[3]
+    assert set(grads) == set(reference)
+    for name, value in grads.items():
+        scale = reference[name].abs().max()
+        torch.testing.assert_close(value.double() / scale, reference[name] / scale, rtol=0.03, atol=0.03)
+
+
 def test_fused_saves_fewer_activation_bytes_than_plain():
     fused, plain = fused_and_plain(ConvLSTM(2, 16, 3, 1))
     x = torch.randn(8, 4, 2, 16, 16)
