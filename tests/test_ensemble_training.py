@@ -159,6 +159,9 @@ def test_tiny_ensemble_run_trains_with_the_crps_and_scores_members_beside_steps(
         assert (output / name).is_file(), name
     card = (output / "README.md").read_text()
     assert "An ensemble model" in card and "STEPS (pysteps)" in card
+    # the reliability diagram and rank histograms the card shows are the run's own files
+    for picture in ("eval/reliability.png", "eval/rank_histograms.png"):
+        assert f"]({picture})" in card and (output / picture).is_file()
     reloaded = ConvLSTMForFramePrediction.from_pretrained(output)
     assert reloaded.config.ensemble_noise_channels == 2 and reloaded.forecaster.noise_injection is not None
 
