@@ -18,7 +18,7 @@ from bidirectional_conv_lstm.models.convlstm.ensemble_convlstm import (
     probability_matched_mean,
 )
 from bidirectional_conv_lstm.models.convlstm.losses_convlstm import almost_fair_crps
-from bidirectional_conv_lstm.models.convlstm.rain_rate import RainRateTransform
+from rain_models import small_rain_model
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -26,22 +26,10 @@ FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 
 def rain_model(**overrides) -> ConvLSTMForFramePrediction:
-    torch.manual_seed(0)
-    options = dict(
-        hidden_sizes=[6],
-        patch_size=4,
-        num_input_frames=3,
-        num_output_frames=2,
-        rain_rate_transform=RainRateTransform("log1p").to_dict(),
-        ensemble_noise_channels=3,
-        ensemble_members=4,
+    """An ensemble model (3 noise channels, 4 members), its noise injection moved enough to move the forecast."""
+    return small_rain_model(
+        noise_scale=0.5, **{"ensemble_noise_channels": 3, "ensemble_members": 4, **overrides}
     )
-    model = ConvLSTMForFramePrediction(ConvLSTMConfig(**{**options, **overrides})).eval()
-    with torch.no_grad():  # trained-looking weights, and noise that moves the forecast
-        for name, parameter in model.named_parameters():
-            scale = 0.5 if "noise_injection" in name else 0.1
-            parameter.add_(scale * torch.randn_like(parameter))
-    return model
 
 
 def observed_rain(shape=(2, 3, 10, 13), seed=0) -> torch.Tensor:

@@ -11,24 +11,9 @@ import torch.nn.functional as F
 from bidirectional_conv_lstm import ConvLSTMConfig, ConvLSTMForFramePrediction
 from bidirectional_conv_lstm.models.convlstm.advection_convlstm import advect
 from bidirectional_conv_lstm.models.convlstm.rain_rate import RainRateTransform
+from rain_models import small_rain_model as rain_model
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-def rain_model(**overrides) -> ConvLSTMForFramePrediction:
-    torch.manual_seed(0)
-    options = dict(
-        hidden_sizes=[6],
-        patch_size=4,
-        num_input_frames=3,
-        num_output_frames=2,
-        rain_rate_transform=RainRateTransform("log1p").to_dict(),
-    )
-    model = ConvLSTMForFramePrediction(ConvLSTMConfig(**{**options, **overrides})).eval()
-    with torch.no_grad():  # trained-looking weights, so the forecast depends on the input
-        for parameter in model.parameters():
-            parameter.add_(0.1 * torch.randn_like(parameter))
-    return model
 
 
 def observed_rain(shape=(2, 3, 10, 13), seed=0) -> torch.Tensor:
