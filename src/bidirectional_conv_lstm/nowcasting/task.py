@@ -201,11 +201,12 @@ class RainRateTask:
         results dict."""
         args = self.args
         model.eval()
+        by_event = {}  # whole domains: each test event's results
         if whole_domain_test(args) is None:
             tests = {"test": (self.splits["test"], self.eval_context)}
             results = self.score(model, accelerator, *tests["test"])
         else:
-            tests, by_event, grids = {}, {}, {}
+            tests, grids = {}, {}
             for event in event_names(args, "test_events"):
                 event_args = whole_domain_arguments(args, event)
                 grids[event] = event_args.data["tile_size"]
@@ -214,11 +215,8 @@ class RainRateTask:
             results = mean_results(by_event, grids)
         if accelerator.is_main_process:
             lead_times = [t for t in REPORT_LEAD_TIMES if t <= args.num_output_frames]
-            if whole_domain_test(args) is not None:
-                for event, event_results in by_event.items():
-                    write_nowcast_evaluation(
-                        event_results, output_dir / "eval" / event, lead_times=lead_times
-                    )
+            for event, event_results in by_event.items():
+                write_nowcast_evaluation(event_results, output_dir / "eval" / event, lead_times=lead_times)
             write_nowcast_evaluation(results, output_dir / "eval", lead_times=lead_times)
             self.save_pictures(model, output_dir, accelerator=accelerator, tests=tests)
             save_nowcasting_card(
