@@ -27,6 +27,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from bidirectional_conv_lstm.benchmarks.layer_variants import COMPILE_VARIANTS
 from bidirectional_conv_lstm.benchmarks.suite import BenchmarkSettings, run_benchmark, write_report
 
 RECIPE = Path(__file__).resolve().parents[1] / "configs" / "moving_mnist_cpu.yaml"
@@ -50,7 +51,11 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="batch for (e); default --batch, else 1 on CPU, 64 on GPU",
     )
-    parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile variants")
+    parser.add_argument(
+        "--no-compile",
+        action="store_true",
+        help="skip the torch.compile variants (ours+compile, ours+*pointwise)",
+    )
     parser.add_argument("--loss-check", action="store_true", help="also run the bf16-vs-fp32 loss check")
     parser.add_argument("--loss-steps", type=int, default=50)
     parser.add_argument(
@@ -89,7 +94,7 @@ def parse_settings(argv: list[str] | None) -> tuple[BenchmarkSettings, argparse.
                 ["python", "scripts/benchmark.py", *(argv if argv is not None else sys.argv[1:])]
             ),
             variants=None if args.variants is None else {v.strip() for v in args.variants.split(",")},
-            exclude={"ours+compile"} if args.no_compile else set(),
+            exclude=set(COMPILE_VARIANTS) if args.no_compile else set(),
             repeats=args.repeats,
             quick=args.quick,
             device=args.device,

@@ -13,7 +13,7 @@ import torch
 
 from bidirectional_conv_lstm import ConvLSTM
 from bidirectional_conv_lstm.benchmarks import references, under_load
-from bidirectional_conv_lstm.benchmarks.layer_variants import ALL_VARIANTS, EXTRA_VARIANTS
+from bidirectional_conv_lstm.benchmarks.layer_variants import ALL_VARIANTS, COMPILE_VARIANTS, EXTRA_VARIANTS
 from bidirectional_conv_lstm.benchmarks.shapes import LAYER_CONFIGS, model_forward_flops
 from bidirectional_conv_lstm.benchmarks.suite import BenchmarkSettings
 from bidirectional_conv_lstm.models.convlstm import convlstm_fused
@@ -81,7 +81,7 @@ def test_quick_run_reports_every_variant(benchmark, tmp_path, monkeypatch):
             str(json_path),
         ]
     )
-    expected = set(ALL_VARIANTS) - {"ours+compile"}
+    expected = set(ALL_VARIANTS) - set(COMPILE_VARIANTS)
     assert {row["variant"] for row in results["layers"]["a"]["rows"]} == expected
     assert {row["variant"] for row in results["layers"]["b"]["rows"]} == expected - set(EXTRA_VARIANTS)
     for row in results["layers"]["a"]["rows"]:
@@ -124,6 +124,25 @@ def test_quick_run_reports_every_variant(benchmark, tmp_path, monkeypatch):
     assert "train % limit" in text and f"CPU instruction sets: {machine['isa']}" in text
     assert 'memory_format="auto"` chose' in text and f"**{choices[0]['choice']}**" in text
     assert json.loads(json_path.read_text())["machine"]["torch"] == torch.__version__
+
+
+def test_compiled_pointwise_rows_report_their_compile_time(benchmark, tmp_path):
+    """The pointwise="compiled" rows run beside their eager rows, in their precision, with their compile time
+    (``--no-compile`` leaves them out: the quick run above)."""
+    markdown = tmp_path / "table.md"
+    names = ["ours", "ours+bf16", "ours+pointwise", "ours+bf16+pointwise", "limit fp32", "limit bf16"]
+    results = benchmark.main(
+        ["--quick", "--configs", "a", "--variants", ",".join(names), "--output", str(markdown)]
+    )
+    rows = {row["variant"]: row for row in results["layers"]["a"]["rows"]}
+    assert set(rows) == set(names)
+    assert (
+        rows["ours+pointwise"]["precision"] == "fp32" and rows["ours+bf16+pointwise"]["precision"] == "bf16"
+    )
+    for name in ("ours+pointwise", "ours+bf16+pointwise"):
+        assert rows[name]["setup_s"] > 0 and rows[name]["train_ms"] > 0
+        assert rows[name]["train_limit_share"] > 0
+        assert f"| {name} |" in markdown.read_text()
 
 
 def test_bad_arguments_are_rejected(benchmark):

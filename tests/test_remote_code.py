@@ -23,6 +23,7 @@ CODE_FILES = (
     "modeling_convlstm.py",
     "convlstm.py",
     "convlstm_fused.py",
+    "convlstm_pointwise.py",
     "losses_convlstm.py",
     "forecasting_convlstm.py",
     "advection_convlstm.py",

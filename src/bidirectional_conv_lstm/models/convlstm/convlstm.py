@@ -420,6 +420,11 @@ class ConvLSTM(nn.Module):
             process and shape, see :func:`~.convlstm_fused.resolve_memory_format`; channels_last elsewhere and
             for small convolutions), ``"channels_last"`` or ``"contiguous"``. Results agree to rounding (about
             1e-7 in fp32) whichever it is; force one for results identical across processes.
+        pointwise: how the fused path runs each step's pointwise work (gate activations, cell update and their
+            backward): ``"eager"`` (default, torch ops in place) or ``"compiled"`` (``torch.compile``d into a
+            few fused kernels per step, see :mod:`.convlstm_pointwise`: faster, above all in bf16, for a few
+            seconds of compilation per process and shape and a C++ compiler on the CPU). Results agree to
+            rounding. ``torch.compile(module)`` itself traces the plain loop instead.
 
     Example::
 
@@ -431,6 +436,7 @@ class ConvLSTM(nn.Module):
 
     fused: bool = True
     memory_format: str = "auto"
+    pointwise: str = "eager"
 
     def __init__(
         self,
@@ -640,13 +646,23 @@ class ConvLSTM(nn.Module):
                     zero_state and times is chunks[0],
                     self.fused,
                     self.memory_format,
+                    self.pointwise,
                     use_reentrant=False,
                 )
                 for offset, out in enumerate(chunk_out.unbind(0)):
                     outputs[start + offset] = out
             return torch.stack(outputs), (hidden, cell_state)
         output, hidden, cell_state = _run_chunk(
-            cell, x, state[0], state[1], valid, reverse, zero_state, self.fused, self.memory_format
+            cell,
+            x,
+            state[0],
+            state[1],
+            valid,
+            reverse,
+            zero_state,
+            self.fused,
+            self.memory_format,
+            self.pointwise,
         )
         return output, (hidden, cell_state)
 
@@ -681,17 +697,19 @@ def _run_chunk(
     zero_state: bool = False,
     fused: bool = True,
     memory_format: str = "auto",
+    pointwise: str = "eager",
 ):
     """Steps over the (T, B, ...) frames ``x`` in time order (reversed when ``reverse``).
 
     The input convolution runs once over all ``T * B`` frames. Where ``valid`` is False the state
     is carried unchanged and the output is zero. ``zero_state`` says ``(hidden, cell_state)`` are
     zeros. With ``fused`` (and where it applies, see :func:`~.convlstm_fused.fused_applies`) the whole
-    chunk runs as one fused autograd ``Function`` (:mod:`.convlstm_fused`) in ``memory_format``. Returns
+    chunk runs as one fused autograd ``Function`` (:mod:`.convlstm_fused`) in ``memory_format``, its pointwise
+    work ``pointwise`` (eager or compiled). Returns
     ``(outputs (T, B, C_h, H', W'), h, c)``.
     """
     if fused and fused_applies(cell.gate, valid):
-        return run_fused(cell.gate, x, hidden, cell_state, reverse, zero_state, memory_format)
+        return run_fused(cell.gate, x, hidden, cell_state, reverse, zero_state, memory_format, pointwise)
     steps, batch = x.shape[:2]
     input_gates = cell.gate.input_gates(x.flatten(0, 1)).unflatten(0, (steps, batch)).unbind(0)
     step_valid = None if valid is None else valid.unbind(0)

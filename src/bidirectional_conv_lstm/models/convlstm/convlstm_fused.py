@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .convlstm_pointwise import POINTWISE_MODES, pointwise_steps
+
 __all__ = [
     "MEASURED_MIN_GFLOP",
     "MEMORY_FORMATS",
@@ -74,7 +76,7 @@ class _FusedConvLSTMSequence(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, input_weight, input_bias, hidden_weight, hidden, cell_state, zero_state, options):
-        stride, padding, dilation, hidden_padding, reverse, layout = options
+        stride, padding, dilation, hidden_padding, reverse, layout, pointwise = options
         steps, batch = x.shape[:2]
         dtype = _compute_dtype(x)
         state_dtype = cell_state.dtype
@@ -98,30 +100,18 @@ class _FusedConvLSTMSequence(torch.autograd.Function):
             cells = torch.empty_like(output)
             gates = gates.unflatten(0, (steps, batch))
             order = range(steps - 1, -1, -1) if reverse else range(steps)
-            h_prev, c_prev = hidden, cell_state
+            update, _ = pointwise_steps(pointwise)
+            # the recurrent convolution's input: `hidden`, then each step's h in the convolutions' dtype
+            h_prev = _to_layout(hidden.to(dtype), layout)
+            h_low = None if dtype == state_dtype else torch.empty_like(h_prev)
+            c_prev = _to_layout(cell_state, layout)
             for index, t in enumerate(order):
-                gate = gates[t]
+                recurrent = None
                 if index > 0 or not zero_state:
-                    gate += F.conv2d(
-                        _to_layout(h_prev.to(dtype), layout),
-                        hidden_weight_c,
-                        None,
-                        1,
-                        hidden_padding,
-                    )
-                act = gate if gate.dtype == state_dtype else gate.to(state_dtype)
-                act[:, : 2 * channels].sigmoid_()
-                act[:, 2 * channels : 3 * channels].tanh_()
-                act[:, 3 * channels :].sigmoid_()
-                i, f, g, o = act.chunk(4, dim=1)
-                c_t, h_t = cells[t], output[t]
-                torch.mul(f, c_prev, out=c_t)
-                c_t.addcmul_(i, g)
-                torch.tanh(c_t, out=h_t)
-                h_t.mul_(o)
-                if act is not gate:
-                    gate.copy_(act)
-                h_prev, c_prev = h_t, c_t
+                    recurrent = F.conv2d(h_prev, hidden_weight_c, None, 1, hidden_padding)
+                update(gates[t], recurrent, c_prev, cells[t], output[t], h_low)
+                h_prev = output[t] if h_low is None else h_low
+                c_prev = cells[t]
             last = order[-1]
         ctx.options = options
         ctx.zero_state = zero_state
@@ -137,7 +127,7 @@ class _FusedConvLSTMSequence(torch.autograd.Function):
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_output, grad_hidden, grad_cell):
         x, input_weight, hidden_weight, hidden, cell_state, gates, cells, output = ctx.saved_tensors
-        stride, padding, dilation, hidden_padding, reverse, layout = ctx.options
+        stride, padding, dilation, hidden_padding, reverse, layout, pointwise = ctx.options
         dtype = ctx.dtype
         input_weight_c = _to_layout(input_weight.to(dtype), layout)
         hidden_weight_c = _to_layout(hidden_weight.to(dtype), layout)
@@ -151,13 +141,14 @@ class _FusedConvLSTMSequence(torch.autograd.Function):
         input_mask = [needs[0], needs[1], has_bias and needs[2]]
         order = list(range(steps - 1, -1, -1)) if reverse else list(range(steps))
         grad_h, grad_c = _writable(grad_hidden, output[0]), _writable(grad_cell, cells[0])
+        _, gradients = pointwise_steps(pointwise)
         grad_hidden_weight = grad_input_weight = grad_bias = grad_x = None
         for index in range(steps - 1, -1, -1):
             t = order[index]
-            if grad_output is not None:
-                grad_h.add_(grad_output[t])
             c_prev = cell_state if index == 0 else cells[order[index - 1]]
-            grad_gates = _gate_gradients(gates[t], cells[t], c_prev, grad_h, grad_c, layout).to(dtype)
+            grad_step = None if grad_output is None else _to_layout(grad_output[t], layout)
+            grad_gates = torch.empty(gates[t].shape, dtype=dtype, device=x.device, memory_format=layout)
+            gradients(gates[t], cells[t], c_prev, grad_h, grad_step, grad_c, grad_gates)
             grad_frame, grad_weight, grad_b = _input_conv_backward(
                 grad_gates, x[t].to(dtype), input_conv, input_mask
             )
@@ -180,7 +171,7 @@ class _FusedConvLSTMSequence(torch.autograd.Function):
             del grad_weight
             grad_h = None
             if not first or needs[4]:
-                grad_h = _hidden_conv_backward(grad_gates, h_prev, hidden_conv, weight=False).to(state_dtype)
+                grad_h = _hidden_conv_backward(grad_gates, h_prev, hidden_conv, weight=False)
         if grad_hidden_weight is None:
             grad_hidden_weight = torch.zeros_like(hidden_weight_c, dtype=weight_dtype)
         return (
@@ -188,7 +179,7 @@ class _FusedConvLSTMSequence(torch.autograd.Function):
             grad_input_weight,
             grad_bias,
             grad_hidden_weight,
-            grad_h if needs[4] else None,
+            grad_h.to(state_dtype) if needs[4] else None,
             grad_c if needs[5] else None,
             None,
             None,
@@ -196,41 +187,9 @@ class _FusedConvLSTMSequence(torch.autograd.Function):
 
 
 def _writable(gradient, like: torch.Tensor) -> torch.Tensor:
-    """An own, writable copy of a final state's `gradient` in `like`'s dtype (zeros like `like` for None): the
-    backward loop updates it in place."""
-    return torch.zeros_like(like) if gradient is None else gradient.to(like.dtype, copy=True)
-
-
-def _gate_gradients(gate, cell, c_prev, grad_h, grad_c, layout) -> torch.Tensor:
-    """One step of the pointwise backward: the gradients of the four gate pre-activations, ``(B, 4 C_h, H', W')``
-    in ``grad_c``'s dtype, from the saved activations `gate` (``sigmoid(i), sigmoid(f), tanh(g),
-    sigmoid(o)``), the step's cell state `cell`, the previous one `c_prev` (None: a zero initial state) and the
-    gradients of the step's outputs `grad_h` and `grad_c`. `grad_c` is updated in place to the gradient of
-    ``c_prev``; `grad_h` is read only. The result is in memory format `layout`.
-
-    Preallocated buffers: two temporaries of ``C_h`` per step, no more.
-    """
-    act = gate if gate.dtype == grad_c.dtype else gate.to(grad_c.dtype)
-    i, f, g, o = act.chunk(4, dim=1)
-    grad_gates = torch.empty(act.shape, dtype=act.dtype, device=act.device, memory_format=layout)
-    grad_i, grad_f, grad_g, grad_o = grad_gates.chunk(4, dim=1)
-    scratch = torch.tanh(cell)
-    torch.mul(grad_h, scratch, out=grad_o)  # d o = dh * tanh(c)
-    scratch.square_().neg_().add_(1).mul_(o).mul_(grad_h)
-    grad_c.add_(scratch)  # dc += dh * o * (1 - tanh(c)^2)
-    torch.addcmul(o, o, o, value=-1, out=scratch)
-    grad_o.mul_(scratch)  # * sigmoid'(o)
-    torch.addcmul(i, i, i, value=-1, out=grad_i)
-    grad_i.mul_(g).mul_(grad_c)  # dc * g * sigmoid'(i)
-    if c_prev is None:  # zero initial state
-        grad_f.zero_()
-    else:
-        torch.addcmul(f, f, f, value=-1, out=grad_f)
-        grad_f.mul_(c_prev).mul_(grad_c)  # dc * c_prev * sigmoid'(f)
-    torch.mul(g, g, out=grad_g)
-    grad_g.neg_().add_(1).mul_(i).mul_(grad_c)  # dc * i * tanh'(g)
-    grad_c.mul_(f)
-    return grad_gates
+    """An own, writable copy of a final state's `gradient` in `like`'s dtype and memory format (zeros like `like`
+    for None): the backward loop updates it in place."""
+    return torch.zeros_like(like) if gradient is None else torch.empty_like(like).copy_(gradient)
 
 
 def _input_conv_backward(grad_gates, frame, input_conv, output_mask):
@@ -365,13 +324,23 @@ def resolve_memory_format(memory_format: str, gate: nn.Module, x: torch.Tensor, 
 
 
 def run_fused(
-    gate: nn.Module, x, hidden, cell_state, reverse: bool, zero_state: bool, memory_format: str = "auto"
+    gate: nn.Module,
+    x,
+    hidden,
+    cell_state,
+    reverse: bool,
+    zero_state: bool,
+    memory_format: str = "auto",
+    pointwise: str = "eager",
 ):
     """The chunk ``x`` (T, B, C, H, W) through the cell whose :class:`~.convlstm.ConvGate` is `gate`, as
     :func:`~.convlstm._run_chunk` computes it: ``(outputs (T, B, C_h, H', W'), h, c)``, every tensor in the
-    memory format :func:`resolve_memory_format` gives for `memory_format`."""
+    memory format :func:`resolve_memory_format` gives for `memory_format`, each step's pointwise work eager or
+    compiled as `pointwise` says (:func:`~.convlstm_pointwise.pointwise_steps`)."""
+    if pointwise not in POINTWISE_MODES:
+        raise ValueError(f"pointwise must be one of {POINTWISE_MODES}, got {pointwise!r}")
     layout = resolve_memory_format(memory_format, gate, x, hidden)
-    options = (gate.stride, gate.padding, gate.dilation, gate.hidden_conv.padding, reverse, layout)
+    options = (gate.stride, gate.padding, gate.dilation, gate.hidden_conv.padding, reverse, layout, pointwise)
     return _FusedConvLSTMSequence.apply(
         x,
         gate.input_conv.weight,

@@ -1,0 +1,131 @@
+"""``ConvLSTM.pointwise = "compiled"``: the fused path's per-step pointwise work through ``torch.compile``, against
+the plain per-step loop (float64) and against float64 under bf16 autocast, in both memory formats, with the
+initial state and the output gradient in another layout than the layer's (Inductor's kernels assume one)."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from bidirectional_conv_lstm import ConvLSTM
+from bidirectional_conv_lstm.models.convlstm import convlstm_fused, convlstm_pointwise
+from test_performance_paths import randomize, run_with_grads
+
+
+@pytest.fixture
+def modes(monkeypatch) -> list[str]:
+    """The pointwise modes the fused path asked for, in order."""
+    asked: list[str] = []
+    original = convlstm_fused.pointwise_steps
+
+    def recording(mode):
+        asked.append(mode)
+        return original(mode)
+
+    monkeypatch.setattr(convlstm_fused, "pointwise_steps", recording)
+    return asked
+
+
+def compiled_and_plain(module: ConvLSTM) -> tuple[ConvLSTM, ConvLSTM]:
+    plain = copy.deepcopy(module)
+    plain.fused = False
+    module.pointwise = "compiled"
+    return module, plain
+
+
+@pytest.mark.parametrize("memory_format", ["channels_last", "contiguous"])
+@pytest.mark.parametrize("with_state", [False, True], ids=["zero-state", "initial-state"])
+def test_compiled_pointwise_equals_the_plain_loop_in_float64(memory_format, with_state, modes):
+    compiled, plain = compiled_and_plain(
+        randomize(ConvLSTM(2, 3, 3, 1, bidirectional=True, num_layers=2).double())
+    )
+    compiled.memory_format = memory_format
+    x = torch.randn(4, 2, 2, 7, 6, dtype=torch.float64)
+    state = None
+    if with_state:  # contiguous (NCHW) whatever the layer's layout
+        state = tuple(torch.randn(4, 2, 3, 7, 6, dtype=torch.float64) for _ in range(2))
+    output, h_n, c_n, grads = run_with_grads(compiled, x, state)
+    assert modes and set(modes) == {"compiled"}  # forward and backward of every layer and direction
+    expected, expected_h, expected_c, expected_grads = run_with_grads(plain, x, state)
+    torch.testing.assert_close(output, expected, rtol=1e-9, atol=1e-9)
+    torch.testing.assert_close(h_n, expected_h, rtol=1e-9, atol=1e-9)
+    torch.testing.assert_close(c_n, expected_c, rtol=1e-9, atol=1e-9)
+    assert grads.keys() == expected_grads.keys()
+    for name in grads:
+        torch.testing.assert_close(grads[name], expected_grads[name], rtol=1e-8, atol=1e-8, msg=name)
+
+
+@pytest.mark.parametrize("with_state", [False, True], ids=["zero-state", "initial-state"])
+def test_compiled_pointwise_under_bf16_autocast_matches_float64(with_state, modes):
+    """Under bf16 autocast (cell state float32) the outputs and every gradient are the float64 plain path's to bf16
+    precision, and finite: with an initial state in another layout than the layer's, Inductor's kernels once gave
+    NaN."""
+    compiled, plain = compiled_and_plain(randomize(ConvLSTM(2, 4, 3, 1, bidirectional=True, num_layers=2)))
+    x = torch.randn(5, 2, 2, 6, 6)
+    state = None
+    if with_state:
+        state = (torch.randn(4, 2, 4, 6, 6) * 0.5, torch.randn(4, 2, 4, 6, 6) * 0.5)
+    reference = run_with_grads(plain.double(), x.double(), state and tuple(s.double() for s in state))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        output, h_n, c_n, grads = run_with_grads(compiled, x, state)
+    assert set(modes) == {"compiled"}
+    assert output.dtype == c_n.dtype == torch.float32
+    torch.testing.assert_close(output.double(), reference[0], rtol=0.05, atol=0.05)
+    torch.testing.assert_close(c_n.double(), reference[2], rtol=0.05, atol=0.05)
+    assert set(grads) == set(reference[3])
+    for name, value in grads.items():
+        assert torch.isfinite(value).all(), name
+        scale = reference[3][name].abs().max()
+        torch.testing.assert_close(value.double() / scale, reference[3][name] / scale, rtol=0.03, atol=0.03)
+
+
+def test_compiled_pointwise_with_gradient_checkpointing_matches_eager(modes):
+    eager = randomize(ConvLSTM(2, 3, 3, 1).double())
+    compiled = copy.deepcopy(eager)
+    compiled.pointwise = "compiled"
+    compiled.gradient_checkpointing = True
+    x = torch.randn(9, 2, 2, 5, 5, dtype=torch.float64)
+    expected = run_with_grads(eager, x)
+    modes.clear()
+    result = run_with_grads(compiled, x)
+    assert modes and set(modes) == {"compiled"}
+    torch.testing.assert_close(result[0], expected[0], rtol=1e-9, atol=1e-9)
+    for name in expected[3]:
+        torch.testing.assert_close(result[3][name], expected[3][name], rtol=1e-8, atol=1e-8, msg=name)
+
+
+def test_pointwise_bad_value_is_refused_before_running(modes):
+    module = ConvLSTM(2, 4, 3, 1)
+    module.pointwise = "fast"
+    with pytest.raises(ValueError, match=r"pointwise must be one of \('eager', 'compiled'\), got 'fast'"):
+        module(torch.randn(3, 2, 2, 6, 6))
+    assert modes == []
+
+
+def test_each_call_signature_compiles_its_own_copy_once(monkeypatch):
+    """Dynamo keeps at most `recompile_limit` (8) graphs per code object and the layers of one model soon need more
+    (shapes, layouts, dtypes): every signature gets a fresh copy of the function's code, compiled once."""
+    compiled_codes = []
+
+    def fake_compile(function, **options):
+        assert options == dict(dynamic=False, fullgraph=True)
+        compiled_codes.append(function.__code__)
+        return function
+
+    monkeypatch.setattr(convlstm_pointwise, "_COMPILED", {})
+    monkeypatch.setattr(convlstm_pointwise.torch, "compile", fake_compile)
+    function = convlstm_pointwise._fusible_cell_update
+    for batch in range(1, 11):  # ten shapes, each called twice
+        for _ in range(2):
+            assert convlstm_pointwise._compiled(function, (torch.zeros(batch, 4), None)) is not function
+    convlstm_pointwise._compiled(function, (torch.zeros(1, 4, dtype=torch.float64), None))  # another dtype
+    convlstm_pointwise._compiled(
+        function, (torch.zeros(4, 1).t(), None)
+    )  # other strides, same shape as batch 1
+    assert len(compiled_codes) == len(convlstm_pointwise._COMPILED) == 12
+    assert (
+        len({id(code) for code in compiled_codes}) == 12
+    )  # twelve code objects (== compares their contents)
+    assert all(code is not function.__code__ and code == function.__code__ for code in compiled_codes)
