@@ -219,12 +219,11 @@ def _hidden_conv_backward(grad_gates, h_prev, hidden_conv, *, weight: bool) -> t
 
 
 def _accumulate(total, gradient, dtype):
-    """``total + gradient`` in `dtype`, in place into `total` (`gradient` itself when `total` is None; `total`
-    when `gradient` is None)."""
+    """``total + gradient`` in `dtype`, in place into `total` (`gradient` in `dtype` when `total` is None; `total`
+    when `gradient` is None). The add reads a bf16 `gradient` as it is: no float32 copy of it per step."""
     if gradient is None:
         return total
-    gradient = gradient.to(dtype)
-    return gradient if total is None else total.add_(gradient)
+    return gradient.to(dtype) if total is None else total.add_(gradient)
 
 
 def _channels_last(tensor: torch.Tensor) -> torch.Tensor:
