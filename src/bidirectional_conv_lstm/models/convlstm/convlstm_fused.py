@@ -71,7 +71,9 @@ class _FusedConvLSTMSequence(torch.autograd.Function):
     A zero initial state skips the first step's recurrent convolution (its output is zero).
 
     Under autocast the convolutions run in the autocast dtype and the pointwise update in the cell
-    state's dtype (float32), as on the plain path.
+    state's dtype (float32), as on the plain path. Each step's pointwise work (the update, and in backward the
+    gate gradients) is :func:`~.convlstm_pointwise.pointwise_steps`'s, eager or compiled as the last of
+    ``options`` says.
     """
 
     @staticmethod
