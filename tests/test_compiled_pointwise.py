@@ -11,7 +11,7 @@ import torch
 
 from bidirectional_conv_lstm import ConvLSTM
 from bidirectional_conv_lstm.models.convlstm import convlstm_fused, convlstm_pointwise
-from test_performance_paths import randomize, run_with_grads
+from test_performance_paths import assert_results_close, randomize, run_with_grads
 
 
 @pytest.fixture
@@ -46,15 +46,9 @@ def test_compiled_pointwise_equals_the_plain_loop_in_float64(memory_format, with
     state = None
     if with_state:  # contiguous (NCHW) whatever the layer's layout
         state = tuple(torch.randn(4, 2, 3, 7, 6, dtype=torch.float64) for _ in range(2))
-    output, h_n, c_n, grads = run_with_grads(compiled, x, state)
+    results = run_with_grads(compiled, x, state)
     assert modes and set(modes) == {"compiled"}  # forward and backward of every layer and direction
-    expected, expected_h, expected_c, expected_grads = run_with_grads(plain, x, state)
-    torch.testing.assert_close(output, expected, rtol=1e-9, atol=1e-9)
-    torch.testing.assert_close(h_n, expected_h, rtol=1e-9, atol=1e-9)
-    torch.testing.assert_close(c_n, expected_c, rtol=1e-9, atol=1e-9)
-    assert grads.keys() == expected_grads.keys()
-    for name in grads:
-        torch.testing.assert_close(grads[name], expected_grads[name], rtol=1e-8, atol=1e-8, msg=name)
+    assert_results_close(results, run_with_grads(plain, x, state), 1e-9)
 
 
 @pytest.mark.parametrize("with_state", [False, True], ids=["zero-state", "initial-state"])
@@ -91,9 +85,7 @@ def test_compiled_pointwise_with_gradient_checkpointing_matches_eager(modes):
     modes.clear()
     result = run_with_grads(compiled, x)
     assert modes and set(modes) == {"compiled"}
-    torch.testing.assert_close(result[0], expected[0], rtol=1e-9, atol=1e-9)
-    for name in expected[3]:
-        torch.testing.assert_close(result[3][name], expected[3][name], rtol=1e-8, atol=1e-8, msg=name)
+    assert_results_close(result, expected, 1e-9)
 
 
 def test_pointwise_bad_value_is_refused_before_running(modes):
