@@ -11,7 +11,7 @@ import torch
 
 from bidirectional_conv_lstm import ConvLSTM
 from bidirectional_conv_lstm.models.convlstm import convlstm_fused, convlstm_pointwise
-from test_performance_paths import assert_results_close, randomize, run_with_grads
+from test_performance_paths import CASES, assert_results_close, randomize, run_with_grads
 
 
 @pytest.fixture
@@ -26,6 +26,9 @@ def modes(monkeypatch) -> list[str]:
 
     monkeypatch.setattr(convlstm_fused, "pointwise_steps", recording)
     return asked
+
+
+OTHER_CASES = ["stride-valid", "rect-kernel-dilation", "no-bias-batch-first"]
 
 
 def compiled_and_plain(module: ConvLSTM) -> tuple[ConvLSTM, ConvLSTM]:
@@ -48,6 +51,24 @@ def test_compiled_pointwise_equals_the_plain_loop_in_float64(memory_format, with
         state = tuple(torch.randn(4, 2, 3, 7, 6, dtype=torch.float64) for _ in range(2))
     results = run_with_grads(compiled, x, state)
     assert modes and set(modes) == {"compiled"}  # forward and backward of every layer and direction
+    assert_results_close(results, run_with_grads(plain, x, state), 1e-9)
+
+
+@pytest.mark.parametrize("case", [CASES[name] for name in OTHER_CASES], ids=OTHER_CASES)
+def test_compiled_pointwise_equals_the_plain_loop_for_the_layers_other_options(case, modes):
+    """Stride, "valid" padding, rectangular kernels, dilation, no bias, batch first: the compiled steps see other
+    shapes, and the initial state (contiguous) another layout than the layer's."""
+    options = dict(in_channels=2, hidden_channels=3, kernel_size=3, padding=1) | case
+    compiled, plain = compiled_and_plain(randomize(ConvLSTM(**options).double()))
+    x = torch.randn(4, 2, 2, 7, 6, dtype=torch.float64)
+    states = compiled.num_layers * compiled.num_directions
+    state = tuple(
+        torch.randn(states, 2, 3, *compiled.output_size(7, 6), dtype=torch.float64) for _ in range(2)
+    )
+    if compiled.batch_first:
+        x = x.transpose(0, 1).contiguous()
+    results = run_with_grads(compiled, x, state)
+    assert modes and set(modes) == {"compiled"}
     assert_results_close(results, run_with_grads(plain, x, state), 1e-9)
 
 
