@@ -1,13 +1,17 @@
-"""The pointwise work of one time step of the fused ConvLSTM sequence (:mod:`.convlstm_fused`): the cell update
-and its backward, either eagerly with in-place torch ops (``ConvLSTM.pointwise = "eager"``, the default) or
-compiled by ``torch.compile`` into a few fused kernels per step (``"compiled"``).
+"""The pointwise work of a ConvLSTM time step: the gate activations, the cell update and their backward.
 
+The fused sequence (:mod:`.convlstm_fused`) runs them eagerly with in-place torch ops (``ConvLSTM.pointwise =
+"eager"``, the default) or compiled by ``torch.compile`` into a few fused kernels per step (``"compiled"``).
 Eagerly, each step's update and backward are about twenty passes over the gate and state tensors, each a kernel
 launch, and under autocast two more for casting the gates to the cell state's dtype and back. Compiled, each is
 one or two loops that read every input once. On an Intel Xeon with AMX (2 vCPUs) that makes a bf16 training step
-of the benchmark's layer (a) about 10 % faster, fp32 a few % (docs/benchmarks.md). The price is the compilation:
+of the benchmark's layer (a) about 10 % faster, fp32 no faster (docs/benchmarks.md). The price is the compilation:
 a few seconds per process and shape (Inductor caches its kernels on disk), and a C++ compiler on the CPU, as for
 any ``torch.compile``.
+
+A single step (:meth:`~.convlstm.ConvLSTMCell.step`, which the frame-prediction model's forecaster takes one
+frame at a time) runs the same eager functions as one autograd ``Function`` (:func:`fused_cell_step`) instead of
+about ten autograd nodes with their saved tensors and casts.
 
 Like :mod:`.convlstm` it imports nothing but torch, so it travels with ``push_to_hub`` remote code.
 """
@@ -18,7 +22,7 @@ import types
 
 import torch
 
-__all__ = ["POINTWISE_MODES", "pointwise_steps"]
+__all__ = ["POINTWISE_MODES", "fused_cell_step", "fused_cell_step_applies", "pointwise_steps"]
 
 POINTWISE_MODES = ("eager", "compiled")
 
@@ -168,3 +172,55 @@ def pointwise_steps(mode: str):
     if mode == "compiled":
         return _compiled_cell_update, _compiled_gate_gradients
     raise ValueError(f"pointwise must be one of {POINTWISE_MODES}, got {mode!r}")
+
+
+class _FusedCellStep(torch.autograd.Function):
+    """One step's pointwise work, ``(gates, c_prev) -> (h, c)``, with :func:`cell_update` as its forward and
+    :func:`gate_gradients` as its backward. It saves the activations (in the cell state's dtype), ``c`` and
+    ``c_prev``; autograd over :func:`~.convlstm.lstm_pointwise` saves about twice as much and runs about ten
+    nodes."""
+
+    @staticmethod
+    def forward(ctx, gates, cell_state):
+        activations = gates.to(cell_state.dtype, copy=True)  # our own: the activations are written into it
+        new_cell, hidden = torch.empty_like(cell_state), torch.empty_like(cell_state)
+        cell_update(activations, None, cell_state, new_cell, hidden, None)
+        ctx.save_for_backward(activations, new_cell, cell_state)
+        ctx.gates_dtype = gates.dtype
+        return hidden, new_cell
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_hidden, grad_cell):
+        activations, new_cell, cell_state = ctx.saved_tensors
+        grad_hidden = _owned(grad_hidden, new_cell)
+        grad_cell = _owned(grad_cell, new_cell)
+        grad_gates = torch.empty_like(activations, dtype=ctx.gates_dtype)
+        gate_gradients(activations, new_cell, cell_state, grad_hidden, None, grad_cell, grad_gates)
+        return grad_gates, grad_cell
+
+
+def _owned(gradient, like: torch.Tensor) -> torch.Tensor:
+    """A copy of `gradient` in `like`'s dtype that the backward may write (zeros like `like` for None)."""
+    return torch.zeros_like(like) if gradient is None else gradient.to(like.dtype, copy=True)
+
+
+def fused_cell_step_applies(gates: torch.Tensor, cell_state: torch.Tensor) -> bool:
+    """Whether :func:`fused_cell_step` runs a step (else autograd over the plain ops): when gradients are
+    recorded, and not while ``torch.compile``, ``torch.jit`` or ONNX export trace the step (they want plain ops;
+    Inductor fuses them itself). Without gradients the plain ops are as fast."""
+    return (
+        torch.is_grad_enabled()
+        and (gates.requires_grad or cell_state.requires_grad)
+        and not torch.compiler.is_compiling()
+        and not torch.jit.is_tracing()
+        and not torch.onnx.is_in_onnx_export()
+    )
+
+
+def fused_cell_step(gates: torch.Tensor, cell_state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(h, c)`` from the gate pre-activations `gates` ``(B, 4 C_h, H', W')`` (order i, f, g, o; any floating
+    dtype) and the previous cell state ``(B, C_h, H', W')``, in the cell state's dtype, as
+    :func:`~.convlstm.lstm_pointwise` computes them without peepholes, as one autograd node (first derivatives
+    only: a second backward through it raises)."""
+    return _FusedCellStep.apply(gates, cell_state)
