@@ -13,6 +13,7 @@ Usage::
     python scripts/benchmark.py --quick               # tiny shapes, seconds (CI smoke test)
     python scripts/benchmark.py --loss-check          # bf16 vs fp32 loss, 50 steps on Moving MNIST
     python scripts/benchmark.py --configs "" --under-load          # training step alone vs beside a busy core
+    python scripts/benchmark.py --configs e --model-recipe         # (e) as the CPU recipe's model, batch 16
     python scripts/benchmark.py --device cuda --configs a,b,e --batch 64   # on a GPU (scripts/gpu_check.sh)
     python scripts/benchmark.py --device cuda --configs "" --cuda-graphs   # eager vs CUDA graphs, model (e)
 
@@ -55,6 +56,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-compile",
         action="store_true",
         help="skip the torch.compile variants (ours+compile, ours+*pointwise)",
+    )
+    parser.add_argument(
+        "--model-recipe",
+        action="store_true",
+        help="model (e) is the CPU recipe's model (configs/moving_mnist_cpu.yaml: its config, frames, batch 16)",
     )
     parser.add_argument("--loss-check", action="store_true", help="also run the bf16-vs-fp32 loss check")
     parser.add_argument("--loss-steps", type=int, default=50)
@@ -106,6 +112,7 @@ def parse_settings(argv: list[str] | None) -> tuple[BenchmarkSettings, argparse.
             under_load_steps=args.under_load_steps,
             recipe=RECIPE,
             cuda_graphs=args.cuda_graphs,
+            model_recipe=args.model_recipe,
         )
     except ValueError as error:
         parser.error(f"--{error}")

@@ -91,6 +91,8 @@ def test_quick_run_reports_every_variant(benchmark, tmp_path, monkeypatch):
     assert {row["variant"] for row in results["model"]["rows"]} == {
         "ours",
         "ours+bf16",
+        "ours+plain-steps",
+        "ours+bf16+plain-steps",
         "limit fp32",
         "limit fp32 nchw",
         "limit bf16",
@@ -145,6 +147,33 @@ def test_compiled_pointwise_rows_report_their_compile_time(benchmark, tmp_path):
         assert f"| {name} |" in markdown.read_text()
 
 
+def test_model_recipe_times_the_cpu_recipes_model_with_fused_and_plain_steps(benchmark):
+    """--model-recipe: section (e) is the CPU recipe's model (2 x 32 hidden, kernel 3, patch 4, 10 -> 10 frames),
+    its forecaster's steps fused and plain, beside the limit of its widest recurrent convolution."""
+    names = ["ours", "ours+plain-steps", "limit fp32"]
+    argv = [
+        "--configs",
+        "e",
+        "--model-recipe",
+        "--model-batch",
+        "2",
+        "--repeats",
+        "1",
+        "--variants",
+        ",".join(names),
+    ]
+    section = benchmark.main(argv)["model"]
+    assert "configs/moving_mnist_cpu.yaml" in section["title"]
+    assert section["shape"] == (
+        "batch 2; 2 x 32 hidden, kernel 3, patch 4, 10 -> 10 frames of 64x64 (unidirectional encoder)"
+    )
+    rows = {row["variant"]: row for row in section["rows"]}
+    assert set(rows) == set(names)
+    for name in ("ours", "ours+plain-steps"):
+        assert rows[name]["train_ms"] > 0
+        assert rows[name]["train_seq_s"] == pytest.approx(2e3 / rows[name]["train_ms"])
+
+
 def test_bad_arguments_are_rejected(benchmark):
     for argv in (
         ["--configs", "z"],
@@ -196,3 +225,5 @@ def test_settings_refuse_what_cannot_run():
         BenchmarkSettings(configs=["a", "z"], command="python scripts/benchmark.py")
     with pytest.raises(ValueError, match="under_load needs recipe"):
         BenchmarkSettings(configs=[], command="python scripts/benchmark.py", under_load=True)
+    with pytest.raises(ValueError, match="model_recipe needs recipe"):
+        BenchmarkSettings(configs=["e"], command="python scripts/benchmark.py", model_recipe=True)

@@ -42,6 +42,8 @@ class BenchmarkSettings:
         under_load / under_load_steps / recipe: also time the training step of ``recipe`` (the CPU recipe's config
             file) alone and beside a busy core, this many timed steps per condition (2 when ``quick``).
         cuda_graphs: also time model (e) eagerly and as CUDA graphs (a CUDA ``device``).
+        model_recipe: model (e) is the model of ``recipe`` (its config, frames and training batch) instead of the
+            OpenSTL ConvLSTM-S shape.
     """
 
     configs: list[str]
@@ -59,13 +61,15 @@ class BenchmarkSettings:
     under_load_steps: int = 8
     recipe: str | os.PathLike | None = None
     cuda_graphs: bool = False
+    model_recipe: bool = False
 
     def __post_init__(self):
         unknown = set(self.configs) - set(CONFIGURATIONS)
         if unknown:
             raise ValueError(f"configs: unknown configuration(s) {sorted(unknown)}; choose from a,b,c,d,e")
-        if self.under_load and self.recipe is None:
-            raise ValueError("under_load needs recipe, the training config file whose step is timed")
+        for name in ("under_load", "model_recipe"):
+            if getattr(self, name) and self.recipe is None:
+                raise ValueError(f"{name} needs recipe, the training config file whose model is timed")
 
 
 def layer_section(settings: BenchmarkSettings, key: str) -> dict:
@@ -143,9 +147,10 @@ def run_benchmark(settings: BenchmarkSettings) -> dict:
         results["streaming"] = streaming_results(settings)
     if "e" in settings.configs:
         start = time.perf_counter()
-        batch = model_batch(settings)
+        recipe = settings.recipe if settings.model_recipe else None
+        batch = model_batch(settings) if recipe is None else settings.model_batch or settings.batch
         results["model"] = model_section(
-            settings.device, batch, settings.quick, settings.variants, _repeats(settings)
+            settings.device, batch, settings.quick, settings.variants, _repeats(settings), recipe
         )
         print(f"(e) done in {time.perf_counter() - start:.0f} s", file=sys.stderr)
     results.update(_extra_results(settings))
