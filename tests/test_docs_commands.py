@@ -336,6 +336,16 @@ COMMANDS = {
         folder="radar",
         needs="pysteps",
     ),
+    # bf16 for the recipe (docs/experiments/2026-12-06-nowcasting-bf16.md): every stage under mixed_precision auto
+    "python scripts/train_nowcasting.py --radar_root ../shared/radar --output_dir outputs/nowcasting_bf16 "
+    "--synthetic.mixed_precision auto --radar.mixed_precision auto": Run(
+        (*TINY_SYNTHETIC_STAGE, *TINY_RADAR_STAGE),
+        check_nowcast(
+            "outputs/nowcasting_bf16", {"model", "persistence", "extrapolation", "sprog", "steps"}, radar=True
+        ),
+        folder="radar",
+        needs="pysteps",
+    ),
     ".venv/bin/python scripts/evaluate.py --dataset radar --baselines persistence extrapolation sprog --data "
     + RADAR_DATA: Run(
         ("--num_input_frames", "3", "--num_output_frames", "3", "--max_samples", "4"),
