@@ -1,6 +1,6 @@
 """``ConvLSTM.pointwise = "compiled"``: the fused path's per-step pointwise work through ``torch.compile``, against
 the plain per-step loop (float64) and against float64 under bf16 autocast, in both memory formats, with the
-initial state and the output gradient in another layout than the layer's (Inductor's kernels assume one)."""
+initial state and the output gradient in another layout than the layer's."""
 
 from __future__ import annotations
 
@@ -75,8 +75,8 @@ def test_compiled_pointwise_equals_the_plain_loop_for_the_layers_other_options(c
 @pytest.mark.parametrize("with_state", [False, True], ids=["zero-state", "initial-state"])
 def test_compiled_pointwise_under_bf16_autocast_matches_float64(with_state, modes):
     """Under bf16 autocast (cell state float32) the outputs and every gradient are the float64 plain path's to bf16
-    precision, and finite: with an initial state in another layout than the layer's, Inductor's kernels once gave
-    NaN."""
+    precision, and finite, also with an initial state in another layout than the layer's (an earlier form of the
+    compiled functions gave NaN there)."""
     compiled, plain = compiled_and_plain(randomize(ConvLSTM(2, 4, 3, 1, bidirectional=True, num_layers=2)))
     x = torch.randn(5, 2, 2, 6, 6)
     state = None

@@ -58,7 +58,7 @@ def _mean_leaf(values: list):
         return [_mean_leaf([v[i] for v in values]) for i in range(len(first))]
     if all(type(v) is type(first) and v == first for v in values):
         return first  # the same on every event (a frame count, a member count): kept as it is
-    if isinstance(first, bool) or not isinstance(first, (int, float, np.number)) or first is None:
+    if isinstance(first, bool) or not isinstance(first, (int, float, np.number)):
         return None
     return float(np.mean([float(v) if v is not None else np.nan for v in values]))
 

@@ -106,7 +106,7 @@ class _FusedConvLSTMSequence(torch.autograd.Function):
             # the recurrent convolution's input: `hidden`, then each step's h in the convolutions' dtype
             h_prev = _to_layout(hidden.to(dtype), layout)
             h_low = None if dtype == state_dtype else torch.empty_like(h_prev)
-            c_prev = _to_layout(cell_state, layout)
+            c_prev = cell_state
             for index, t in enumerate(order):
                 recurrent = None
                 if index > 0 or not zero_state:
@@ -148,7 +148,7 @@ class _FusedConvLSTMSequence(torch.autograd.Function):
         for index in range(steps - 1, -1, -1):
             t = order[index]
             c_prev = cell_state if index == 0 else cells[order[index - 1]]
-            grad_step = None if grad_output is None else _to_layout(grad_output[t], layout)
+            grad_step = None if grad_output is None else grad_output[t]
             grad_gates = torch.empty(gates[t].shape, dtype=dtype, device=x.device, memory_format=layout)
             gradients(gates[t], cells[t], c_prev, grad_h, grad_step, grad_c, grad_gates)
             grad_frame, grad_weight, grad_b = _input_conv_backward(

@@ -150,23 +150,33 @@ def _compiled(function, arguments):
     return _COMPILED[key]
 
 
+def _in_layout_of(tensor, reference):
+    """`tensor` with `reference`'s strides (a copy only where they differ, e.g. a contiguous initial state or output
+    gradient beside channels_last gates): one layout keeps Inductor's loops dense (mixed, they are strided and
+    slower; an earlier form of these functions even gave NaN with them in torch 2.13)."""
+    if tensor is None or tensor.stride() == reference.stride():
+        return tensor
+    return torch.empty_like(reference, dtype=tensor.dtype).copy_(tensor)
+
+
 def _compiled_cell_update(gate, recurrent, c_prev, c_out, h_out, h_low) -> None:
     if recurrent is None:  # a zero initial state: zeros, for one signature fewer to compile
         recurrent = torch.zeros_like(gate)
-    arguments = (gate, recurrent, c_prev, c_out, h_out, h_low)
+    arguments = (gate, recurrent, _in_layout_of(c_prev, c_out), c_out, h_out, h_low)
     _compiled(_fusible_cell_update, arguments)(*arguments)
 
 
 def _compiled_gate_gradients(act, cell, c_prev, grad_h, grad_out, grad_c, out) -> None:
-    c_prev = torch.zeros_like(cell) if c_prev is None else c_prev
-    arguments = (act, cell, c_prev, grad_h, grad_out, grad_c, out)
+    c_prev = torch.zeros_like(cell) if c_prev is None else _in_layout_of(c_prev, cell)
+    grad_h, grad_out = _in_layout_of(grad_h, cell), _in_layout_of(grad_out, cell)
+    arguments = (act, cell, c_prev, grad_h, grad_out, _in_layout_of(grad_c, cell), out)
     _compiled(_fusible_gate_gradients, arguments)(*arguments)
 
 
 def pointwise_steps(mode: str):
     """``(cell_update, gate_gradients)`` for `mode` (one of :data:`POINTWISE_MODES`), with the signatures of
-    :func:`cell_update` and :func:`gate_gradients`. Compiled, every tensor given must be in one memory format (the
-    fused sequence's layout): Inductor's kernels assume it."""
+    :func:`cell_update` and :func:`gate_gradients`. Compiled, the state and gradient tensors are brought into the
+    cell state's memory format first where theirs differs (:func:`_in_layout_of`); eagerly, torch ops mix layouts."""
     if mode == "eager":
         return cell_update, gate_gradients
     if mode == "compiled":
